@@ -1,0 +1,83 @@
+using System.Numerics.Tensors;
+
+namespace SaeSharp.Tensors;
+
+/// <summary>Row-wise and whole-tensor helpers over <see cref="TensorPrimitives"/>.</summary>
+public static class Ops
+{
+    /// <summary>Adds <paramref name="bias"/> to every row of x in place.</summary>
+    public static void AddRowVector(Tensor x, ReadOnlySpan<float> bias)
+    {
+        if (bias.Length != x.Cols) throw new ArgumentException($"bias has {bias.Length} elements, rows have {x.Cols}");
+        for (int r = 0; r < x.Rows; r++) TensorPrimitives.Add(x.Row(r), bias, x.Row(r));
+    }
+
+    /// <summary>Subtracts <paramref name="bias"/> from every row of x in place.</summary>
+    public static void SubtractRowVector(Tensor x, ReadOnlySpan<float> bias)
+    {
+        if (bias.Length != x.Cols) throw new ArgumentException($"bias has {bias.Length} elements, rows have {x.Cols}");
+        for (int r = 0; r < x.Rows; r++) TensorPrimitives.Subtract(x.Row(r), bias, x.Row(r));
+    }
+
+    /// <summary>Column sums of x [rows, cols] into <paramref name="result"/> (accumulated in float64 for stability).</summary>
+    public static void SumRows(Tensor x, Span<float> result, bool accumulate = false)
+    {
+        if (result.Length != x.Cols) throw new ArgumentException($"result has {result.Length} elements, rows have {x.Cols}");
+        var acc = new double[x.Cols];
+        for (int r = 0; r < x.Rows; r++)
+        {
+            var row = x.Row(r);
+            for (int j = 0; j < row.Length; j++) acc[j] += row[j];
+        }
+        for (int j = 0; j < acc.Length; j++) result[j] = (float)(accumulate ? result[j] + acc[j] : acc[j]);
+    }
+
+    /// <summary>The transpose of a 2-D tensor, as a new tensor.</summary>
+    public static Tensor Transpose(Tensor x)
+    {
+        if (x.Rank != 2) throw new ArgumentException("Transpose needs a 2-D tensor");
+        var t = Tensor.Uninitialized(x.Dim(1), x.Dim(0));
+        TransposeInto(x, t, accumulate: false);
+        return t;
+    }
+
+    /// <summary>y = xᵀ (or y += xᵀ), blocked for cache locality.</summary>
+    public static void TransposeInto(Tensor x, Tensor y, bool accumulate, Compute? compute = null)
+    {
+        int rows = x.Dim(0), cols = x.Dim(1);
+        y.EnsureShape("transpose output", cols, rows);
+        const int Block = 32;
+        var xd = x.Data; int xo = x.Offset;
+        var yd = y.Data; int yo = y.Offset;
+        (compute ?? Compute.All).ForRange(cols, Block, (c0, c1) =>
+        {
+            for (int i0 = 0; i0 < rows; i0 += Block)
+                for (int j0 = c0; j0 < c1; j0 += Block)
+                {
+                    int i1 = Math.Min(rows, i0 + Block), j1 = Math.Min(c1, j0 + Block);
+                    for (int j = j0; j < j1; j++)
+                        for (int i = i0; i < i1; i++)
+                        {
+                            ref float dst = ref yd[yo + j * rows + i];
+                            float v = xd[xo + i * cols + j];
+                            dst = accumulate ? dst + v : v;
+                        }
+                }
+        }, Block);
+    }
+
+    /// <summary>Euclidean norm of every row of x.</summary>
+    public static float[] RowNorms(Tensor x)
+    {
+        var n = new float[x.Rows];
+        for (int r = 0; r < x.Rows; r++) n[r] = TensorPrimitives.Norm(x.Row(r));
+        return n;
+    }
+
+    /// <summary>True when any element is NaN or infinite.</summary>
+    public static bool HasNonFinite(ReadOnlySpan<float> x)
+    {
+        foreach (float v in x) if (!float.IsFinite(v)) return true;
+        return false;
+    }
+}

@@ -1,0 +1,94 @@
+using System.Numerics.Tensors;
+
+namespace SaeSharp.Tensors;
+
+/// <summary>
+/// Kernels over <see cref="SparseCodes"/> (top-k latent codes) against dense weight rows. These are what make
+/// TopK-style SAEs cheap: decode and weight gradients cost O(rows·k·d) instead of O(rows·d_sae·d).
+/// </summary>
+public static class SparseKernels
+{
+    /// <summary>
+    /// output[r] = Σ_e value[e]·weights[index[e]] (+ bias): codes [B, d_sae] times weights [d_sae, d] into [B, d].
+    /// <paramref name="values"/> overrides the codes' own values when given (same entry order).
+    /// </summary>
+    public static void Decode(SparseCodes codes, Tensor weights, Tensor output, ReadOnlySpan<float> bias = default,
+        Compute? compute = null, float[]? values = null)
+    {
+        int d = weights.Cols;
+        CheckWeights(codes, weights, "Decode");
+        output.EnsureShape("Decode output", codes.Rows, d);
+        if (!bias.IsEmpty && bias.Length != d) throw new ArgumentException($"Decode bias has {bias.Length} elements, expected {d}");
+        var vals = values ?? codes.Value;
+        var biasCopy = bias.IsEmpty ? null : bias.ToArray();
+        (compute ?? Compute.All).ForRange(codes.Rows, 16, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                var o = output.Row(r);
+                if (biasCopy is null) o.Clear(); else biasCopy.CopyTo(o);
+                for (int e = codes.RowStart[r]; e < codes.RowStart[r + 1]; e++)
+                {
+                    float v = vals[e];
+                    if (v != 0) TensorPrimitives.MultiplyAdd(weights.Row(codes.Index[e]), v, o, o);
+                }
+            }
+        });
+    }
+
+    /// <summary>
+    /// result[e] = dense[row(e)] · weights[index[e]]: the gradient with respect to each code entry given the
+    /// gradient <paramref name="dense"/> [B, d] of the decoded output, with weights [d_sae, d].
+    /// </summary>
+    public static void GatherDot(SparseCodes codes, Tensor dense, Tensor weights, Span<float> result, Compute? compute = null)
+    {
+        CheckWeights(codes, weights, "GatherDot");
+        dense.EnsureShape("GatherDot dense", codes.Rows, weights.Cols);
+        if (result.Length < codes.Count) throw new ArgumentException($"GatherDot result has {result.Length} slots, need {codes.Count}");
+        var res = new float[codes.Count];
+        (compute ?? Compute.All).ForRange(codes.Rows, 16, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                var g = dense.Row(r);
+                for (int e = codes.RowStart[r]; e < codes.RowStart[r + 1]; e++)
+                    res[e] = TensorPrimitives.Dot(g, weights.Row(codes.Index[e]));
+            }
+        });
+        res.CopyTo(result);
+    }
+
+    /// <summary>
+    /// gradient[index[e]] += coefficient[e]·dense[row(e)] for every entry: the weight gradient of a sparse
+    /// product, touching only the selected rows of gradient [d_sae, d]. Parallel over latent ranges (no atomics);
+    /// each latent's contributions are summed in row order, so the result does not depend on threads.
+    /// </summary>
+    public static void ScatterOuterAdd(SparseCodes codes, ReadOnlySpan<float> coefficients, Tensor dense, Tensor gradient, Compute? compute = null)
+    {
+        CheckWeights(codes, gradient, "ScatterOuterAdd");
+        dense.EnsureShape("ScatterOuterAdd dense", codes.Rows, gradient.Cols);
+        if (coefficients.Length < codes.Count) throw new ArgumentException($"ScatterOuterAdd has {coefficients.Length} coefficients, need {codes.Count}");
+        var coef = coefficients[..codes.Count].ToArray();
+        var (colStart, entry) = codes.ByColumn();
+        var entryRow = codes.EntryRows();
+        (compute ?? Compute.All).ForRange(codes.Cols, 64, (j0, j1) =>
+        {
+            for (int j = j0; j < j1; j++)
+            {
+                if (colStart[j] == colStart[j + 1]) continue;
+                var gRow = gradient.Row(j);
+                for (int t = colStart[j]; t < colStart[j + 1]; t++)
+                {
+                    int e = entry[t];
+                    if (coef[e] != 0) TensorPrimitives.MultiplyAdd(dense.Row(entryRow[e]), coef[e], gRow, gRow);
+                }
+            }
+        });
+    }
+
+    private static void CheckWeights(SparseCodes codes, Tensor weights, string op)
+    {
+        if (weights.Rank != 2 || weights.Dim(0) != codes.Cols)
+            throw new ArgumentException($"{op}: weights must be [{codes.Cols}, d], got [{weights.ShapeString}]");
+    }
+}

@@ -1,0 +1,209 @@
+using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+
+namespace SaeSharp.Tensors;
+
+/// <summary>Top-k selection per row and over a whole batch. Ties go to the lower index.</summary>
+public static class TopK
+{
+    /// <summary>
+    /// For each row of x [rows, cols], the k largest values (descending; ties by lower index) and their
+    /// indices, written as <see cref="SparseCodes"/> with k entries per row. With <paramref name="relu"/>, the
+    /// selected values are clamped at zero afterwards (SAELens TopK: topk, then ReLU on the values).
+    /// </summary>
+    public static SparseCodes Rows(Tensor x, int k, bool relu, Compute? compute = null)
+    {
+        var codes = SparseCodes.Fixed(x.Rows, x.Cols, k);
+        Rows(x, k, relu, codes, compute);
+        return codes;
+    }
+
+    public static void Rows(Tensor x, int k, bool relu, SparseCodes output, Compute? compute = null)
+    {
+        int rows = x.Rows, cols = x.Cols;
+        if (k < 1 || k > cols) throw new ArgumentOutOfRangeException(nameof(k), $"k = {k} must be in [1, {cols}]");
+        if (output.Rows != rows || output.Cols != cols || output.Index.Length < rows * k)
+            throw new ArgumentException("output codes do not match x");
+        for (int r = 0; r <= rows; r++) output.RowStart[r] = r * k;
+        var data = x.Data;
+        int offset = x.Offset;
+        (compute ?? Compute.All).ForRange(rows, 8, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                var row = new ReadOnlySpan<float>(data, offset + r * cols, cols);
+                SelectRow(row, k, output.Value.AsSpan(r * k, k), output.Index.AsSpan(r * k, k));
+                if (relu)
+                {
+                    var v = output.Value.AsSpan(r * k, k);
+                    for (int j = 0; j < k; j++) if (v[j] < 0) v[j] = 0;
+                }
+            }
+        });
+    }
+
+    /// <summary>Top-k of one row into values/indices sorted descending (ties by lower index).</summary>
+    public static void SelectRow(ReadOnlySpan<float> row, int k, Span<float> values, Span<int> indices)
+    {
+        int n = row.Length;
+        if (k < 1 || k > n) throw new ArgumentOutOfRangeException(nameof(k));
+        // Min-heap of the best k seen so far, ordered so the root is the worst: (smallest value, largest index).
+        for (int i = 0; i < k; i++)
+        {
+            values[i] = row[i];
+            indices[i] = i;
+            SiftUp(values, indices, i);
+        }
+        int j = k;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            // Skip whole vectors that cannot enter the heap: the scan is the hot loop when k << n.
+            while (j + 16 <= n)
+            {
+                var v = Vector512.Create(row.Slice(j, 16));
+                if (Vector512.GreaterThanAny(v, Vector512.Create(values[0])))
+                    for (int t = 0; t < 16; t++) Offer(values, indices, k, row[j + t], j + t);
+                j += 16;
+            }
+        }
+        for (; j < n; j++) Offer(values, indices, k, row[j], j);
+        SortDescending(values, indices, k);
+    }
+
+    private static void Offer(Span<float> values, Span<int> indices, int k, float v, int idx)
+    {
+        // Later indices lose ties, so only a strictly larger value replaces the root.
+        if (!(v > values[0])) return;
+        values[0] = v;
+        indices[0] = idx;
+        SiftDown(values, indices, 0, k);
+    }
+
+    // "a worse than b" for the heap: smaller value, or equal value and larger index.
+    private static bool Worse(float va, int ia, float vb, int ib) => va < vb || (va == vb && ia > ib);
+
+    private static void SiftUp(Span<float> v, Span<int> ix, int i)
+    {
+        while (i > 0)
+        {
+            int p = (i - 1) >> 1;
+            if (!Worse(v[i], ix[i], v[p], ix[p])) break;
+            (v[i], v[p]) = (v[p], v[i]);
+            (ix[i], ix[p]) = (ix[p], ix[i]);
+            i = p;
+        }
+    }
+
+    private static void SiftDown(Span<float> v, Span<int> ix, int i, int n)
+    {
+        while (true)
+        {
+            int l = 2 * i + 1, r = l + 1, w = i;
+            if (l < n && Worse(v[l], ix[l], v[w], ix[w])) w = l;
+            if (r < n && Worse(v[r], ix[r], v[w], ix[w])) w = r;
+            if (w == i) return;
+            (v[i], v[w]) = (v[w], v[i]);
+            (ix[i], ix[w]) = (ix[w], ix[i]);
+            i = w;
+        }
+    }
+
+    private static void SortDescending(Span<float> v, Span<int> ix, int k)
+    {
+        // Heap-sort: repeatedly move the worst to the end.
+        for (int end = k - 1; end > 0; end--)
+        {
+            (v[0], v[end]) = (v[end], v[0]);
+            (ix[0], ix[end]) = (ix[end], ix[0]);
+            SiftDown(v, ix, 0, end);
+        }
+    }
+
+    /// <summary>
+    /// Batch top-k (SAELens BatchTopK): ReLU, then keep the <paramref name="total"/> largest positive values
+    /// of the whole [rows, cols] matrix (ties by lower flat index). Returns codes with indices ascending
+    /// within each row, and the smallest kept value (0 when nothing is kept).
+    /// </summary>
+    public static (SparseCodes Codes, float MinKept) Batch(Tensor x, int total, Compute? compute = null)
+    {
+        if (total < 1) throw new ArgumentOutOfRangeException(nameof(total), "total must be at least 1");
+        var c = compute ?? Compute.All;
+        int rows = x.Rows, cols = x.Cols;
+        var data = x.Data;
+        int offset = x.Offset;
+
+        // Positive floats order like their bit patterns: select the threshold by a two-level radix histogram.
+        var hi = Histogram(c, data, offset, rows, cols, hiBin: -1);
+        long positives = 0;
+        foreach (long h in hi) positives += h;
+        long keep = Math.Min(total, positives);
+        var codes = new SparseCodes(rows, cols, (int)keep);
+        if (keep == 0) return (codes, 0f);
+
+        int hiBin = FindBin(hi, keep, out long aboveHi);
+        var lo = Histogram(c, data, offset, rows, cols, hiBin);
+        int loBin = FindBin(lo, keep - aboveHi, out long aboveLo);
+        uint threshold = ((uint)hiBin << 16) | (uint)loBin;
+        long ties = keep - aboveHi - aboveLo; // how many values equal to the threshold to keep, lowest index first
+
+        int write = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            codes.RowStart[r] = write;
+            var row = new ReadOnlySpan<float>(data, offset + r * cols, cols);
+            for (int j = 0; j < cols; j++)
+            {
+                uint bits = BitConverter.SingleToUInt32Bits(row[j]);
+                if ((int)bits <= 0 || bits < threshold || bits > 0x7F800000) continue;
+                if (bits == threshold)
+                {
+                    if (ties == 0) continue;
+                    ties--;
+                }
+                codes.Index[write] = j;
+                codes.Value[write] = row[j];
+                write++;
+            }
+        }
+        codes.RowStart[rows] = write;
+        return (codes, BitConverter.UInt32BitsToSingle(threshold));
+    }
+
+    // Histogram of positive, non-NaN values: by the high 16 bits (hiBin < 0), or by the low 16 bits of the
+    // values whose high bits equal hiBin. Per-part histograms are summed in part order.
+    private static long[] Histogram(Compute c, float[] data, int offset, int rows, int cols, int hiBin)
+    {
+        const uint PositiveInfinityBits = 0x7F800000;
+        int parts = Math.Max(1, Math.Min(c.Threads, rows));
+        var partial = new long[parts][];
+        c.For(parts, p =>
+        {
+            var h = new long[1 << 16];
+            int r0 = (int)((long)rows * p / parts), r1 = (int)((long)rows * (p + 1) / parts);
+            var span = new ReadOnlySpan<float>(data, offset + r0 * cols, (r1 - r0) * cols);
+            foreach (float v in span)
+            {
+                uint bits = BitConverter.SingleToUInt32Bits(v);
+                if ((int)bits <= 0 || bits > PositiveInfinityBits) continue; // not positive, or NaN
+                if (hiBin < 0) h[bits >> 16]++;
+                else if ((bits >> 16) == (uint)hiBin) h[bits & 0xFFFF]++;
+            }
+            partial[p] = h;
+        });
+        var sum = new long[1 << 16];
+        foreach (var h in partial) TensorPrimitives.Add(sum, h, sum);
+        return sum;
+    }
+
+    // Highest bin such that the counts at and above it reach `need`; `above` receives the count strictly above it.
+    private static int FindBin(long[] hist, long need, out long above)
+    {
+        long acc = 0;
+        for (int b = hist.Length - 1; b >= 0; b--)
+        {
+            if (acc + hist[b] >= need) { above = acc; return b; }
+            acc += hist[b];
+        }
+        throw new InvalidOperationException("histogram holds fewer values than requested");
+    }
+}
