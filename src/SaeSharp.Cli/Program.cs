@@ -1,1 +1,35 @@
-﻿Console.WriteLine("Hello, World!");
+using System.CommandLine;
+using SaeSharp.Cli.Commands;
+
+namespace SaeSharp.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Parses and runs a command line; errors print one clear line and exit non-zero.</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var root = BuildRoot();
+        try
+        {
+            var parse = root.Parse(args);
+            var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
+            return parse.Invoke(config);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or InvalidOperationException
+                                   or KeyNotFoundException or FormatException or NotSupportedException)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+
+    public static RootCommand BuildRoot()
+    {
+        var root = new RootCommand("SaeSharp: sparse autoencoders for mechanistic interpretability, in .NET");
+        // Each area of the CLI contributes its commands from its own file under Commands/.
+        root.Add(BenchCommands.Build());
+        return root;
+    }
+}

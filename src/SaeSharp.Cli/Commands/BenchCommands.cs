@@ -1,0 +1,19 @@
+using System.CommandLine;
+using SaeSharp.Bench;
+
+namespace SaeSharp.Cli.Commands;
+
+/// <summary>`saesharp bench ...`: throughput benchmarks that print their figures.</summary>
+public static class BenchCommands
+{
+    public static Command Build()
+    {
+        var bench = new Command("bench", "Run throughput benchmarks and print their figures");
+        var kernels = new Command("kernels", "FMA peak, GEMM GFLOP/s for SAE shapes, top-k and sparse-decode throughput");
+        var quick = new Option<bool>("--quick") { Description = "Smaller shapes and fewer repetitions (a smoke run)" };
+        kernels.Add(quick);
+        kernels.SetAction(p => KernelBench.Run(p.InvocationConfiguration.Output, p.GetValue(quick)));
+        bench.Add(kernels);
+        return bench;
+    }
+}
