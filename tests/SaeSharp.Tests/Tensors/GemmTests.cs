@@ -1,0 +1,109 @@
+using SaeSharp.Tensors;
+
+namespace SaeSharp.Tests.Tensors;
+
+public class GemmTests
+{
+    // float64 reference of C = alpha·op(A)·op(B) + beta·C.
+    private static double[] Reference(Trans ta, Trans tb, int m, int n, int k, float alpha, float[] a, int lda, float[] b, int ldb, float beta, float[] c, int ldc)
+    {
+        var r = new double[c.Length];
+        for (int i = 0; i < c.Length; i++) r[i] = c[i];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int p = 0; p < k; p++)
+                    s += (double)(ta == Trans.No ? a[i * lda + p] : a[p * lda + i]) * (tb == Trans.No ? b[p * ldb + j] : b[j * ldb + p]);
+                r[i * ldc + j] = alpha * s + (beta == 0 ? 0 : beta * (double)c[i * ldc + j]);
+            }
+        return r;
+    }
+
+    public static IEnumerable<object[]> Shapes()
+    {
+        int[][] shapes =
+        {
+            new[] { 1, 1, 1 }, new[] { 3, 17, 31 }, new[] { 17, 3, 65 }, new[] { 31, 65, 130 }, new[] { 65, 130, 17 },
+            new[] { 130, 31, 300 }, new[] { 257, 129, 513 }, new[] { 2, 300, 70 }, new[] { 13, 1, 33 }, new[] { 100, 37, 1 },
+        };
+        foreach (var s in shapes)
+            foreach (var ta in new[] { Trans.No, Trans.Yes })
+                foreach (var tb in new[] { Trans.No, Trans.Yes })
+                    yield return new object[] { s[0], s[1], s[2], ta, tb };
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void MatchesFloat64Reference(int m, int n, int k, Trans ta, Trans tb)
+    {
+        var rng = new Rng((ulong)(m * 1000003 + n * 1009 + k * 7 + (int)ta * 2 + (int)tb));
+        // Leading dimensions larger than the logical widths exercise strided access.
+        int lda = (ta == Trans.No ? k : m) + 3, ldb = (tb == Trans.No ? n : k) + 5, ldc = n + 2;
+        var a = new float[(ta == Trans.No ? m : k) * lda];
+        var b = new float[(tb == Trans.No ? k : n) * ldb];
+        rng.FillNormal(a);
+        rng.FillNormal(b);
+        foreach (var (alpha, beta) in new[] { (1f, 0f), (0.5f, 1f), (-1.5f, 0.25f) })
+        {
+            var c = new float[m * ldc];
+            rng.FillNormal(c);
+            if (beta == 0) c.AsSpan().Fill(float.NaN); // beta = 0 must overwrite, even NaN
+            var expected = Reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, beta == 0 ? new float[c.Length] : c, ldc);
+            var pad = (float[])c.Clone();
+            Gemm.Multiply(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, new Compute(2));
+            for (int i = 0; i < m; i++)
+            {
+                for (int j = 0; j < n; j++)
+                {
+                    double e = expected[i * ldc + j];
+                    double tol = 1e-5 * Math.Sqrt(k) * (1 + Math.Abs(e));
+                    Assert.True(Math.Abs(c[i * ldc + j] - e) <= tol, $"C[{i},{j}] = {c[i * ldc + j]}, expected {e} (alpha {alpha}, beta {beta})");
+                }
+                for (int j = n; j < ldc && i < m - 1; j++)
+                    Assert.Equal(pad[i * ldc + j], c[i * ldc + j]); // padding between rows untouched
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(300, 200, 100, Trans.No, Trans.No)]
+    [InlineData(100, 700, 90, Trans.No, Trans.Yes)]
+    [InlineData(150, 160, 600, Trans.Yes, Trans.No)]
+    public void ResultDoesNotDependOnThreadCount(int m, int n, int k, Trans ta, Trans tb)
+    {
+        var rng = new Rng(7);
+        var a = new float[m * k];
+        var b = new float[k * n];
+        rng.FillNormal(a);
+        rng.FillNormal(b);
+        float[] Run(int threads)
+        {
+            var c = new float[m * n];
+            Gemm.Multiply(ta, tb, m, n, k, 1, a, ta == Trans.No ? k : m, b, tb == Trans.No ? n : k, 0, c, n, new Compute(threads));
+            return c;
+        }
+        var one = Run(1);
+        Assert.Equal(one, Run(2));
+        Assert.Equal(one, Run(3));
+    }
+
+    [Fact]
+    public void ZeroInnerDimensionScalesC()
+    {
+        var c = new float[] { 1, 2, 3, 4 };
+        Gemm.Multiply(Trans.No, Trans.No, 2, 2, 0, 1, Array.Empty<float>(), 1, Array.Empty<float>(), 2, 0.5f, c, 2);
+        Assert.Equal(new float[] { 0.5f, 1, 1.5f, 2 }, c);
+    }
+
+    [Fact]
+    public void BadArgumentsAreNamed()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Gemm.Multiply(Trans.No, Trans.No, 4, 4, 4, 1, new float[15], 4, new float[16], 4, 0, new float[16], 4));
+        Assert.Contains("GEMM A", e.Message);
+        e = Assert.Throws<ArgumentException>(() => Gemm.Multiply(Trans.No, Trans.No, 4, 4, 4, 1, new float[16], 3, new float[16], 4, 0, new float[16], 4));
+        Assert.Contains("leading dimension", e.Message);
+        e = Assert.Throws<ArgumentException>(() => Gemm.MatMul(new Tensor(2, 3), new Tensor(4, 5)));
+        Assert.Contains("inner dimensions", e.Message);
+    }
+}

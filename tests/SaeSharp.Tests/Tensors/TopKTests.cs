@@ -1,0 +1,83 @@
+using SaeSharp.Tensors;
+
+namespace SaeSharp.Tests.Tensors;
+
+public class TopKTests
+{
+    // Reference: stable sort of (value desc, index asc).
+    private static (float V, int I)[] ReferenceTop(ReadOnlySpan<float> row, int k) =>
+        row.ToArray().Select((v, i) => (V: v, I: i)).OrderByDescending(t => t.V).ThenBy(t => t.I).Take(k).ToArray();
+
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(3, 17, 1)]
+    [InlineData(5, 31, 31)]
+    [InlineData(4, 65, 7)]
+    [InlineData(7, 130, 33)]
+    [InlineData(2, 1000, 32)]
+    public void RowsMatchSortedReference(int rows, int cols, int k)
+    {
+        var rng = new Rng((ulong)(rows * 31 + cols + k));
+        var x = new Tensor(rows, cols);
+        // Coarse values force many ties.
+        for (int i = 0; i < x.Length; i++) x[i] = rng.NextInt(9) - 4;
+        var codes = TopK.Rows(x, k, relu: false, Compute.Single);
+        for (int r = 0; r < rows; r++)
+        {
+            var expected = ReferenceTop(x.Row(r), k);
+            Assert.Equal(expected.Select(e => e.I).ToArray(), codes.RowIndex(r).ToArray());
+            Assert.Equal(expected.Select(e => e.V).ToArray(), codes.RowValue(r).ToArray());
+        }
+    }
+
+    [Fact]
+    public void ReluClampsSelectedValuesButKeepsK()
+    {
+        var x = Tensor.FromArray(new float[] { -3, -1, 2, -2 }, 1, 4);
+        var codes = TopK.Rows(x, 3, relu: true);
+        Assert.Equal(new[] { 2, 1, 3 }, codes.RowIndex(0).ToArray());
+        Assert.Equal(new float[] { 2, 0, 0 }, codes.RowValue(0).ToArray());
+    }
+
+    [Fact]
+    public void KOutOfRangeIsRejected()
+    {
+        var x = new Tensor(2, 5);
+        Assert.Throws<ArgumentOutOfRangeException>(() => TopK.Rows(x, 0, relu: false));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TopK.Rows(x, 6, relu: false));
+    }
+
+    [Theory]
+    [InlineData(3, 17, 5)]
+    [InlineData(8, 65, 40)]
+    [InlineData(5, 31, 1)]
+    [InlineData(4, 10, 1000)] // more than the positives: keeps every positive value
+    public void BatchKeepsTheLargestPositiveValues(int rows, int cols, int total)
+    {
+        var rng = new Rng((ulong)(rows + cols * 7 + total));
+        var x = new Tensor(rows, cols);
+        for (int i = 0; i < x.Length; i++) x[i] = (rng.NextInt(21) - 8) * 0.25f; // ties and negatives
+        var (codes, minKept) = TopK.Batch(x, total, new Compute(2));
+        var flat = x.ToArray().Select((v, i) => (V: v, I: i)).Where(t => t.V > 0).OrderByDescending(t => t.V).ThenBy(t => t.I).Take(total).ToList();
+        var expected = new Tensor(rows, cols);
+        foreach (var (v, i) in flat) expected[i] = v;
+        Assert.Equal(expected.ToArray(), codes.ToDense().ToArray());
+        Assert.Equal(flat.Count, codes.Count);
+        Assert.Equal(flat.Count == 0 ? 0 : flat[^1].V, minKept);
+        for (int r = 0; r < rows; r++)
+        {
+            var idx = codes.RowIndex(r).ToArray();
+            Assert.Equal(idx.OrderBy(i => i).ToArray(), idx); // ascending within a row
+        }
+    }
+
+    [Fact]
+    public void BatchIgnoresNaNAndNonPositive()
+    {
+        var x = Tensor.FromArray(new[] { float.NaN, 0f, -1f, 3f, float.PositiveInfinity, 1f }, 2, 3);
+        var (codes, min) = TopK.Batch(x, 2);
+        Assert.Equal(new[] { 0, 1 }, codes.Index.Take(codes.Count).ToArray());
+        Assert.Equal(new[] { 3f, float.PositiveInfinity }, codes.Value.Take(codes.Count).ToArray());
+        Assert.Equal(3f, min);
+    }
+}
