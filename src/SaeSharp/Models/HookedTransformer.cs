@@ -332,7 +332,11 @@ public sealed partial class HookedTransformer
             {
                 var row = scores.Slice(t * tk, tk);
                 int valid = startPos + t + 1;
-                TensorPrimitives.SoftMax(row[..valid], row[..valid]);
+                // Max-subtracted softmax (TensorPrimitives.SoftMax does not subtract the max and overflows above 88).
+                var live = row[..valid];
+                TensorPrimitives.Subtract(live, TensorPrimitives.Max(live), live);
+                TensorPrimitives.Exp(live, live);
+                TensorPrimitives.Multiply(live, 1f / TensorPrimitives.Sum(live), live);
                 row[valid..].Clear();
             }
         });

@@ -131,17 +131,34 @@ internal static class Kernels
         }
     }
 
+    /// <summary>y = act(x); x and y may be the same span.</summary>
     public static void Activate(ReadOnlySpan<float> x, Span<float> y, Activation act)
     {
         switch (act)
         {
             case Activation.Silu:
-                for (int i = 0; i < x.Length; i++) { double v = x[i]; y[i] = (float)(v / (1 + Math.Exp(-v))); }
-                break;
+                {
+                    // x·sigmoid(x), vectorised; float sigmoid is within an ulp or two, far inside any tolerance here.
+                    Span<float> tmp = x.Length <= 4096 ? stackalloc float[x.Length] : new float[x.Length];
+                    TensorPrimitives.Sigmoid(x, tmp);
+                    TensorPrimitives.Multiply(x, tmp, y);
+                    break;
+                }
             case Activation.GeluTanh:
-                const double c = 0.7978845608028654; // sqrt(2/pi)
-                for (int i = 0; i < x.Length; i++) { double v = x[i]; y[i] = (float)(0.5 * v * (1 + Math.Tanh(c * (v + 0.044715 * v * v * v)))); }
-                break;
+                {
+                    // 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))
+                    Span<float> tmp = x.Length <= 4096 ? stackalloc float[x.Length] : new float[x.Length];
+                    TensorPrimitives.Multiply(x, x, tmp);
+                    TensorPrimitives.Multiply(tmp, 0.044715f, tmp);
+                    TensorPrimitives.Add(tmp, 1f, tmp);
+                    TensorPrimitives.Multiply(tmp, x, tmp);
+                    TensorPrimitives.Multiply(tmp, 0.7978845608028654f, tmp);
+                    TensorPrimitives.Tanh(tmp, tmp);
+                    TensorPrimitives.Add(tmp, 1f, tmp);
+                    TensorPrimitives.Multiply(tmp, x, tmp);
+                    TensorPrimitives.Multiply(tmp, 0.5f, y);
+                    break;
+                }
             case Activation.GeluExact:
                 for (int i = 0; i < x.Length; i++) { double v = x[i]; y[i] = (float)(0.5 * v * (1 + Erf(v * 0.7071067811865476))); }
                 break;

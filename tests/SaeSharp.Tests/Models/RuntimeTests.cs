@@ -113,6 +113,24 @@ public class RuntimeTests
     }
 
     [SharedFact(StoriesHf)]
+    public void HugeAttentionScoresStayFinite()
+    {
+        // scores far above exp's float range (88) must still give a proper softmax: one-hot-like rows summing to 1
+        var model = Model("hf");
+        var hooks = new HookSet().Edit("blocks.0.attn.hook_q", t => TensorPrimitivesScale(t, 1e4f));
+        var output = model.RunWithCache([1, 403, 407, 261, 378], ["blocks.0.attn.hook_pattern"], hooks: hooks);
+        Assert.False(Ops.HasNonFinite(output.Logits!.Span));
+        var pattern = output.Cache["blocks.0.attn.hook_pattern"];
+        for (int r = 0; r < pattern.Rows; r++) Assert.Equal(1.0, pattern.Row(r).ToArray().Sum(), 1e-5);
+    }
+
+    private static void TensorPrimitivesScale(Tensor t, float factor)
+    {
+        var s = t.Span;
+        for (int i = 0; i < s.Length; i++) s[i] *= factor;
+    }
+
+    [SharedFact(StoriesHf)]
     public void StopAtLayerRunsOnlyEarlierBlocks()
     {
         var model = Model("hf");
