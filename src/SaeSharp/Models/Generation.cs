@@ -41,6 +41,14 @@ public static class Sampler
         if (options.Temperature == 0) return ArgMax(logits);
         if (rng is null) throw new ArgumentException("sampling with temperature > 0 needs an Rng");
         int n = logits.Length;
+        if (options.TopK == 0 && options.TopP >= 1)
+        {
+            // plain temperature sampling needs no ordering
+            float mx = TensorPrimitivesMax(logits);
+            var w = new double[n];
+            for (int i = 0; i < n; i++) w[i] = Math.Exp((logits[i] - mx) / options.Temperature);
+            return rng.Categorical(w);
+        }
         // Candidates sorted by logit (descending, ties by id) so top-k and top-p are cuts of one order.
         var order = new int[n];
         for (int i = 0; i < n; i++) order[i] = i;
@@ -64,6 +72,8 @@ public static class Sampler
         }
         return order[rng.Categorical(probs.AsSpan(0, keep))];
     }
+
+    private static float TensorPrimitivesMax(ReadOnlySpan<float> x) => System.Numerics.Tensors.TensorPrimitives.Max(x);
 
     /// <summary>Index of the largest logit (the first on ties).</summary>
     public static int ArgMax(ReadOnlySpan<float> logits)

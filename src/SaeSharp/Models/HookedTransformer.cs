@@ -320,8 +320,10 @@ public sealed partial class HookedTransformer
         var pattern = s.Pattern;
         int group = c.GroupSize, block = seq * tk;
         float[] qd = s.Q.Data, kd = keys.Data, vd = values.Data, zd = s.Z.Data;
+        // Decoding one token touches a few thousand floats: thread hand-off would cost more than the work.
+        var heads = (long)batch * nh * seq * tk * (dh + 8) < 1 << 16 ? Compute.Single : Compute;
         // Phase 1: scores and causal softmax per (sequence, head), into the [batch, head, q, k] pattern.
-        Compute.For(batch * nh, p =>
+        heads.For(batch * nh, p =>
         {
             int b = p / nh, h = p % nh, g = h / group;
             var scores = pattern.AsSpan(p * block, block);
@@ -342,7 +344,7 @@ public sealed partial class HookedTransformer
         });
         run.AtPattern(names.Pattern, pattern, batch, nh, seq, tk);
         // Phase 2: z = pattern · V per (sequence, head).
-        Compute.For(batch * nh, p =>
+        heads.For(batch * nh, p =>
         {
             int b = p / nh, h = p % nh, g = h / group;
             Gemm.Multiply(Trans.No, Trans.No, seq, dh, tk, 1f, pattern.AsSpan(p * block, block), tk,
