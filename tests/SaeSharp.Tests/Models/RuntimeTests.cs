@@ -221,6 +221,62 @@ public class RuntimeTests
     }
 
     [SharedFact(StoriesBin)]
+    public void Llama2cUntiedClassifierIsReadFromTheEnd()
+    {
+        // A negative vocab_size means a classifier follows the RoPE tables; appending the embedding must change nothing.
+        var path = Path.GetTempFileName();
+        try
+        {
+            var bytes = File.ReadAllBytes(SharedData.Path(StoriesBin));
+            var untied = new byte[bytes.Length + 512 * 64 * 4];
+            bytes.CopyTo(untied, 0);
+            Array.Copy(bytes, 28, untied, bytes.Length, 512 * 64 * 4);
+            BitConverter.GetBytes(-512).CopyTo(untied, 20);
+            File.WriteAllBytes(path, untied);
+            var model = HookedTransformer.Load(path);
+            Assert.False(model.Config.TiedEmbeddings);
+            Assert.NotSame(model.Weights.Embed, model.Weights.Unembed);
+            int[] tokens = [1, 403, 407, 261, 378];
+            Close(Model("bin").Forward(tokens), model.Forward(tokens), 0, "untied copy");
+        }
+        finally { File.Delete(path); }
+    }
+
+    [SharedFact("models/stories260K/model.safetensors")]
+    public void LlamaConfigErrorsNameTheKey()
+    {
+        var dir = CopyModel("stories260K", c => c["num_key_value_heads"] = 3);
+        try { Assert.Contains("num_key_value_heads 3", Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir)).Message); }
+        finally { Directory.Delete(dir, true); }
+        dir = CopyModel("stories260K", c => c["rope_scaling"] = new JsonObject { ["type"] = "linear", ["factor"] = 2 });
+        try { Assert.Contains("rope_scaling", Assert.Throws<NotSupportedException>(() => HookedTransformer.Load(dir)).Message); }
+        finally { Directory.Delete(dir, true); }
+        dir = CopyModel("stories260K", c => c["tie_word_embeddings"] = false);
+        try { Assert.Contains("lm_head.weight", Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir)).Message); }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [SharedFact(Gpt2)]
+    public void Gpt2WithoutTransformerPrefixLoadsTheSame()
+    {
+        // OpenAI-converted GPT-2 files name tensors without "transformer." and carry attn.bias mask buffers.
+        var dir = CopyModel("tiny-random-gpt2", _ => { });
+        try
+        {
+            using (var f = SafetensorsFile.Open(Path.Combine(SharedData.Path("models/tiny-random-gpt2"), "model.safetensors")))
+            {
+                var w = new SafetensorsWriter();
+                foreach (var n in f.Names) w.Add(n["transformer.".Length..], f.ReadFloat32(n));
+                w.Add("h.0.attn.bias", new Tensor(1, 1, 8, 8));
+                w.Write(Path.Combine(dir, "model.safetensors"));
+            }
+            var model = HookedTransformer.Load(dir);
+            Close(Model("gpt2").Forward(Seq0), model.Forward(Seq0), 0, "unprefixed GPT-2");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [SharedFact(StoriesBin)]
     public void TruncatedLlama2cFileIsRejected()
     {
         var path = Path.GetTempFileName();
