@@ -105,18 +105,22 @@ public sealed partial class HookedTransformer
         return logits.Reshape(tokens.Length, Config.VocabSize);
     }
 
+    /// <summary>
+    /// How many blocks to run. With <paramref name="stopAtLayer"/> set (TransformerLens semantics) the pass ends with
+    /// the residual stream after block stopAtLayer-1: no final norm, no logits.
+    /// </summary>
     private int BlocksToRun(HookRun run, int? stopAtLayer, ref bool returnLogits)
     {
         int blocks = Config.NLayers;
+        int needed = run.MaxCachedLayer(Config.NLayers);
         if (stopAtLayer is int s)
         {
             if (s < 0 || s > Config.NLayers) throw new ArgumentOutOfRangeException(nameof(stopAtLayer), $"stopAtLayer {s} outside [0, {Config.NLayers}]");
             blocks = s;
-            if (s < Config.NLayers) returnLogits = false;
+            returnLogits = false;
+            if (needed >= blocks)
+                throw new ArgumentException($"hook '{run.FirstNameAtOrAbove(blocks, Config.NLayers)}' lies beyond stopAtLayer {blocks}");
         }
-        int needed = run.MaxCachedLayer(Config.NLayers);
-        if (needed >= blocks && stopAtLayer is not null)
-            throw new ArgumentException($"hook '{run.FirstNameAtOrAbove(blocks, Config.NLayers)}' lies beyond stopAtLayer {blocks}");
         if (!returnLogits) blocks = Math.Min(blocks, needed + 1);
         return blocks;
     }
@@ -179,7 +183,7 @@ public sealed partial class HookedTransformer
             }
             run.At(names.ResidPost, x);
         }
-        if (blocks < c.NLayers) return null;
+        if (blocks < c.NLayers || !(wantLogits || run.MaxCachedLayer(c.NLayers) == c.NLayers)) return null;
 
         Kernels.Normalize(x, s.Norm, c.Norm, c.NormEps, Compute);
         run.At("ln_final.hook_normalized", s.Norm);

@@ -140,6 +140,14 @@ public class RuntimeTests
         Assert.Null(partial.Logits);
         Close(full.Cache["blocks.1.hook_resid_post"], partial.Cache["blocks.1.hook_resid_post"], 0, "resid_post");
         Assert.Throws<ArgumentException>(() => model.RunWithCache(tokens, ["blocks.2.hook_resid_pre"], stopAtLayer: 2));
+        // as TransformerLens: stopAtLayer = n_layers ends before the final norm
+        var all = model.RunWithCache(tokens, ["blocks.4.hook_resid_post"], stopAtLayer: 5);
+        Assert.Null(all.Logits);
+        Close(model.RunWithCache(tokens, ["blocks.4.hook_resid_post"]).Cache["blocks.4.hook_resid_post"], all.Cache["blocks.4.hook_resid_post"], 0, "last resid");
+        Assert.Throws<ArgumentException>(() => model.RunWithCache(tokens, ["ln_final.output"], stopAtLayer: 5));
+        var finalOnly = model.RunWithCache(tokens, ["ln_final.output"], returnLogits: false);
+        Assert.Null(finalOnly.Logits);
+        Assert.Equal(new[] { 4, 64 }, finalOnly.Cache["ln_final.output"].Shape.ToArray());
         var noLogits = model.RunWithCache(tokens, ["blocks.0.attn.hook_z"], returnLogits: false);
         Assert.Null(noLogits.Logits);
         Assert.Equal(new[] { 4, 8, 8 }, noLogits.Cache["blocks.0.attn.hook_z"].Shape.ToArray());
