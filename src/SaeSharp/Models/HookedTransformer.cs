@@ -261,6 +261,9 @@ public sealed partial class HookedTransformer
         }
     }
 
+    /// <summary>Query rows per attention GEMM; smaller blocks skip more of the masked triangle.</summary>
+    private const int QueryBlock = 64;
+
     private void Attention(int layer, BlockWeights bw, Scratch s, int batch, int seq, int startPos, KvCache? kv,
         (float[] Cos, float[] Sin)? rope, HookRun run)
     {
@@ -331,9 +334,14 @@ public sealed partial class HookedTransformer
         {
             int b = p / nh, h = p % nh, g = h / group;
             var scores = pattern.AsSpan(p * block, block);
-            Gemm.Multiply(Trans.No, Trans.Yes, seq, tk, dh, scale,
-                qd.AsSpan(s.Q.Offset + b * seq * qw + h * dh), qw,
-                kd.AsSpan(keys.Offset + b * tk * kw + g * dh), kw, 0f, scores, tk, Compute.Single);
+            // Causal: query rows [t0, t1) see only keys [0, startPos + t1), so each row block skips the keys after it.
+            for (int t0 = 0; t0 < seq; t0 += QueryBlock)
+            {
+                int t1 = Math.Min(seq, t0 + QueryBlock), keysSeen = startPos + t1;
+                Gemm.Multiply(Trans.No, Trans.Yes, t1 - t0, keysSeen, dh, scale,
+                    qd.AsSpan(s.Q.Offset + (b * seq + t0) * qw + h * dh), qw,
+                    kd.AsSpan(keys.Offset + b * tk * kw + g * dh), kw, 0f, scores[(t0 * tk)..], tk, Compute.Single);
+            }
             for (int t = 0; t < seq; t++)
             {
                 var row = scores.Slice(t * tk, tk);
@@ -351,9 +359,13 @@ public sealed partial class HookedTransformer
         heads.For(batch * nh, p =>
         {
             int b = p / nh, h = p % nh, g = h / group;
-            Gemm.Multiply(Trans.No, Trans.No, seq, dh, tk, 1f, pattern.AsSpan(p * block, block), tk,
-                vd.AsSpan(values.Offset + b * tk * kw + g * dh), kw, 0f,
-                zd.AsSpan(s.Z.Offset + b * seq * qw + h * dh), qw, Compute.Single);
+            for (int t0 = 0; t0 < seq; t0 += QueryBlock)
+            {
+                int t1 = Math.Min(seq, t0 + QueryBlock), keysSeen = startPos + t1;
+                Gemm.Multiply(Trans.No, Trans.No, t1 - t0, dh, keysSeen, 1f, pattern.AsSpan(p * block + t0 * tk, (t1 - t0) * tk), tk,
+                    vd.AsSpan(values.Offset + b * tk * kw + g * dh), kw, 0f,
+                    zd.AsSpan(s.Z.Offset + (b * seq + t0) * qw + h * dh), qw, Compute.Single);
+            }
         });
         run.AtHeads(names.Z, s.Z, nh, dh);
         bw.O.Apply(s.Z, s.AttnOut, Compute);
