@@ -151,7 +151,7 @@ public sealed partial class HookedTransformer
         }
 
         (float[] Cos, float[] Sin)? rope = c.Rope == RopeLayout.None ? null : RopeTables(startPos, seq);
-        var s = new Scratch(c, rows, batch * c.NHeads * seq * (startPos + seq), w.Blocks.Any(b => b.Qkv is not null));
+        var s = new Scratch(c, rows, w.Blocks.Any(b => b.Qkv is not null));
         for (int l = 0; l < blocks; l++)
         {
             var names = _layerNames[l];
@@ -201,9 +201,10 @@ public sealed partial class HookedTransformer
     {
         public Tensor Norm, H, Q, K, V, Z, AttnOut, MlpPre, MlpUp, MlpPost, MlpOut;
         public Tensor? Fused;
-        public float[] Pattern;
+        /// <summary>[batch, head, q, k] probabilities, allocated only when a pattern hook needs them.</summary>
+        public float[]? Pattern;
 
-        public Scratch(TransformerConfig c, int rows, int patternLength, bool fused)
+        public Scratch(TransformerConfig c, int rows, bool fused)
         {
             int d = c.DModel, qw = c.NHeads * c.DHead, kw = c.NKvHeads * c.DHead;
             Norm = Tensor.Uninitialized(rows, d); H = Tensor.Uninitialized(rows, d);
@@ -213,7 +214,6 @@ public sealed partial class HookedTransformer
             MlpUp = c.GatedMlp ? Tensor.Uninitialized(rows, c.DMlp) : MlpPre;
             MlpOut = Tensor.Uninitialized(rows, d);
             Fused = fused ? Tensor.Uninitialized(rows, qw + 2 * kw) : null;
-            Pattern = Tensor.Allocate(patternLength, zeroed: false);
         }
     }
 
@@ -324,27 +324,21 @@ public sealed partial class HookedTransformer
         }
 
         float scale = 1f / MathF.Sqrt(dh);
-        var pattern = s.Pattern;
         int group = c.GroupSize, block = seq * tk;
         float[] qd = s.Q.Data, kd = keys.Data, vd = values.Data, zd = s.Z.Data;
-        // Decoding one token touches a few thousand floats: thread hand-off would cost more than the work.
-        var heads = (long)batch * nh * seq * tk * (dh + 8) < 1 << 16 ? Compute.Single : Compute;
-        // Phase 1: scores and causal softmax per (sequence, head), into the [batch, head, q, k] pattern.
-        heads.For(batch * nh, p =>
+        int qOff = s.Q.Offset, kOff = keys.Offset, vOff = values.Offset, zOff = s.Z.Offset;
+
+        // Scores and causal softmax of query rows [t0, t1) of (sequence b, head h) into probs (row stride tk).
+        // Causal: those rows see only keys [0, startPos + t1), so the GEMM skips the keys after them.
+        void Scores(int b, int h, int t0, int t1, Span<float> probs)
         {
-            int b = p / nh, h = p % nh, g = h / group;
-            var scores = pattern.AsSpan(p * block, block);
-            // Causal: query rows [t0, t1) see only keys [0, startPos + t1), so each row block skips the keys after it.
-            for (int t0 = 0; t0 < seq; t0 += QueryBlock)
+            int keysSeen = startPos + t1;
+            Gemm.Multiply(Trans.No, Trans.Yes, t1 - t0, keysSeen, dh, scale,
+                qd.AsSpan(qOff + (b * seq + t0) * qw + h * dh), qw,
+                kd.AsSpan(kOff + b * tk * kw + h / group * dh), kw, 0f, probs, tk, Compute.Single);
+            for (int t = t0; t < t1; t++)
             {
-                int t1 = Math.Min(seq, t0 + QueryBlock), keysSeen = startPos + t1;
-                Gemm.Multiply(Trans.No, Trans.Yes, t1 - t0, keysSeen, dh, scale,
-                    qd.AsSpan(s.Q.Offset + (b * seq + t0) * qw + h * dh), qw,
-                    kd.AsSpan(keys.Offset + b * tk * kw + g * dh), kw, 0f, scores[(t0 * tk)..], tk, Compute.Single);
-            }
-            for (int t = 0; t < seq; t++)
-            {
-                var row = scores.Slice(t * tk, tk);
+                var row = probs.Slice((t - t0) * tk, tk);
                 int valid = startPos + t + 1;
                 // Max-subtracted softmax (TensorPrimitives.SoftMax does not subtract the max and overflows above 88).
                 var live = row[..valid];
@@ -353,20 +347,54 @@ public sealed partial class HookedTransformer
                 TensorPrimitives.Multiply(live, 1f / TensorPrimitives.Sum(live), live);
                 row[valid..].Clear();
             }
-        });
-        run.AtPattern(names.Pattern, pattern, batch, nh, seq, tk);
-        // Phase 2: z = pattern · V per (sequence, head).
-        heads.For(batch * nh, p =>
+        }
+
+        // z rows [t0, t1) of (b, h) = probs · V.
+        void Mix(int b, int h, int t0, int t1, ReadOnlySpan<float> probs)
         {
-            int b = p / nh, h = p % nh, g = h / group;
-            for (int t0 = 0; t0 < seq; t0 += QueryBlock)
+            Gemm.Multiply(Trans.No, Trans.No, t1 - t0, dh, startPos + t1, 1f, probs, tk,
+                vd.AsSpan(vOff + b * tk * kw + h / group * dh), kw, 0f,
+                zd.AsSpan(zOff + (b * seq + t0) * qw + h * dh), qw, Compute.Single);
+        }
+
+        // Decoding one token touches a few thousand floats: thread hand-off would cost more than the work.
+        var heads = (long)batch * nh * seq * tk * (dh + 8) < 1 << 16 ? Compute.Single : Compute;
+        if (run.Wants(names.Pattern))
+        {
+            // The hook needs the whole [batch, head, q, k] pattern before z is formed.
+            if (s.Pattern is null || s.Pattern.Length != batch * nh * block) s.Pattern = Tensor.Allocate(batch * nh * block, zeroed: false);
+            var pattern = s.Pattern;
+            heads.For(batch * nh, p =>
             {
-                int t1 = Math.Min(seq, t0 + QueryBlock), keysSeen = startPos + t1;
-                Gemm.Multiply(Trans.No, Trans.No, t1 - t0, dh, keysSeen, 1f, pattern.AsSpan(p * block + t0 * tk, (t1 - t0) * tk), tk,
-                    vd.AsSpan(values.Offset + b * tk * kw + g * dh), kw, 0f,
-                    zd.AsSpan(s.Z.Offset + (b * seq + t0) * qw + h * dh), qw, Compute.Single);
-            }
-        });
+                for (int t0 = 0; t0 < seq; t0 += QueryBlock)
+                    Scores(p / nh, p % nh, t0, Math.Min(seq, t0 + QueryBlock), pattern.AsSpan(p * block + t0 * tk, (Math.Min(seq, t0 + QueryBlock) - t0) * tk));
+            });
+            run.AtPattern(names.Pattern, pattern, batch, nh, seq, tk);
+            heads.For(batch * nh, p =>
+            {
+                for (int t0 = 0; t0 < seq; t0 += QueryBlock)
+                    Mix(p / nh, p % nh, t0, Math.Min(seq, t0 + QueryBlock), pattern.AsSpan(p * block + t0 * tk, (Math.Min(seq, t0 + QueryBlock) - t0) * tk));
+            });
+        }
+        else
+        {
+            // No pattern hook: one query block of probabilities at a time, so memory stays O(QueryBlock · keys).
+            heads.For(batch * nh, p =>
+            {
+                var buf = System.Buffers.ArrayPool<float>.Shared.Rent(Math.Min(seq, QueryBlock) * tk);
+                try
+                {
+                    for (int t0 = 0; t0 < seq; t0 += QueryBlock)
+                    {
+                        int t1 = Math.Min(seq, t0 + QueryBlock);
+                        var probs = buf.AsSpan(0, (t1 - t0) * tk);
+                        Scores(p / nh, p % nh, t0, t1, probs);
+                        Mix(p / nh, p % nh, t0, t1, probs);
+                    }
+                }
+                finally { System.Buffers.ArrayPool<float>.Shared.Return(buf); }
+            });
+        }
         run.AtHeads(names.Z, s.Z, nh, dh);
         bw.O.Apply(s.Z, s.AttnOut, Compute);
     }
@@ -442,7 +470,7 @@ public sealed partial class HookedTransformer
             return name.StartsWith("ln_final", StringComparison.Ordinal) ? nLayers : -1;
         }
 
-        private bool Wants(string name) => _cacheNames.Contains(name) || (_hooks is not null && _hooks.TryGet(name, out _));
+        public bool Wants(string name) => _cacheNames.Contains(name) || (_hooks is not null && _hooks.TryGet(name, out _));
 
         /// <summary>A [rows, d] activation, seen as [seq, d] or [batch, seq, d].</summary>
         public void At(string name, Tensor t)
