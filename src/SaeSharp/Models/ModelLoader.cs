@@ -132,9 +132,11 @@ public static class ModelLoader
     /// </summary>
     public static (TransformerConfig Config, ModelWeights Weights) LoadLlama2c(string path)
     {
-        byte[] bytes = File.ReadAllBytes(path);
-        if (bytes.Length < 28) throw new InvalidDataException($"{path}: {bytes.Length} bytes is too short for the 28-byte llama2.c header");
-        int H(int i) => BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(4 * i));
+        long fileLength = new FileInfo(path).Length;
+        if (fileLength < 28) throw new InvalidDataException($"{path}: {fileLength} bytes is too short for the 28-byte llama2.c header");
+        var header = new byte[28];
+        using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read)) fs.ReadExactly(header);
+        int H(int i) => BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(4 * i));
         int dim = H(0), hidden = H(1), layers = H(2), heads = H(3), kvHeads = H(4), vocabRaw = H(5), seqLen = H(6);
         bool shared = vocabRaw > 0;
         int vocab = Math.Abs(vocabRaw);
@@ -155,8 +157,11 @@ public static class ModelLoader
 
         long expected = 28 + 4L * ((long)vocab * dim + layers * (2L * dim + (long)dim * dim * 2 + 2L * kvDim * dim + 3L * hidden * dim)
                                     + dim + (long)seqLen * dHead + (shared ? 0 : (long)vocab * dim));
-        if (bytes.Length != expected)
-            throw new InvalidDataException($"{path}: file is {bytes.Length} bytes, but the header (dim {dim}, hidden {hidden}, layers {layers}, heads {heads}, kv heads {kvHeads}, vocab {vocabRaw}, seq_len {seqLen}) implies {expected}");
+        // Sizes are checked against the header before the weights are read.
+        if (fileLength != expected)
+            throw new InvalidDataException($"{path}: file is {fileLength} bytes, but the header (dim {dim}, hidden {hidden}, layers {layers}, heads {heads}, kv heads {kvHeads}, vocab {vocabRaw}, seq_len {seqLen}) implies {expected}");
+        byte[] bytes = File.ReadAllBytes(path);
+        if (bytes.Length != expected) throw new InvalidDataException($"{path}: file changed while being read");
         long offset = 28;
         Tensor Next(params int[] shape)
         {
