@@ -32,7 +32,7 @@ public sealed record NpyArray<T>(T[] Data, int[] Shape);
 /// <exception cref="InvalidDataException">Malformed or unsupported file; the message names the file and the problem.</exception>
 public static class Npy
 {
-    private static ReadOnlySpan<byte> Magic => "\x93NUMPY"u8;
+    private static ReadOnlySpan<byte> Magic => [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
     /// <summary>Headers longer than this are refused before they are read (numpy's own loader refuses 10,000 by default).</summary>
     public const int MaxHeaderBytes = 1 << 20;

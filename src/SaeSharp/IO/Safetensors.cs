@@ -221,6 +221,8 @@ public sealed unsafe class SafetensorsFile : ITensorSource
 
     private static (Dictionary<string, SafetensorsEntry>, IReadOnlyDictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
     {
+        // JsonDocument checks UTF-8 only when strings are decoded, which would surface later as InvalidOperationException.
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw Bad(path, "header is not valid JSON (invalid UTF-8)");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(header); }
         catch (Exception e) when (e is JsonException or ArgumentException or DecoderFallbackException)

@@ -61,7 +61,10 @@ public sealed class SafetensorsModel : ITensorSource
         var weightMap = new List<(string Tensor, string Shard)>();
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(index));
+            var bytes = File.ReadAllBytes(index);
+            // Invalid UTF-8 would otherwise surface as InvalidOperationException when a string is decoded.
+            if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw BadIndex(index, "not valid JSON (invalid UTF-8)");
+            using var doc = JsonDocument.Parse(bytes);
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw BadIndex(index, "top level is not a JSON object");
             if (!doc.RootElement.TryGetProperty("weight_map", out var wm) || wm.ValueKind != JsonValueKind.Object)
                 throw BadIndex(index, "missing object 'weight_map' (tensor name -> shard file)");
