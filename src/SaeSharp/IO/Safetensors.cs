@@ -180,29 +180,30 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     public static SafetensorsFile Open(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"safetensors file not found: {path}", path);
-        byte[] headerBytes;
-        long fileLength;
-        using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
+        // One handle for validation and mapping, so a file replaced in between cannot be mapped unvalidated.
+        var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        MemoryMappedFile? map = null;
+        MemoryMappedViewAccessor? view = null;
+        try
         {
-            fileLength = fs.Length;
+            long fileLength = fs.Length;
             if (fileLength < 8) throw Bad(path, $"file is {fileLength} bytes, shorter than the 8-byte header length");
             Span<byte> lenBytes = stackalloc byte[8];
             fs.ReadExactly(lenBytes);
             ulong headerLen = BinaryPrimitives.ReadUInt64LittleEndian(lenBytes);
             if (headerLen > (ulong)(fileLength - 8)) throw Bad(path, $"header length {headerLen} runs past the end of the file ({fileLength} bytes)");
             if (headerLen > MaxHeaderBytes) throw Bad(path, $"header length {headerLen} exceeds the {MaxHeaderBytes}-byte limit");
-            headerBytes = new byte[(int)headerLen];
+            var headerBytes = new byte[(int)headerLen];
             fs.ReadExactly(headerBytes);
-        }
-        long dataStart = 8 + headerBytes.Length;
-        long dataLength = fileLength - dataStart;
-        var (entries, metadata) = ParseHeader(path, headerBytes, dataLength);
-        if (dataLength == 0) return new SafetensorsFile(path, null, null, null, entries, metadata, dataStart);
-
-        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        MemoryMappedViewAccessor? view = null;
-        try
-        {
+            long dataStart = 8 + headerBytes.Length;
+            long dataLength = fileLength - dataStart;
+            var (entries, metadata) = ParseHeader(path, headerBytes, dataLength);
+            if (dataLength == 0)
+            {
+                fs.Dispose();
+                return new SafetensorsFile(path, null, null, null, entries, metadata, dataStart);
+            }
+            map = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
             view = map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read);
             byte* basePtr = null;
             // Held until Dispose: spans over the mapping are then plain pointer reads, no copies through the accessor.
@@ -212,7 +213,8 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         catch
         {
             view?.Dispose();
-            map.Dispose();
+            map?.Dispose();
+            fs.Dispose();
             throw;
         }
     }
