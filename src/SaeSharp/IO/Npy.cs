@@ -54,7 +54,7 @@ public static class Npy
         var h = ReadHeader(path, fs);
         var t = Tensor.Uninitialized(h.Shape);
         var dst = t.Span;
-        if (h.DType == DType.F32) ReadExact(path, fs, MemoryMarshal.AsBytes(dst));
+        if (h.DType == DType.F32) ReadExact(path, fs, dst);
         else ReadConverted(path, fs, h, (bytes, start, count) => DTypes.ToFloat32(h.DType, bytes, t.Span.Slice(start, count)));
         return t;
     }
@@ -65,7 +65,7 @@ public static class Npy
         using var fs = OpenRead(path);
         var h = ReadHeader(path, fs);
         var data = GC.AllocateUninitializedArray<double>((int)h.ElementCount);
-        if (h.DType == DType.F64) ReadExact(path, fs, MemoryMarshal.AsBytes(data.AsSpan()));
+        if (h.DType == DType.F64) ReadExact(path, fs, data.AsSpan());
         else if (h.DType.IsFloat())
         {
             var buf = new float[Math.Min(data.Length, ChunkBytes / h.DType.Size())];
@@ -96,7 +96,7 @@ public static class Npy
         var h = ReadHeader(path, fs);
         RequireInteger(path, h);
         var data = GC.AllocateUninitializedArray<long>((int)h.ElementCount);
-        if (h.DType == DType.I64) ReadExact(path, fs, MemoryMarshal.AsBytes(data.AsSpan()));
+        if (h.DType == DType.I64) ReadExact(path, fs, data.AsSpan());
         else ReadConverted(path, fs, h, (bytes, start, count) => IntsToInt64(h.DType, bytes, data.AsSpan(start, count)));
         return new NpyArray<long>(data, h.Shape);
     }
@@ -108,7 +108,7 @@ public static class Npy
         var h = ReadHeader(path, fs);
         RequireInteger(path, h);
         var data = GC.AllocateUninitializedArray<int>((int)h.ElementCount);
-        if (h.DType == DType.I32) ReadExact(path, fs, MemoryMarshal.AsBytes(data.AsSpan()));
+        if (h.DType == DType.I32) ReadExact(path, fs, data.AsSpan());
         else
         {
             var wide = new long[Math.Min(data.Length, ChunkBytes / h.DType.Size())];
@@ -137,7 +137,12 @@ public static class Npy
         {
             s.Write(header);
             var src = t.Span;
-            if (dtype == DType.F32) { s.Write(MemoryMarshal.AsBytes(src)); return; }
+            if (dtype == DType.F32)
+            {
+                // Sliced: a byte view of more than 2^29 floats would overflow a span's length.
+                for (int i = 0; i < src.Length; i += 1 << 28) s.Write(MemoryMarshal.AsBytes(src.Slice(i, Math.Min(1 << 28, src.Length - i))));
+                return;
+            }
             const int chunk = 1 << 16;
             var buf = ArrayPool<byte>.Shared.Rent(chunk * dtype.Size());
             try
@@ -308,9 +313,15 @@ public static class Npy
         if (h.DType.IsFloat()) throw new InvalidDataException($"{path}: array has float dtype '{h.Descr}', expected an integer dtype");
     }
 
-    private static void ReadExact(string path, Stream s, Span<byte> dst)
+    /// <summary>Fills <paramref name="dst"/> from the stream in chunks (a byte view of a big array can pass 2 GB).</summary>
+    private static void ReadExact<T>(string path, Stream s, Span<T> dst) where T : unmanaged
     {
-        try { s.ReadExactly(dst); }
+        int step = ChunkBytes / System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        try
+        {
+            for (int i = 0; i < dst.Length; i += step)
+                s.ReadExactly(MemoryMarshal.AsBytes(dst.Slice(i, Math.Min(step, dst.Length - i))));
+        }
         catch (EndOfStreamException) { throw Bad(path, "file ended before the array data did (changed while reading?)"); }
     }
 

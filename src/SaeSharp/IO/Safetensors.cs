@@ -146,6 +146,9 @@ public interface ITensorSource : IDisposable
 /// A validated, memory-mapped safetensors file. Opening reads and checks only the header (size limits, JSON shape,
 /// dtypes, shapes against byte spans, offsets inside the file, no overlaps), so no allocation is ever larger than
 /// the file itself; tensor data is read from the mapping on demand. Safe to read from several threads.
+/// Every Read copies out of the mapping, so results outlive Dispose. The file stays mapped until Dispose: another
+/// process truncating it in place meanwhile is the one corruption no check can catch (writers here replace files
+/// by rename, which leaves an open mapping intact).
 /// </summary>
 /// <exception cref="InvalidDataException">The file is not a valid safetensors file; the message names it and the problem.</exception>
 public sealed unsafe class SafetensorsFile : ITensorSource
@@ -522,7 +525,12 @@ public sealed class SafetensorsWriter
     private static void WriteConverted(Stream s, Tensor t, DType dtype)
     {
         var src = t.Span;
-        if (dtype == DType.F32) { s.Write(MemoryMarshal.AsBytes(src)); return; }
+        if (dtype == DType.F32)
+        {
+            // Sliced: a byte view of more than 2^29 floats would overflow a span's length.
+            for (int i = 0; i < src.Length; i += 1 << 28) s.Write(MemoryMarshal.AsBytes(src.Slice(i, Math.Min(1 << 28, src.Length - i))));
+            return;
+        }
         const int chunk = 1 << 16;
         var buf = ArrayPool<byte>.Shared.Rent(chunk * dtype.Size());
         try

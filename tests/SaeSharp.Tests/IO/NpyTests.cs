@@ -188,6 +188,27 @@ public class NpyTests
     }
 
     [Fact]
+    public void ArraysLargerThanOneReadChunkRoundTrip()
+    {
+        // The reader streams 4 MB at a time; 1,100,003 values cross chunk boundaries for every dtype.
+        const int n = 1_100_003;
+        var t = Tensor.Uninitialized(n);
+        var longs = new long[n];
+        for (int i = 0; i < n; i++) { t.Span[i] = (i % 2048) - 1024; longs[i] = i * 3L - n; }
+        using var dir = new TempDir();
+        Npy.Write(dir.File("f4.npy"), t);
+        Npy.Write(dir.File("f2.npy"), t, DType.F16);
+        Npy.Write(dir.File("i8.npy"), longs, n);
+        Assert.True(t.Span.SequenceEqual(Npy.ReadFloat32(dir.File("f4.npy")).Span));
+        Assert.True(t.Span.SequenceEqual(Npy.ReadFloat32(dir.File("f2.npy")).Span));
+        var d = Npy.ReadFloat64(dir.File("f2.npy")).Data;
+        Assert.Equal(t.Span[n - 1], d[n - 1]);
+        Assert.Equal(t.Span[1_048_576], d[1_048_576]);
+        Assert.Equal(longs, Npy.ReadInt64(dir.File("i8.npy")).Data);
+        Assert.Equal(longs.Select(x => (int)x), Npy.ReadInt32(dir.File("i8.npy")).Data);
+    }
+
+    [Fact]
     public void WriteRejectsShapeMismatch()
     {
         using var dir = new TempDir();
