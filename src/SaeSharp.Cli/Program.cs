@@ -31,6 +31,7 @@ public static class Program
         // Each area of the CLI contributes its commands from its own file under Commands/.
         root.Add(BenchCommands.Build());
         root.Add(IoCommands.Build());
+        root.Add(ModelCommands.Build());
         return root;
     }
 }

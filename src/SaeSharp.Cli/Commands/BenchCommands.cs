@@ -14,6 +14,13 @@ public static class BenchCommands
         kernels.Add(quick);
         kernels.SetAction(p => KernelBench.Run(p.InvocationConfiguration.Output, p.GetValue(quick)));
         bench.Add(kernels);
+        var models = new Command("models", "Transformer forward tokens/s: stories260K and a random GPT-2-small-shaped model (8x128 tokens)");
+        var stories = new Option<string?>("--stories") { Description = "stories260K folder or .bin (omit to skip)" };
+        var quickModels = new Option<bool>("--quick") { Description = "A 2-layer slice on a few tokens (a smoke run)" };
+        models.Add(stories);
+        models.Add(quickModels);
+        models.SetAction(p => ModelBench.Run(p.InvocationConfiguration.Output, p.GetValue(quickModels), p.GetValue(stories)));
+        bench.Add(models);
         return bench;
     }
 }

@@ -1,0 +1,80 @@
+using System.Diagnostics;
+using SaeSharp.Models;
+using SaeSharp.Tensors;
+
+namespace SaeSharp.Bench;
+
+/// <summary>Transformer forward throughput: stories260K (if given) and a random GPT-2-small-shaped model.</summary>
+public static class ModelBench
+{
+    /// <param name="storiesPath">stories260K folder or .bin; null skips that part.</param>
+    /// <param name="quick">Smoke run: a 2-layer GPT-2-small slice on 2×32 tokens, one repetition.</param>
+    public static int Run(TextWriter output, bool quick, string? storiesPath, Compute? compute = null)
+    {
+        compute ??= Compute.All;
+        output.WriteLine($"model forward benchmark ({compute.Threads} threads)");
+        if (storiesPath is not null)
+        {
+            var stories = HookedTransformer.Load(storiesPath, compute);
+            Forward(output, "stories260K", stories, quick ? 2 : 8, quick ? 64 : 256, quick ? 1 : 5);
+            Decode(output, "stories260K", stories, quick ? 16 : 256);
+        }
+        var gpt2 = RandomGpt2(quick ? 2 : 12, compute);
+        Forward(output, quick ? "gpt2-small shape (2 of 12 layers)" : "gpt2-small shape", gpt2, quick ? 2 : 8, quick ? 32 : 128, quick ? 1 : 3);
+        return 0;
+    }
+
+    private static void Forward(TextWriter output, string name, HookedTransformer model, int batch, int seq, int reps)
+    {
+        var rng = new Rng(1);
+        var seqs = Enumerable.Range(0, batch).Select(_ => Enumerable.Range(0, seq).Select(_ => rng.NextInt(model.Config.VocabSize)).ToArray()).ToArray();
+        // warm-up: tiered JIT reaches optimised code only after a few calls
+        for (int w = 0; w < 2; w++) model.RunBatch(seqs);
+        var sw = Stopwatch.StartNew();
+        for (int r = 0; r < reps; r++) model.RunBatch(seqs);
+        double s = sw.Elapsed.TotalSeconds / reps;
+        output.WriteLine($"  {name}: forward {batch}x{seq} tokens with logits: {s * 1e3:F1} ms, {batch * seq / s:N0} tokens/s");
+    }
+
+    private static void Decode(TextWriter output, string name, HookedTransformer model, int tokens)
+    {
+        var opts = new GenerationOptions { MaxNewTokens = tokens, Sampling = new SamplingOptions { Temperature = 1 } };
+        for (int w = 0; w < 3; w++) model.Generate([1], opts, new Rng(1));
+        var sw = Stopwatch.StartNew();
+        model.Generate([1], opts, new Rng(1));
+        double s = sw.Elapsed.TotalSeconds;
+        output.WriteLine($"  {name}: KV-cache sampling of {tokens} tokens: {tokens / s:N0} tokens/s");
+    }
+
+    /// <summary>GPT-2 small's shapes (d 768, 12 heads, MLP 3072, vocab 50257, 1024 positions) with N(0, 0.02²) weights.</summary>
+    public static HookedTransformer RandomGpt2(int layers, Compute compute)
+    {
+        const int d = 768, mlp = 3072, vocab = 50257;
+        var cfg = new TransformerConfig
+        {
+            Architecture = Architecture.Gpt2, DModel = d, NLayers = layers, NHeads = 12, NKvHeads = 12, DHead = 64, DMlp = mlp,
+            VocabSize = vocab, MaxPositions = 1024, Norm = NormKind.LayerNorm, NormEps = 1e-5f, Act = Activation.GeluTanh,
+            GatedMlp = false, LearnedPositions = true, Rope = RopeLayout.None, RotaryDim = 0, RopeTheta = 0,
+            ParallelResidual = false, TiedEmbeddings = true,
+        };
+        var rng = new Rng(2024);
+        Tensor Rand(params int[] shape)
+        {
+            var t = Tensor.Uninitialized(shape);
+            rng.FillNormal(t.Span, 0, 0.02f);
+            return t;
+        }
+        NormWeights Ln() => new(Tensor.Filled(1f, d), new Tensor(d));
+        var blocks = Enumerable.Range(0, layers).Select(_ => new BlockWeights
+        {
+            Ln1 = Ln(), Ln2 = Ln(),
+            Qkv = new Linear(Rand(d, 3 * d), new Tensor(3 * d), false), QkvLayout = FusedQkv.Blocks,
+            O = new Linear(Rand(d, d), new Tensor(d), false),
+            In = new Linear(Rand(d, mlp), new Tensor(mlp), false),
+            Out = new Linear(Rand(mlp, d), new Tensor(d), false),
+        }).ToArray();
+        var wte = Rand(vocab, d);
+        var weights = new ModelWeights { Embed = wte, PosEmbed = Rand(1024, d), Blocks = blocks, LnFinal = Ln(), Unembed = wte };
+        return new HookedTransformer(cfg, weights, compute);
+    }
+}

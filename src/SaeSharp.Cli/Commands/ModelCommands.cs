@@ -1,0 +1,52 @@
+using System.CommandLine;
+using SaeSharp.Models;
+using SaeSharp.Tensors;
+
+namespace SaeSharp.Cli.Commands;
+
+/// <summary>`saesharp generate ...`: continue a prompt of token ids with a loaded model.</summary>
+public static class ModelCommands
+{
+    public static Command Build()
+    {
+        var cmd = new Command("generate", "Continue a prompt (token ids) with a Hugging Face folder or llama2.c .bin model; prints the new ids as they come");
+        var model = new Option<string>("--model") { Description = "Model folder (config.json + model.safetensors) or llama2.c .bin file", Required = true };
+        var ids = new Option<string>("--prompt-ids") { Description = "Prompt token ids separated by spaces or commas (include BOS if the model expects it)", Required = true };
+        var max = new Option<int>("--max-tokens") { Description = "Number of new tokens at most", DefaultValueFactory = _ => 64 };
+        var temp = new Option<float>("--temperature") { Description = "Sampling temperature; 0 is greedy", DefaultValueFactory = _ => 0f };
+        var topK = new Option<int>("--top-k") { Description = "Keep only the k most likely tokens (0 = all)", DefaultValueFactory = _ => 0 };
+        var topP = new Option<float>("--top-p") { Description = "Nucleus sampling: smallest set with this much probability (1 = all)", DefaultValueFactory = _ => 1f };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the sampling RNG", DefaultValueFactory = _ => 0UL };
+        var noStop = new Option<bool>("--no-stop") { Description = "Do not stop at the model's EOS token" };
+        cmd.Add(model); cmd.Add(ids); cmd.Add(max); cmd.Add(temp); cmd.Add(topK); cmd.Add(topP); cmd.Add(seed); cmd.Add(noStop);
+        cmd.SetAction(p =>
+        {
+            var output = p.InvocationConfiguration.Output;
+            var prompt = ParseIds(p.GetValue(ids)!);
+            var m = HookedTransformer.Load(p.GetValue(model)!);
+            var options = new GenerationOptions
+            {
+                MaxNewTokens = p.GetValue(max),
+                Sampling = new SamplingOptions { Temperature = p.GetValue(temp), TopK = p.GetValue(topK), TopP = p.GetValue(topP) },
+                StopToken = p.GetValue(noStop) ? null : m.Config.EosTokenId,
+            };
+            bool first = true;
+            m.Generate(prompt, options, new Rng(p.GetValue(seed)), t =>
+            {
+                output.Write(first ? t.ToString() : " " + t);
+                output.Flush();
+                first = false;
+            });
+            output.WriteLine();
+            return 0;
+        });
+        return cmd;
+    }
+
+    internal static int[] ParseIds(string text)
+    {
+        var parts = text.Split([' ', ',', '\t', '\n'], StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length == 0) throw new ArgumentException("--prompt-ids: no token ids given");
+        return parts.Select(s => int.TryParse(s, out int v) && v >= 0 ? v : throw new ArgumentException($"--prompt-ids: '{s}' is not a non-negative integer")).ToArray();
+    }
+}
