@@ -86,6 +86,19 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void LowRankCopulaKeepsSmallMarginalRates()
+    {
+        // Thresholds far in the tail exercise the bracketing grid; p = 0 and 1 and a zero diagonal are edge cases.
+        var f = Tensor.FromArray([0.6f, 0.8f, 0.3f, 1f, 0.5f, 0.2f], 6, 1);
+        var d = Tensor.FromArray([0.64f, 0.36f, 0.91f, 0f, 0.75f, 0.96f], 6);
+        float[] p = [0.002f, 0.01f, 0.05f, 0.3f, 0f, 1f];
+        const int n = 60_000;
+        var rates = FiringRates(new ActivationGenerator(p, correlation: new LowRankCorrelation(f, d)).Sample(n, new Rng(11)));
+        for (int j = 0; j < p.Length; j++)
+            Assert.True(Math.Abs(rates[j] - p[j]) <= 5 * Math.Sqrt(p[j] * (1 - p[j]) / n) + 1e-9, $"feature {j}: rate {rates[j]}, p {p[j]}");
+    }
+
+    [Fact]
     public void SamplingIsDeterministicAcrossThreadCounts()
     {
         var lr = Correlations.RandomLowRank(50, 4, 0.3f, new Rng(1));
