@@ -187,6 +187,38 @@ public static class SyntheticEvals
     }
 
     /// <summary>
+    /// SAELens's plot ordering: latents sorted (stably) by the index of their best-matching true feature (highest |cos|),
+    /// so latents that track feature 0 come first. Unlike <see cref="BestLatentOrdering"/>, several latents may share a feature.
+    /// </summary>
+    public static int[] BestFeatureOrdering(Tensor decoder, Tensor features, Compute? compute = null)
+    {
+        var best = BestMatches(decoder, features, compute);
+        return Enumerable.Range(0, best.Length).OrderBy(i => best[i]).ToArray();
+    }
+
+    /// <summary>
+    /// SAELens's <c>init_sae_to_match_feature_dict</c> on a decoder W_dec [d_sae, hidden]: rows [0, min(d_sae, n)) become
+    /// feature <c>ordering[i]</c> (or i) plus N(0, noiseLevel²) noise, with no renormalisation; later rows are left as
+    /// they are. An SAE then sets W_enc = W_decᵀ.
+    /// </summary>
+    public static void CopyDictionaryInto(Tensor decoder, FeatureDictionary dictionary, float noiseLevel, int[]? ordering, Rng rng)
+    {
+        if (decoder.Rank != 2 || decoder.Dim(1) != dictionary.HiddenDim)
+            throw new ArgumentException($"decoder: expected [d_sae, {dictionary.HiddenDim}], got [{decoder.ShapeString}]");
+        if (!(noiseLevel >= 0)) throw new ArgumentOutOfRangeException(nameof(noiseLevel), $"noise level must be non-negative, got {noiseLevel}");
+        int n = dictionary.NumFeatures;
+        if (ordering is not null && (ordering.Length != n || ordering.Distinct().Count() != n || ordering.Any(i => (uint)i >= (uint)n)))
+            throw new ArgumentException($"feature ordering must be a permutation of [0, {n})");
+        int rows = Math.Min(decoder.Dim(0), n);
+        for (int i = 0; i < rows; i++)
+        {
+            var row = decoder.Row(i);
+            dictionary.FeatureVectors.Row(ordering?[i] ?? i).CopyTo(row);
+            if (noiseLevel > 0) for (int j = 0; j < row.Length; j++) row[j] += noiseLevel * (float)rng.Normal();
+        }
+    }
+
+    /// <summary>
     /// A decoder W_dec [dSae, hidden] whose rows are the dictionary's feature vectors (latent i gets feature perm[i]
     /// when <paramref name="permute"/>, else feature i), plus N(0, noiseStd²) noise, renormalised to unit rows. Latents
     /// beyond num_features get random unit vectors. Returns the feature of each latent (−1 for the extras).

@@ -54,6 +54,20 @@ public class EvalTests
     }
 
     [Fact]
+    public void CopyDictionaryIntoMatchesSaeLensInit()
+    {
+        var d = Dict(6, 4);
+        var dec = Tensor.Filled(7f, 8, 4);
+        int[] order = [5, 4, 3, 2, 1, 0];
+        SyntheticEvals.CopyDictionaryInto(dec, d, 0, order, new Rng(1));
+        for (int i = 0; i < 6; i++) Assert.Equal(d.FeatureVectors.Row(order[i]).ToArray(), dec.Row(i).ToArray());
+        Assert.All(dec.Row(7).ToArray(), v => Assert.Equal(7f, v)); // extra latents untouched
+        Assert.Equal([5, 4, 3, 2, 1, 0, 6, 7], SyntheticEvals.BestFeatureOrdering(dec.RowSlice(0, 6), d.FeatureVectors).Concat([6, 7]));
+        Assert.Throws<ArgumentException>(() => SyntheticEvals.CopyDictionaryInto(dec, d, 0, [0, 0, 1, 2, 3, 4], new Rng(1)));
+        Assert.Throws<ArgumentException>(() => SyntheticEvals.CopyDictionaryInto(new Tensor(3, 5), d, 0, null, new Rng(1)));
+    }
+
+    [Fact]
     public void FeatureUniquenessCountsDistinctBestMatches()
     {
         var v = Tensor.FromArray([1f, 0f, 0f, 1f], 2, 2);
