@@ -14,6 +14,11 @@ public static class BenchCommands
         kernels.Add(quick);
         kernels.SetAction(p => KernelBench.Run(p.InvocationConfiguration.Output, p.GetValue(quick)));
         bench.Add(kernels);
+        var synth = new Command("synth", "Samples/s generating synth-sae-bench-16k batches");
+        var synthQuick = new Option<bool>("--quick") { Description = "Fewer batches, no orthogonalisation timing" };
+        synth.Add(synthQuick);
+        synth.SetAction(p => SynthBench.Run(p.InvocationConfiguration.Output, p.GetValue(synthQuick)));
+        bench.Add(synth);
         return bench;
     }
 }

@@ -26,8 +26,9 @@ public static class Correlations
                 if (!(Math.Abs(rho) <= 1)) throw new ArgumentException($"correlation for ({i}, {j}) is {rho}, expected within [-1, 1]");
                 a[i * n + j] = a[j * n + i] = rho;
             }
-        var (values, _) = LinearAlgebra.SymmetricEigen(a, n);
-        if (values[0] < -1e-6) a = FixToPositiveDefinite(a, n, minEigenvalue);
+        // Cholesky succeeding proves positive definiteness cheaply; only otherwise look at the eigenvalues.
+        if (LinearAlgebra.Cholesky(a, n) is null && LinearAlgebra.SymmetricEigen(a, n).Values[0] < -1e-6)
+            a = FixToPositiveDefinite(a, n, minEigenvalue);
         var t = Tensor.Uninitialized(n, n);
         for (int i = 0; i < a.Length; i++) t.Span[i] = (float)a[i];
         return t;

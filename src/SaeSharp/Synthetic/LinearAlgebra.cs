@@ -45,7 +45,7 @@ public static class LinearAlgebra
             double off = 0;
             for (int p = 0; p < n; p++)
                 for (int q = p + 1; q < n; q++) off += a[p * n + q] * a[p * n + q];
-            if (off <= 1e-30 * Math.Max(scale, 1e-300)) break;
+            if (off <= 1e-26 * Math.Max(scale, 1e-300)) break; // off-diagonal norm below 1e-13 of the whole
             for (int p = 0; p < n - 1; p++)
                 for (int q = p + 1; q < n; q++)
                 {
