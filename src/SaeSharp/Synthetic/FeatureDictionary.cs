@@ -99,6 +99,36 @@ public sealed class FeatureDictionary
     }
 
     /// <summary>
+    /// L = Σ_{i≠j}(vᵢ·vⱼ − target)² + n·Σᵢ(vᵢ·vᵢ − 1)² and its gradient into <paramref name="grad"/> [n, d], forming the
+    /// Gram matrix in row chunks of <paramref name="gram"/>'s height.
+    /// </summary>
+    internal static double OrthogonalityLoss(Tensor v, Tensor grad, float targetCosSim, Tensor gram, Compute? compute = null)
+    {
+        int n = v.Dim(0), chunkRows = gram.Dim(0);
+        double loss = 0;
+        for (int r0 = 0; r0 < n; r0 += chunkRows)
+        {
+            int rows = Math.Min(chunkRows, n - r0);
+            var g = gram.RowSlice(0, rows);
+            Gemm.MatMul(v.RowSlice(r0, rows), v, g, Trans.No, Trans.Yes, compute: compute);
+            // D_ij = G_ij − target off the diagonal and n·(G_ii − 1) on it; ∇ᵢ = 4·Σⱼ D_ij vⱼ (D is symmetric).
+            for (int i = 0; i < rows; i++)
+            {
+                var gr = g.Row(i);
+                float diag = gr[r0 + i];
+                TensorPrimitives.Subtract(gr, targetCosSim, gr);
+                gr[r0 + i] = 0;
+                loss += TensorPrimitives.Dot(gr, gr);
+                double dd = diag - 1;
+                loss += n * dd * dd;
+                gr[r0 + i] = (float)(n * dd);
+            }
+            Gemm.MatMul(g, v, grad.RowSlice(r0, rows), alpha: 4, compute: compute);
+        }
+        return loss;
+    }
+
+    /// <summary>
     /// Pushes the rows of v [n, d] apart by Adam on L = Σ_{i≠j}(vᵢ·vⱼ − target)² + n·Σᵢ(vᵢ·vᵢ − 1)², then renormalises
     /// them. The Gram matrix is formed <paramref name="chunkRows"/> rows at a time (chunk × n floats), so 16k × 768
     /// fits in memory. Returns the loss at the last step.
@@ -119,27 +149,7 @@ public sealed class FeatureDictionary
         double loss = 0;
         for (int step = 1; step <= steps; step++)
         {
-            loss = 0;
-            for (int r0 = 0; r0 < n; r0 += chunkRows)
-            {
-                int rows = Math.Min(chunkRows, n - r0);
-                var g = gram.RowSlice(0, rows);
-                var vc = v.RowSlice(r0, rows);
-                Gemm.MatMul(vc, v, g, Trans.No, Trans.Yes, compute: compute);
-                // D_ij = G_ij − target off the diagonal and n·(G_ii − 1) on it; ∇ᵢ = 4·Σⱼ D_ij vⱼ (D is symmetric).
-                for (int i = 0; i < rows; i++)
-                {
-                    var gr = g.Row(i);
-                    float diag = gr[r0 + i];
-                    TensorPrimitives.Subtract(gr, targetCosSim, gr);
-                    gr[r0 + i] = 0;
-                    loss += TensorPrimitives.Dot(gr, gr);
-                    double dd = diag - 1;
-                    loss += n * dd * dd;
-                    gr[r0 + i] = (float)(n * dd);
-                }
-                Gemm.MatMul(g, v, grad.RowSlice(r0, rows), alpha: 4, compute: compute);
-            }
+            loss = OrthogonalityLoss(v, grad, targetCosSim, gram, compute);
             float c1 = 1 - MathF.Pow(beta1, step), c2 = 1 - MathF.Pow(beta2, step);
             var vs = v.Span; var gs = grad.Span;
             for (int i = 0; i < vs.Length; i++)

@@ -56,6 +56,39 @@ public class DictionaryAndProfileTests
     }
 
     [Fact]
+    public void OrthogonalityGradientMatchesFiniteDifferences()
+    {
+        const int n = 5, d = 3;
+        const float target = 0.1f;
+        var v = Tensor.Uninitialized(n, d);
+        new Rng(8).FillNormal(v.Span, 0, 0.7f);
+        var x = v.ToArray().Select(f => (double)f).ToArray();
+        double Loss(double[] w)
+        {
+            double l = 0;
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    double g = 0;
+                    for (int k = 0; k < d; k++) g += w[i * d + k] * w[j * d + k];
+                    l += i == j ? n * (g - 1) * (g - 1) : (g - target) * (g - target);
+                }
+            return l;
+        }
+        var grad = new Tensor(n, d);
+        double loss = FeatureDictionary.OrthogonalityLoss(v, grad, target, Tensor.Uninitialized(2, n)); // chunks of 2 rows
+        Assert.Equal(Loss(x), loss, 3);
+        const double h = 1e-5;
+        for (int p = 0; p < x.Length; p++)
+        {
+            var plus = (double[])x.Clone(); plus[p] += h;
+            var minus = (double[])x.Clone(); minus[p] -= h;
+            double fd = (Loss(plus) - Loss(minus)) / (2 * h);
+            Assert.True(Math.Abs(fd - grad.Span[p]) <= 1e-3 * Math.Max(1, Math.Abs(fd)), $"element {p}: finite difference {fd}, analytic {grad.Span[p]}");
+        }
+    }
+
+    [Fact]
     public void OrthogonalizationIsTheSameInChunks()
     {
         var a = Tensor.Uninitialized(37, 10);
