@@ -50,6 +50,13 @@ public class HungarianTests
             double total = 0;
             for (int k = 0; k < r.Length; k++) total += cost[r[k] * cols + c[k]];
             Assert.Equal(BruteForce(cost, rows, cols), total, 9);
+            // The float path (used in place when rows <= cols) finds an optimum of the rounded costs.
+            var fcost = cost.Select(x => (float)x).ToArray();
+            var (fr, fc) = Hungarian.Solve(fcost, rows, cols);
+            double ftotal = 0;
+            for (int k = 0; k < fr.Length; k++) ftotal += fcost[fr[k] * cols + fc[k]];
+            Assert.Equal(BruteForce(fcost.Select(x => (double)x).ToArray(), rows, cols), ftotal, 5);
+            Assert.Equal(fr.Length, fc.Distinct().Count());
         }
     }
 
@@ -67,6 +74,6 @@ public class HungarianTests
     {
         Assert.Throws<ArgumentException>(() => Hungarian.Solve(new double[5], 2, 3));
         Assert.Throws<ArgumentException>(() => Hungarian.Solve([1, double.NaN], 1, 2));
-        Assert.Empty(Hungarian.Solve([], 0, 3).Rows);
+        Assert.Empty(Hungarian.Solve(Array.Empty<double>(), 0, 3).Rows);
     }
 }
