@@ -206,7 +206,7 @@ public sealed class ActivationGenerator
     public Tensor Sample(int batch, Rng rng, Compute? compute = null)
     {
         if (batch < 0) throw new ArgumentOutOfRangeException(nameof(batch), $"batch size must be non-negative, got {batch}");
-        var acts = new Tensor(batch, NumFeatures);
+        var acts = Tensor.Uninitialized(batch, NumFeatures); // every element is written below
         int blocks = (batch + BlockRows - 1) / BlockRows;
         var rngs = new Rng[blocks];
         for (int b = 0; b < blocks; b++) rngs[b] = rng.Fork();
