@@ -32,6 +32,7 @@ public static class Program
         root.Add(BenchCommands.Build());
         root.Add(IoCommands.Build());
         root.Add(ModelCommands.Build());
+        root.Add(SynthCommands.Build());
         return root;
     }
 }
