@@ -114,7 +114,8 @@ public sealed class JumpReluSae : Sae
                 double u = (p[j] - (double)th[j]) / eps;
                 double kern = Rectangle(u);
                 double df = dfr[j];
-                if (l0 && tanh && fr[j] != 0)
+                // tanh(a·f·‖W_dec‖) has slope a·‖W_dec‖ at f = 0 too: inactive latents still feed the threshold's STE.
+                if (l0 && tanh)
                 {
                     double a = opt!.JumpReluTanhScale, t = Math.Tanh(a * fr[j] * st.Norms[j]);
                     double c = opt.L0Coefficient / b * a * (1 - t * t);
