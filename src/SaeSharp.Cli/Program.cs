@@ -30,7 +30,9 @@ public static class Program
         var root = new RootCommand("SaeSharp: sparse autoencoders for mechanistic interpretability, in .NET");
         // Each area of the CLI contributes its commands from its own file under Commands/.
         root.Add(BenchCommands.Build());
+        root.Add(IoCommands.Build());
         root.Add(ModelCommands.Build());
+        root.Add(SynthCommands.Build());
         return root;
     }
 }

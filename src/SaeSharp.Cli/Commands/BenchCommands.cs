@@ -21,6 +21,11 @@ public static class BenchCommands
         models.Add(quickModels);
         models.SetAction(p => ModelBench.Run(p.InvocationConfiguration.Output, p.GetValue(quickModels), p.GetValue(stories)));
         bench.Add(models);
+        var synth = new Command("synth", "Samples/s generating synth-sae-bench-16k batches");
+        var synthQuick = new Option<bool>("--quick") { Description = "Fewer batches, no orthogonalisation timing" };
+        synth.Add(synthQuick);
+        synth.SetAction(p => SynthBench.Run(p.InvocationConfiguration.Output, p.GetValue(synthQuick)));
+        bench.Add(synth);
         return bench;
     }
 }

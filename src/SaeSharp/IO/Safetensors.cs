@@ -1,5 +1,8 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
+using System.Numerics;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
@@ -7,7 +10,7 @@ using SaeSharp.Tensors;
 
 namespace SaeSharp.IO;
 
-/// <summary>Element types of safetensors files that SaeSharp reads and writes.</summary>
+/// <summary>Element types of safetensors (and .npy) files that SaeSharp reads and writes.</summary>
 public enum DType { F32, F16, BF16, F64, I32, I64, U8, I8, Bool }
 
 public static class DTypes
@@ -19,6 +22,8 @@ public static class DTypes
         DType.F64 or DType.I64 => 8,
         _ => 1,
     };
+
+    public static bool IsFloat(this DType t) => t is DType.F32 or DType.F16 or DType.BF16 or DType.F64;
 
     public static bool TryParse(string s, out DType t)
     {
@@ -38,37 +43,139 @@ public static class DTypes
     }
 
     public static string Name(this DType t) => t == DType.Bool ? "BOOL" : t.ToString();
+
+    /// <summary>Round-to-nearest-even float → bfloat16 bits (NaN stays a quiet NaN with its sign; overflow goes to ±Inf).</summary>
+    public static ushort FloatToBFloat16(float f)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(f);
+        if (float.IsNaN(f)) return (ushort)((bits >> 16) | 0x40);
+        uint rounding = 0x7FFF + ((bits >> 16) & 1);
+        return (ushort)((bits + rounding) >> 16);
+    }
+
+    /// <summary>bfloat16 bits → float (exact: bf16 is the top half of a float32).</summary>
+    public static float BFloat16ToFloat(ushort b) => BitConverter.UInt32BitsToSingle((uint)b << 16);
+
+    /// <summary>Converts little-endian elements of <paramref name="dtype"/> to float32; <paramref name="dst"/> has one slot per element.</summary>
+    public static void ToFloat32(DType dtype, ReadOnlySpan<byte> bytes, Span<float> dst)
+    {
+        if (bytes.Length != dst.Length * dtype.Size())
+            throw new ArgumentException($"{bytes.Length} bytes of {dtype.Name()} do not hold {dst.Length} elements");
+        switch (dtype)
+        {
+            case DType.F32: MemoryMarshal.Cast<byte, float>(bytes).CopyTo(dst); break;
+            case DType.F16: TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(bytes), dst); break;
+            case DType.BF16: BFloat16ToFloat(MemoryMarshal.Cast<byte, ushort>(bytes), dst); break;
+            case DType.F64: TensorPrimitives.ConvertTruncating(MemoryMarshal.Cast<byte, double>(bytes), dst); break;
+            case DType.I64: { var s = MemoryMarshal.Cast<byte, long>(bytes); for (int i = 0; i < s.Length; i++) dst[i] = s[i]; break; }
+            case DType.I32: { var s = MemoryMarshal.Cast<byte, int>(bytes); for (int i = 0; i < s.Length; i++) dst[i] = s[i]; break; }
+            case DType.U8: case DType.Bool: for (int i = 0; i < bytes.Length; i++) dst[i] = bytes[i]; break;
+            case DType.I8: for (int i = 0; i < bytes.Length; i++) dst[i] = (sbyte)bytes[i]; break;
+            default: throw new ArgumentOutOfRangeException(nameof(dtype));
+        }
+    }
+
+    /// <summary>Converts float32 to little-endian elements of a float dtype (F32, F16, BF16, F64), rounding to nearest even.</summary>
+    public static void FromFloat32(DType dtype, ReadOnlySpan<float> src, Span<byte> bytes)
+    {
+        if (bytes.Length != src.Length * dtype.Size())
+            throw new ArgumentException($"{bytes.Length} bytes of {dtype.Name()} do not hold {src.Length} elements");
+        switch (dtype)
+        {
+            case DType.F32: MemoryMarshal.AsBytes(src).CopyTo(bytes); break;
+            case DType.F16: TensorPrimitives.ConvertToHalf(src, MemoryMarshal.Cast<byte, Half>(bytes)); break;
+            case DType.BF16: { var d = MemoryMarshal.Cast<byte, ushort>(bytes); for (int i = 0; i < src.Length; i++) d[i] = FloatToBFloat16(src[i]); break; }
+            case DType.F64: { var d = MemoryMarshal.Cast<byte, double>(bytes); for (int i = 0; i < src.Length; i++) d[i] = src[i]; break; }
+            default: throw new ArgumentException($"cannot store float32 values as {dtype.Name()} (expected F32, F16, BF16 or F64)");
+        }
+    }
+
+    private static void BFloat16ToFloat(ReadOnlySpan<ushort> src, Span<float> dst)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var u = MemoryMarshal.Cast<float, uint>(dst);
+            for (; i <= src.Length - Vector<ushort>.Count; i += Vector<ushort>.Count)
+            {
+                Vector.Widen(new Vector<ushort>(src[i..]), out var lo, out var hi);
+                (lo << 16).CopyTo(u[i..]);
+                (hi << 16).CopyTo(u[(i + Vector<uint>.Count)..]);
+            }
+        }
+        for (; i < src.Length; i++) dst[i] = BFloat16ToFloat(src[i]);
+    }
 }
 
-/// <summary>One tensor's entry in a safetensors header.</summary>
+/// <summary>One tensor's entry in a safetensors header; offsets are relative to the data section.</summary>
 public sealed record SafetensorsEntry(string Name, DType DType, int[] Shape, long Begin, long End)
 {
     public long ElementCount
     {
         get { long n = 1; foreach (int d in Shape) n *= d; return n; }
     }
+
+    public string ShapeString => "[" + string.Join(", ", Shape) + "]";
 }
 
+/// <summary>Named tensors readable by name: one safetensors file (<see cref="SafetensorsFile"/>) or a sharded
+/// Hugging Face folder (<see cref="SafetensorsModel"/>). Model and SAE loaders take this.</summary>
+public interface ITensorSource : IDisposable
+{
+    /// <summary>Where the tensors come from (file or index path), for error messages.</summary>
+    string Path { get; }
+    IReadOnlyList<string> Names { get; }
+    bool Contains(string name);
+    /// <exception cref="KeyNotFoundException">No tensor has that name; the message names the source.</exception>
+    SafetensorsEntry Entry(string name);
+    /// <summary>Reads a tensor as float32, converting from any stored dtype.</summary>
+    Tensor ReadFloat32(string name);
+    /// <summary>Reads a tensor as float32 after checking its shape (InvalidDataException naming the tensor when it differs).</summary>
+    Tensor ReadFloat32(string name, params int[] expectedShape);
+    /// <summary>Reads a float tensor (F64 exactly, F32/F16/BF16 widened) or an integer tensor as float64.</summary>
+    double[] ReadFloat64(string name);
+    /// <summary>Reads an integer tensor (I64, I32, U8, I8, BOOL) as int64.</summary>
+    long[] ReadInt64(string name);
+    /// <summary>Reads an integer tensor as int32; I64 values outside the int32 range are an error.</summary>
+    int[] ReadInt32(string name);
+    /// <summary>The raw little-endian bytes of a tensor (a copy).</summary>
+    byte[] RawBytes(string name);
+}
+
+/// <summary>
+/// A validated, memory-mapped safetensors file. Opening reads and checks only the header (size limits, JSON shape,
+/// dtypes, shapes against byte spans, offsets inside the file, no overlaps), so no allocation is ever larger than
+/// the file itself; tensor data is read from the mapping on demand. Safe to read from several threads.
+/// Every Read copies out of the mapping, so results outlive Dispose. The file stays mapped until Dispose: another
+/// process truncating it in place meanwhile is the one corruption no check can catch (writers here replace files
+/// by rename, which leaves an open mapping intact).
+/// </summary>
 /// <exception cref="InvalidDataException">The file is not a valid safetensors file; the message names it and the problem.</exception>
-public sealed class SafetensorsFile : IDisposable
+public sealed unsafe class SafetensorsFile : ITensorSource
 {
     /// <summary>Headers larger than this are refused (the format's own reference implementation uses 100 MB).</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
+    // Conversions run in chunks of this many elements so a multi-GB tensor never needs one span over > 2 GB of bytes.
+    private const int ChunkElements = 1 << 24;
+
     private readonly MemoryMappedFile? _map;
     private readonly MemoryMappedViewAccessor? _view;
+    private readonly byte* _data; // start of the data section inside the mapping (null when it is empty)
     private readonly Dictionary<string, SafetensorsEntry> _entries;
-    private readonly long _dataStart;
+    private bool _disposed;
 
     public string Path { get; }
     public IReadOnlyDictionary<string, string> Metadata { get; }
     /// <summary>Tensor names in file (offset) order.</summary>
     public IReadOnlyList<string> Names { get; }
+    /// <summary>Byte offset of the data section (8 + header length).</summary>
+    public long DataStart { get; }
 
-    private SafetensorsFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, Dictionary<string, SafetensorsEntry> entries,
-        IReadOnlyDictionary<string, string> metadata, long dataStart)
+    private SafetensorsFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* data,
+        Dictionary<string, SafetensorsEntry> entries, IReadOnlyDictionary<string, string> metadata, long dataStart)
     {
-        Path = path; _map = map; _view = view; _entries = entries; Metadata = metadata; _dataStart = dataStart;
+        Path = path; _map = map; _view = view; _data = data; _entries = entries; Metadata = metadata; DataStart = dataStart;
         Names = entries.Values.OrderBy(e => e.Begin).ThenBy(e => e.Name, StringComparer.Ordinal).Select(e => e.Name).ToList();
     }
 
@@ -76,48 +183,67 @@ public sealed class SafetensorsFile : IDisposable
     public static SafetensorsFile Open(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"safetensors file not found: {path}", path);
-        long fileLength = new FileInfo(path).Length;
-        Span<byte> lenBytes = stackalloc byte[8];
-        byte[] headerBytes;
-        using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
+        // One handle for validation and mapping, so a file replaced in between cannot be mapped unvalidated.
+        var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        MemoryMappedFile? map = null;
+        MemoryMappedViewAccessor? view = null;
+        try
         {
+            long fileLength = fs.Length;
             if (fileLength < 8) throw Bad(path, $"file is {fileLength} bytes, shorter than the 8-byte header length");
+            Span<byte> lenBytes = stackalloc byte[8];
             fs.ReadExactly(lenBytes);
             ulong headerLen = BinaryPrimitives.ReadUInt64LittleEndian(lenBytes);
             if (headerLen > (ulong)(fileLength - 8)) throw Bad(path, $"header length {headerLen} runs past the end of the file ({fileLength} bytes)");
             if (headerLen > MaxHeaderBytes) throw Bad(path, $"header length {headerLen} exceeds the {MaxHeaderBytes}-byte limit");
-            headerBytes = new byte[(int)headerLen];
+            var headerBytes = new byte[(int)headerLen];
             fs.ReadExactly(headerBytes);
-        }
-        long dataStart = 8 + headerBytes.Length;
-        long dataLength = fileLength - dataStart;
-        var (entries, metadata) = ParseHeader(path, headerBytes, dataLength);
-        MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
-        if (fileLength > 0 && dataLength > 0)
-        {
-            map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+            long dataStart = 8 + headerBytes.Length;
+            long dataLength = fileLength - dataStart;
+            var (entries, metadata) = ParseHeader(path, headerBytes, dataLength);
+            if (dataLength == 0)
+            {
+                fs.Dispose();
+                return new SafetensorsFile(path, null, null, null, entries, metadata, dataStart);
+            }
+            map = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
             view = map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read);
+            byte* basePtr = null;
+            // Held until Dispose: spans over the mapping are then plain pointer reads, no copies through the accessor.
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
+            return new SafetensorsFile(path, map, view, basePtr + view.PointerOffset + dataStart, entries, metadata, dataStart);
         }
-        return new SafetensorsFile(path, map, view, entries, metadata, dataStart);
+        catch
+        {
+            view?.Dispose();
+            map?.Dispose();
+            fs.Dispose();
+            throw;
+        }
     }
 
     private static InvalidDataException Bad(string path, string problem) => new($"{path}: not a valid safetensors file: {problem}");
 
     private static (Dictionary<string, SafetensorsEntry>, IReadOnlyDictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
     {
+        // JsonDocument checks UTF-8 only when strings are decoded, which would surface later as InvalidOperationException.
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw Bad(path, "header is not valid JSON (invalid UTF-8)");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(header); }
-        catch (JsonException e) { throw Bad(path, $"header is not valid JSON ({e.Message})"); }
+        catch (Exception e) when (e is JsonException or ArgumentException or DecoderFallbackException)
+        { throw Bad(path, $"header is not valid JSON ({e.Message})"); }
         using (doc)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Bad(path, "header is not a JSON object");
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Bad(path, $"header is a JSON {doc.RootElement.ValueKind}, expected an object");
             var entries = new Dictionary<string, SafetensorsEntry>(StringComparer.Ordinal);
             var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+            bool sawMetadata = false;
             foreach (var prop in doc.RootElement.EnumerateObject())
             {
                 if (prop.Name == "__metadata__")
                 {
+                    if (sawMetadata) throw Bad(path, "__metadata__ appears twice");
+                    sawMetadata = true;
                     if (prop.Value.ValueKind != JsonValueKind.Object) throw Bad(path, "__metadata__ is not an object");
                     foreach (var m in prop.Value.EnumerateObject())
                     {
@@ -126,6 +252,8 @@ public sealed class SafetensorsFile : IDisposable
                     }
                     continue;
                 }
+                // JSON allows repeated keys; a repeated tensor name would silently hide one tensor, so refuse it.
+                if (entries.ContainsKey(prop.Name)) throw Bad(path, $"tensor '{prop.Name}' appears twice in the header");
                 entries[prop.Name] = ParseEntry(path, prop.Name, prop.Value, dataLength);
             }
             CheckNoOverlap(path, entries.Values);
@@ -147,15 +275,16 @@ public sealed class SafetensorsFile : IDisposable
         foreach (var d in sh.EnumerateArray())
         {
             if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long v) || v < 0 || v > int.MaxValue)
-                throw Bad(path, $"tensor '{name}': shape entry {d} is not a non-negative integer");
+                throw Bad(path, $"tensor '{name}': shape entry {d.GetRawText()} is not a non-negative integer");
             shape.Add((int)v);
-            count = v == 0 ? 0 : (count > long.MaxValue / v ? long.MaxValue : count * v);
+            // Saturate instead of overflowing; a saturated count can never match a real byte span.
+            count = v == 0 || count == 0 ? 0 : (count > long.MaxValue / v ? long.MaxValue : count * v);
         }
         if (!e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
             throw Bad(path, $"tensor '{name}': 'data_offsets' must be [begin, end]");
         long begin = ReadOffset(path, name, off[0]), end = ReadOffset(path, name, off[1]);
         if (end < begin) throw Bad(path, $"tensor '{name}': data_offsets [{begin}, {end}] end before they begin");
-        if (end > dataLength) throw Bad(path, $"tensor '{name}': data_offsets [{begin}, {end}] run past the data section ({dataLength} bytes)");
+        if (end > dataLength) throw Bad(path, $"tensor '{name}': data_offsets [{begin}, {end}] run past the data section ({dataLength} bytes; file truncated?)");
         long expected = count > long.MaxValue / 8 ? long.MaxValue : count * dtype.Size();
         if (end - begin != expected)
             throw Bad(path, $"tensor '{name}': shape [{string.Join(", ", shape)}] of {dtype.Name()} needs {expected} bytes but data_offsets span {end - begin}");
@@ -165,7 +294,7 @@ public sealed class SafetensorsFile : IDisposable
     private static long ReadOffset(string path, string name, JsonElement v)
     {
         if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out long x) || x < 0)
-            throw Bad(path, $"tensor '{name}': data offset {v} is not a non-negative integer");
+            throw Bad(path, $"tensor '{name}': data offset {v.GetRawText()} is not a non-negative integer");
         return x;
     }
 
@@ -185,109 +314,180 @@ public sealed class SafetensorsFile : IDisposable
     public SafetensorsEntry Entry(string name) =>
         _entries.TryGetValue(name, out var e) ? e : throw new KeyNotFoundException($"{Path}: no tensor named '{name}' (has: {string.Join(", ", Names.Take(20))}{(Names.Count > 20 ? ", ..." : "")})");
 
-    /// <summary>Reads a tensor as float32, converting from F16, BF16, F64, I32, I64, U8, I8 or BOOL.</summary>
     public Tensor ReadFloat32(string name)
     {
         var e = Entry(name);
+        int n = CheckedCount(e);
         var t = Tensor.Uninitialized(e.Shape);
-        var bytes = RawBytes(e);
-        ConvertToFloat(e.DType, bytes, t.Span);
+        var dst = t.Span;
+        int size = e.DType.Size();
+        for (int i = 0; i < n; i += ChunkElements)
+        {
+            int m = Math.Min(ChunkElements, n - i);
+            DTypes.ToFloat32(e.DType, Bytes(e, (long)i * size, m * size), dst.Slice(i, m));
+        }
         return t;
     }
 
-    /// <summary>Reads a tensor as float32 and checks its shape, naming the tensor when it differs.</summary>
     public Tensor ReadFloat32(string name, params int[] expectedShape)
     {
         var e = Entry(name);
         if (!e.Shape.AsSpan().SequenceEqual(expectedShape))
-            throw new InvalidDataException($"{Path}: tensor '{name}' has shape [{string.Join(", ", e.Shape)}], expected [{string.Join(", ", expectedShape)}]");
+            throw new InvalidDataException($"{Path}: tensor '{name}' has shape {e.ShapeString}, expected [{string.Join(", ", expectedShape)}]");
         return ReadFloat32(name);
     }
 
-    /// <summary>Reads an integer tensor (I64, I32, U8, I8, BOOL) as int64.</summary>
+    public double[] ReadFloat64(string name)
+    {
+        var e = Entry(name);
+        int n = CheckedCount(e);
+        var result = GC.AllocateUninitializedArray<double>(n);
+        if (e.DType == DType.F64)
+        {
+            for (int i = 0; i < n; i += ChunkElements)
+            {
+                int m = Math.Min(ChunkElements, n - i);
+                MemoryMarshal.Cast<byte, double>(Bytes(e, (long)i * 8, m * 8)).CopyTo(result.AsSpan(i, m));
+            }
+            return result;
+        }
+        if (e.DType is DType.I64 or DType.I32 or DType.U8 or DType.I8 or DType.Bool)
+        {
+            var ints = ReadInt64(name);
+            for (int i = 0; i < n; i++) result[i] = ints[i];
+            return result;
+        }
+        var buf = ArrayPool<float>.Shared.Rent(Math.Min(n, ChunkElements));
+        try
+        {
+            int size = e.DType.Size();
+            for (int i = 0; i < n; i += ChunkElements)
+            {
+                int m = Math.Min(ChunkElements, n - i);
+                var f = buf.AsSpan(0, m);
+                DTypes.ToFloat32(e.DType, Bytes(e, (long)i * size, m * size), f);
+                for (int j = 0; j < m; j++) result[i + j] = f[j];
+            }
+        }
+        finally { ArrayPool<float>.Shared.Return(buf); }
+        return result;
+    }
+
     public long[] ReadInt64(string name)
     {
         var e = Entry(name);
-        var bytes = RawBytes(e);
-        var result = new long[e.ElementCount];
-        switch (e.DType)
+        int n = CheckedCount(e);
+        var result = GC.AllocateUninitializedArray<long>(n);
+        int size = e.DType.Size();
+        for (int i = 0; i < n; i += ChunkElements)
         {
-            case DType.I64: MemoryMarshal.Cast<byte, long>(bytes).CopyTo(result); break;
-            case DType.I32: { var s = MemoryMarshal.Cast<byte, int>(bytes); for (int i = 0; i < s.Length; i++) result[i] = s[i]; break; }
-            case DType.U8: case DType.Bool: for (int i = 0; i < bytes.Length; i++) result[i] = bytes[i]; break;
-            case DType.I8: for (int i = 0; i < bytes.Length; i++) result[i] = (sbyte)bytes[i]; break;
-            default: throw new InvalidDataException($"{Path}: tensor '{name}' is {e.DType.Name()}, not an integer type");
+            int m = Math.Min(ChunkElements, n - i);
+            var bytes = Bytes(e, (long)i * size, m * size);
+            var dst = result.AsSpan(i, m);
+            switch (e.DType)
+            {
+                case DType.I64: MemoryMarshal.Cast<byte, long>(bytes).CopyTo(dst); break;
+                case DType.I32: { var s = MemoryMarshal.Cast<byte, int>(bytes); for (int j = 0; j < m; j++) dst[j] = s[j]; break; }
+                case DType.U8: case DType.Bool: for (int j = 0; j < m; j++) dst[j] = bytes[j]; break;
+                case DType.I8: for (int j = 0; j < m; j++) dst[j] = (sbyte)bytes[j]; break;
+                default: throw new InvalidDataException($"{Path}: tensor '{name}' is {e.DType.Name()}, not an integer type");
+            }
         }
         return result;
     }
 
-    /// <summary>The raw little-endian bytes of a tensor (a copy out of the mapping).</summary>
-    public byte[] RawBytes(string name) => RawBytes(Entry(name));
-
-    private byte[] RawBytes(SafetensorsEntry e)
+    public int[] ReadInt32(string name)
     {
+        var e = Entry(name);
+        if (e.DType == DType.I32)
+        {
+            int n = CheckedCount(e);
+            var result = GC.AllocateUninitializedArray<int>(n);
+            for (int i = 0; i < n; i += ChunkElements)
+            {
+                int m = Math.Min(ChunkElements, n - i);
+                MemoryMarshal.Cast<byte, int>(Bytes(e, (long)i * 4, m * 4)).CopyTo(result.AsSpan(i, m));
+            }
+            return result;
+        }
+        var wide = ReadInt64(name);
+        var narrow = new int[wide.Length];
+        for (int i = 0; i < wide.Length; i++)
+        {
+            if (wide[i] < int.MinValue || wide[i] > int.MaxValue)
+                throw new InvalidDataException($"{Path}: tensor '{name}' element {i} = {wide[i]} does not fit in int32");
+            narrow[i] = (int)wide[i];
+        }
+        return narrow;
+    }
+
+    public byte[] RawBytes(string name)
+    {
+        var e = Entry(name);
         long n = e.End - e.Begin;
-        if (n > Array.MaxLength) throw new InvalidDataException($"{Path}: tensor '{e.Name}' is too large to read ({n} bytes)");
+        if (n > Array.MaxLength) throw new InvalidDataException($"{Path}: tensor '{e.Name}' is too large to read into one array ({n} bytes)");
         var bytes = GC.AllocateUninitializedArray<byte>((int)n);
-        if (n > 0) _view!.ReadArray(_dataStart + e.Begin, bytes, 0, (int)n);
+        for (long i = 0; i < n; i += 1 << 30)
+        {
+            int m = (int)Math.Min(1 << 30, n - i);
+            Bytes(e, i, m).CopyTo(bytes.AsSpan((int)i, m));
+        }
         return bytes;
     }
 
-    internal static void ConvertToFloat(DType dtype, ReadOnlySpan<byte> bytes, Span<float> dst)
+    private int CheckedCount(SafetensorsEntry e)
     {
-        switch (dtype)
-        {
-            case DType.F32: MemoryMarshal.Cast<byte, float>(bytes).CopyTo(dst); break;
-            case DType.F16: System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(bytes), dst); break;
-            case DType.BF16:
-                {
-                    var s = MemoryMarshal.Cast<byte, ushort>(bytes);
-                    for (int i = 0; i < s.Length; i++) dst[i] = BitConverter.UInt32BitsToSingle((uint)s[i] << 16);
-                    break;
-                }
-            case DType.F64: { var s = MemoryMarshal.Cast<byte, double>(bytes); for (int i = 0; i < s.Length; i++) dst[i] = (float)s[i]; break; }
-            case DType.I64: { var s = MemoryMarshal.Cast<byte, long>(bytes); for (int i = 0; i < s.Length; i++) dst[i] = s[i]; break; }
-            case DType.I32: { var s = MemoryMarshal.Cast<byte, int>(bytes); for (int i = 0; i < s.Length; i++) dst[i] = s[i]; break; }
-            case DType.U8: case DType.Bool: for (int i = 0; i < bytes.Length; i++) dst[i] = bytes[i]; break;
-            case DType.I8: for (int i = 0; i < bytes.Length; i++) dst[i] = (sbyte)bytes[i]; break;
-        }
+        long n = e.ElementCount;
+        if (n > Array.MaxLength) throw new InvalidDataException($"{Path}: tensor '{e.Name}' has {n} elements, more than one array can hold");
+        return (int)n;
+    }
+
+    /// <summary>A span over <paramref name="length"/> bytes of tensor <paramref name="e"/>, starting <paramref name="offset"/> bytes in.</summary>
+    private ReadOnlySpan<byte> Bytes(SafetensorsEntry e, long offset, int length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (length == 0) return default;
+        return new ReadOnlySpan<byte>(_data + e.Begin + offset, length);
     }
 
     public void Dispose()
     {
-        _view?.Dispose();
+        if (_disposed) return;
+        _disposed = true;
+        if (_view is not null)
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+        }
         _map?.Dispose();
     }
 }
 
-/// <summary>Collects tensors and writes them as one safetensors file (atomically).</summary>
+/// <summary>
+/// Collects tensors and writes them as one safetensors file, atomically (via <see cref="AtomicFile"/>). Float
+/// tensors added with <see cref="Add"/> are converted while writing, not copied at Add: keep them unchanged until
+/// <see cref="Write"/> returns.
+/// </summary>
 public sealed class SafetensorsWriter
 {
-    private readonly List<(string Name, DType DType, int[] Shape, byte[] Bytes)> _items = new();
+    private sealed record Item(string Name, DType DType, int[] Shape, long ByteLength, Action<Stream> WriteData);
+
+    private readonly List<Item> _items = new();
+    private readonly HashSet<string> _names = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _metadata = new(StringComparer.Ordinal);
 
     public SafetensorsWriter AddMetadata(string key, string value) { _metadata[key] = value; return this; }
 
-    /// <summary>Adds a float tensor, stored as F32 (default), F16, BF16 or F64.</summary>
+    /// <summary>Adds a float tensor, stored as F32 (default), F16, BF16 or F64 (F16/BF16 round to nearest even).</summary>
     public SafetensorsWriter Add(string name, Tensor t, DType dtype = DType.F32)
     {
-        var src = t.Span;
-        byte[] bytes = new byte[(long)src.Length * dtype.Size()];
-        switch (dtype)
-        {
-            case DType.F32: MemoryMarshal.AsBytes(src).CopyTo(bytes); break;
-            case DType.F16: System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(src, MemoryMarshal.Cast<byte, Half>(bytes.AsSpan())); break;
-            case DType.BF16:
-                {
-                    var d = MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
-                    for (int i = 0; i < src.Length; i++) d[i] = FloatToBFloat16(src[i]);
-                    break;
-                }
-            case DType.F64: { var d = MemoryMarshal.Cast<byte, double>(bytes.AsSpan()); for (int i = 0; i < src.Length; i++) d[i] = src[i]; break; }
-            default: throw new ArgumentException($"cannot store float tensor '{name}' as {dtype.Name()}");
-        }
-        return AddRaw(name, dtype, t.Shape.ToArray(), bytes);
+        if (!dtype.IsFloat()) throw new ArgumentException($"cannot store float tensor '{name}' as {dtype.Name()} (expected F32, F16, BF16 or F64)");
+        return AddItem(name, dtype, t.Shape.ToArray(), (long)t.Length * dtype.Size(), s => WriteConverted(s, t, dtype));
     }
+
+    /// <summary>Adds float64 values stored as F64 (copied now).</summary>
+    public SafetensorsWriter AddFloat64(string name, ReadOnlySpan<double> values, params int[] shape) =>
+        AddRaw(name, DType.F64, shape, MemoryMarshal.AsBytes(values).ToArray());
 
     public SafetensorsWriter AddInt64(string name, ReadOnlySpan<long> values, params int[] shape) =>
         AddRaw(name, DType.I64, shape, MemoryMarshal.AsBytes(values).ToArray());
@@ -295,54 +495,110 @@ public sealed class SafetensorsWriter
     public SafetensorsWriter AddInt32(string name, ReadOnlySpan<int> values, params int[] shape) =>
         AddRaw(name, DType.I32, shape, MemoryMarshal.AsBytes(values).ToArray());
 
-    public SafetensorsWriter AddRaw(string name, DType dtype, int[] shape, byte[] bytes)
+    /// <summary>Adds already-encoded little-endian bytes (not copied: keep the array unchanged until Write).</summary>
+    public SafetensorsWriter AddRaw(string name, DType dtype, int[] shape, byte[] bytes) =>
+        AddItem(name, dtype, shape, bytes.LongLength, s => s.Write(bytes));
+
+    private SafetensorsWriter AddItem(string name, DType dtype, int[] shape, long byteLength, Action<Stream> write)
     {
         if (name == "__metadata__") throw new ArgumentException("'__metadata__' is reserved");
-        if (_items.Any(i => i.Name == name)) throw new ArgumentException($"tensor '{name}' added twice");
+        if (name.Length == 0) throw new ArgumentException("tensor name is empty");
+        if (!_names.Add(name)) throw new ArgumentException($"tensor '{name}' added twice");
         long count = 1;
-        foreach (int d in shape) count *= d;
-        if (count * dtype.Size() != bytes.Length)
-            throw new ArgumentException($"tensor '{name}': shape [{string.Join(", ", shape)}] of {dtype.Name()} needs {count * dtype.Size()} bytes, got {bytes.Length}");
-        _items.Add((name, dtype, (int[])shape.Clone(), bytes));
+        foreach (int d in shape)
+        {
+            if (d < 0) throw new ArgumentException($"tensor '{name}': negative dimension in shape [{string.Join(", ", shape)}]");
+            count *= d;
+        }
+        if (count * dtype.Size() != byteLength)
+        {
+            _names.Remove(name);
+            throw new ArgumentException($"tensor '{name}': shape [{string.Join(", ", shape)}] of {dtype.Name()} needs {count * dtype.Size()} bytes, got {byteLength}");
+        }
+        _items.Add(new Item(name, dtype, (int[])shape.Clone(), byteLength, write));
         return this;
     }
 
     /// <summary>Round-to-nearest-even float → bfloat16 (NaN stays NaN).</summary>
-    public static ushort FloatToBFloat16(float f)
+    public static ushort FloatToBFloat16(float f) => DTypes.FloatToBFloat16(f);
+
+    private static void WriteConverted(Stream s, Tensor t, DType dtype)
     {
-        uint bits = BitConverter.SingleToUInt32Bits(f);
-        if (float.IsNaN(f)) return (ushort)((bits >> 16) | 0x40);
-        uint rounding = 0x7FFF + ((bits >> 16) & 1);
-        return (ushort)((bits + rounding) >> 16);
+        var src = t.Span;
+        if (dtype == DType.F32)
+        {
+            // Sliced: a byte view of more than 2^29 floats would overflow a span's length.
+            for (int i = 0; i < src.Length; i += 1 << 28) s.Write(MemoryMarshal.AsBytes(src.Slice(i, Math.Min(1 << 28, src.Length - i))));
+            return;
+        }
+        const int chunk = 1 << 16;
+        var buf = ArrayPool<byte>.Shared.Rent(chunk * dtype.Size());
+        try
+        {
+            for (int i = 0; i < src.Length; i += chunk)
+            {
+                int m = Math.Min(chunk, src.Length - i);
+                var b = buf.AsSpan(0, m * dtype.Size());
+                DTypes.FromFloat32(dtype, src.Slice(i, m), b);
+                s.Write(b);
+            }
+        }
+        finally { ArrayPool<byte>.Shared.Return(buf); }
+    }
+
+    /// <summary>The header bytes (JSON padded with spaces to a multiple of 8) for the tensors added so far.</summary>
+    private byte[] HeaderBytes()
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            if (_metadata.Count > 0)
+            {
+                w.WriteStartObject("__metadata__");
+                foreach (var (k, v) in _metadata) w.WriteString(k, v);
+                w.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (var it in _items)
+            {
+                w.WriteStartObject(it.Name);
+                w.WriteString("dtype", it.DType.Name());
+                w.WriteStartArray("shape");
+                foreach (int d in it.Shape) w.WriteNumberValue(d);
+                w.WriteEndArray();
+                w.WriteStartArray("data_offsets");
+                w.WriteNumberValue(offset);
+                w.WriteNumberValue(offset + it.ByteLength);
+                w.WriteEndArray();
+                w.WriteEndObject();
+                offset += it.ByteLength;
+            }
+            w.WriteEndObject();
+        }
+        int len = (int)ms.Length, padded = (len + 7) / 8 * 8;
+        var header = new byte[padded];
+        ms.GetBuffer().AsSpan(0, len).CopyTo(header);
+        header.AsSpan(len).Fill((byte)' ');
+        return header;
     }
 
     public void Write(string path)
     {
-        var header = new Dictionary<string, object>(StringComparer.Ordinal);
-        if (_metadata.Count > 0) header["__metadata__"] = _metadata;
-        long offset = 0;
-        foreach (var it in _items)
-        {
-            header[it.Name] = new Dictionary<string, object>
-            {
-                ["dtype"] = it.DType.Name(),
-                ["shape"] = it.Shape,
-                ["data_offsets"] = new[] { offset, offset + it.Bytes.Length },
-            };
-            offset += it.Bytes.Length;
-        }
-        var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
-        int padded = (json.Length + 7) / 8 * 8;
-        var headerBytes = new byte[padded];
-        json.CopyTo(headerBytes, 0);
-        for (int i = json.Length; i < padded; i++) headerBytes[i] = (byte)' ';
+        var header = HeaderBytes();
         AtomicFile.Write(path, s =>
         {
             Span<byte> len = stackalloc byte[8];
-            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)padded);
+            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
             s.Write(len);
-            s.Write(headerBytes);
-            foreach (var it in _items) s.Write(it.Bytes);
+            s.Write(header);
+            foreach (var it in _items)
+            {
+                long before = s.Position;
+                it.WriteData(s);
+                if (s.Position - before != it.ByteLength)
+                    throw new InvalidOperationException($"tensor '{it.Name}' changed size between Add and Write");
+            }
         });
     }
 }

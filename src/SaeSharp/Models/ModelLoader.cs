@@ -167,7 +167,7 @@ public static class ModelLoader
         {
             var t = Tensor.Uninitialized(shape);
             int n = t.Length;
-            SafetensorsFile.ConvertToFloat(DType.F32, bytes.AsSpan((int)offset, 4 * n), t.Span);
+            DTypes.ToFloat32(DType.F32, bytes.AsSpan((int)offset, 4 * n), t.Span);
             offset += 4L * n;
             return t;
         }

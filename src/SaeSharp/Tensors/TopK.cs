@@ -132,6 +132,9 @@ public static class TopK
         var data = x.Data;
         int offset = x.Offset;
 
+        var fast = BatchFromSample(x, total, c);
+        if (fast is not null) return fast.Value;
+
         // Positive floats order like their bit patterns: select the threshold by a two-level radix histogram.
         var hi = Histogram(c, data, offset, rows, cols, hiBin: -1);
         long positives = 0;
@@ -167,6 +170,88 @@ public static class TopK
         }
         codes.RowStart[rows] = write;
         return (codes, BitConverter.UInt32BitsToSingle(threshold));
+    }
+
+    // The fast path: estimate a threshold a little below the answer from a strided sample, gather every value
+    // above it in one vectorised pass, then select exactly among those candidates. Returns null when the estimate
+    // was too high (fewer candidates than needed, or too few positives), and the caller falls back to the exact
+    // radix selection; either way the result is the same.
+    private static (SparseCodes, float)? BatchFromSample(Tensor x, int total, Compute c)
+    {
+        int rows = x.Rows, cols = x.Cols;
+        long n = (long)rows * cols;
+        const int SampleTarget = 1 << 16;
+        if (n < 4L * SampleTarget || (long)total * 4 > n) return null;
+        long stride = n / SampleTarget;
+        var sample = new List<float>(SampleTarget + 1);
+        var data = x.Data;
+        int offset = x.Offset;
+        for (long i = stride / 2; i < n; i += stride)
+        {
+            float v = data[offset + i];
+            if (v > 0 && !float.IsNaN(v)) sample.Add(v);
+        }
+        double expected = (double)total / n * sample.Count;   // sample rank of the true threshold
+        int rank = (int)Math.Ceiling(expected * 1.5 + 4 * Math.Sqrt(expected + 1) + 16);
+        if (rank >= sample.Count) return null;
+        sample.Sort();
+        float estimate = sample[sample.Count - 1 - rank];
+
+        // Candidates per part, in flat-index order.
+        int parts = Math.Max(1, Math.Min(c.Threads, rows));
+        var found = new List<long>[parts];
+        c.For(parts, p =>
+        {
+            var list = new List<long>();
+            int r0 = (int)((long)rows * p / parts), r1 = (int)((long)rows * (p + 1) / parts);
+            var est = Vector512.Create(estimate);
+            for (int r = r0; r < r1; r++)
+            {
+                var row = new ReadOnlySpan<float>(data, offset + r * cols, cols);
+                int j = 0;
+                if (Vector512.IsHardwareAccelerated)
+                    for (; j + 16 <= cols; j += 16)
+                    {
+                        ulong mask = Vector512.GreaterThan(Vector512.Create(row.Slice(j, 16)), est).ExtractMostSignificantBits();
+                        while (mask != 0)
+                        {
+                            int t = System.Numerics.BitOperations.TrailingZeroCount(mask);
+                            list.Add((long)r * cols + j + t);
+                            mask &= mask - 1;
+                        }
+                    }
+                for (; j < cols; j++) if (row[j] > estimate) list.Add((long)r * cols + j);
+            }
+            found[p] = list;
+        });
+        int count = 0;
+        foreach (var l in found) count += l.Count;
+        if (count < total) return null;
+
+        // Order key: larger value first, then lower flat index. Positive float bits order like the values.
+        var keys = new ulong[count];
+        int w = 0;
+        foreach (var l in found)
+            foreach (long f in l)
+                keys[w++] = ((ulong)BitConverter.SingleToUInt32Bits(data[offset + f]) << 32) | (uint)~(uint)f;
+        var sorted = (ulong[])keys.Clone();
+        Array.Sort(sorted);
+        ulong cut = sorted[count - total]; // the total-th largest key
+
+        var codes = new SparseCodes(rows, cols, total);
+        int write = 0, row0 = 0;
+        foreach (ulong key in keys) // keys are in flat-index order
+        {
+            if (key < cut) continue;
+            long f = ~(uint)key & 0xFFFFFFFFL;
+            int r = (int)(f / cols);
+            while (row0 <= r) codes.RowStart[row0++] = write;
+            codes.Index[write] = (int)(f - (long)r * cols);
+            codes.Value[write] = data[offset + f];
+            write++;
+        }
+        while (row0 <= rows) codes.RowStart[row0++] = write;
+        return (codes, BitConverter.UInt32BitsToSingle((uint)(cut >> 32)));
     }
 
     // Histogram of positive, non-NaN values: by the high 16 bits (hiBin < 0), or by the low 16 bits of the

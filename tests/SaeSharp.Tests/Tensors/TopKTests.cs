@@ -71,6 +71,25 @@ public class TopKTests
         }
     }
 
+    [Theory]
+    [InlineData(64, 8191, 2048, 1)]   // large enough for the sampled-threshold path
+    [InlineData(64, 8191, 2048, 256)] // heavy ties at the threshold
+    [InlineData(40, 9000, 100000, 64)] // estimate too low to matter: many candidates
+    public void BatchLargeMatchesReference(int rows, int cols, int total, int levels)
+    {
+        var rng = new Rng((ulong)(rows + cols + total + levels));
+        var x = new Tensor(rows, cols);
+        for (int i = 0; i < x.Length; i++) x[i] = levels == 1 ? (float)rng.Normal() : (rng.NextInt(2 * levels) - levels) / (float)levels;
+        var (codes, minKept) = TopK.Batch(x, total, new Compute(2));
+        var flat = x.ToArray().Select((v, i) => (V: v, I: i)).Where(t => t.V > 0).OrderByDescending(t => t.V).ThenBy(t => t.I).Take(total).ToList();
+        Assert.Equal(flat.Count, codes.Count);
+        Assert.Equal(flat[^1].V, minKept);
+        var got = new HashSet<int>();
+        for (int r = 0; r < rows; r++)
+            foreach (int j in codes.RowIndex(r)) got.Add(r * cols + j);
+        Assert.True(got.SetEquals(flat.Select(f => f.I)));
+    }
+
     [Fact]
     public void BatchIgnoresNaNAndNonPositive()
     {

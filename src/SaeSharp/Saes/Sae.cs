@@ -1,0 +1,277 @@
+using System.Collections;
+using System.Numerics.Tensors;
+using SaeSharp.Tensors;
+using Tensor = SaeSharp.Tensors.Tensor;
+
+namespace SaeSharp.Saes;
+
+/// <summary>Named parameter tensors in a fixed order, so an optimiser can walk any architecture generically.</summary>
+public sealed class SaeParams : IEnumerable<KeyValuePair<string, Tensor>>
+{
+    private readonly List<KeyValuePair<string, Tensor>> _items = [];
+
+    public Tensor this[string name] =>
+        _items.Find(p => p.Key == name).Value ?? throw new KeyNotFoundException($"SAE has no parameter '{name}'");
+
+    public bool Contains(string name) => _items.Exists(p => p.Key == name);
+    public IEnumerable<string> Names => _items.Select(p => p.Key);
+
+    public void Add(string name, Tensor t)
+    {
+        if (Contains(name)) throw new ArgumentException($"parameter '{name}' added twice");
+        _items.Add(new(name, t));
+    }
+
+    /// <summary>A parameter set with the same names and shapes, all zeros (a gradient buffer).</summary>
+    public SaeParams ZerosLike()
+    {
+        var g = new SaeParams();
+        foreach (var (n, t) in _items) g.Add(n, new Tensor(t.Shape.ToArray()));
+        return g;
+    }
+
+    public void Clear() { foreach (var (_, t) in _items) t.Span.Clear(); }
+
+    public IEnumerator<KeyValuePair<string, Tensor>> GetEnumerator() => _items.GetEnumerator();
+    IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
+}
+
+/// <summary>Training-time loss settings (SAELens names in comments). Coefficients multiply their loss term.</summary>
+public sealed record SaeLossOptions
+{
+    /// <summary>l1_coefficient (standard, gated).</summary>
+    public double L1Coefficient { get; init; } = 1;
+    /// <summary>lp_norm of the weighted L1 penalty (standard).</summary>
+    public double LpNorm { get; init; } = 1;
+    /// <summary>l0_coefficient (jumprelu).</summary>
+    public double L0Coefficient { get; init; } = 1;
+    /// <summary>aux_loss_coefficient (topk/batchtopk AuxK).</summary>
+    public double AuxKCoefficient { get; init; } = 1;
+    /// <summary>Latents counted dead by the caller's tracker (length d_sae); drives AuxK and the pre-act loss.</summary>
+    public bool[]? DeadMask { get; init; }
+    /// <summary>AuxK k; 0 means d_in/2 as SAELens.</summary>
+    public int AuxK { get; init; }
+    /// <summary>jumprelu_sparsity_loss_mode: "step" or "tanh".</summary>
+    public string JumpReluSparsityMode { get; init; } = "step";
+    /// <summary>jumprelu_tanh_scale.</summary>
+    public double JumpReluTanhScale { get; init; } = 4;
+    /// <summary>pre_act_loss_coefficient; null disables the loss.</summary>
+    public double? PreActLossCoefficient { get; init; }
+}
+
+/// <summary>
+/// One forward pass: the reconstruction, the latent codes (dense or sparse), the pre-activations and every
+/// loss term by its SAELens name (already multiplied by its coefficient). <see cref="State"/> carries what
+/// the architecture's backward needs beyond these.
+/// </summary>
+public sealed class SaeForward
+{
+    public required Tensor Input { get; init; }
+    /// <summary>The encoder's input after the b_dec subtraction (equals x when apply_b_dec_to_input is off).</summary>
+    public required Tensor SaeIn { get; init; }
+    public required Tensor Output { get; init; }
+    public required Tensor PreActs { get; init; }
+    public Tensor? Features { get; init; }
+    public SparseCodes? Codes { get; init; }
+    public Dictionary<string, double> Losses { get; } = [];
+    public SaeLossOptions? Options { get; init; }
+    public object? State { get; init; }
+
+    public double TotalLoss => Losses.Values.Sum();
+
+    internal SaeForward WithLosses(Dictionary<string, double> losses)
+    {
+        foreach (var (k, v) in losses) Losses[k] = v;
+        return this;
+    }
+
+    /// <summary>The latent codes as a dense [B, d_sae] tensor.</summary>
+    public Tensor DenseFeatures() => Features ?? Codes!.ToDense();
+}
+
+/// <summary>
+/// An SAE: config, named parameters, a hand-written forward and a hand-written backward. Backward adds the
+/// gradient of the sum of the forward's loss terms (those <c>include</c> accepts) into <c>grads</c>.
+/// </summary>
+public abstract class Sae
+{
+    protected Sae(SaeConfig config)
+    {
+        config.Validate();
+        Config = config;
+    }
+
+    public SaeConfig Config { get; }
+    public SaeParams Params { get; } = new();
+    protected Compute Compute { get; init; } = Compute.All;
+
+    public Tensor WEnc => Params["W_enc"];
+    public Tensor WDec => Params["W_dec"];
+    public Tensor BDec => Params["b_dec"];
+
+    /// <summary>Forward; with <paramref name="loss"/> null only the reconstruction loss is computed.</summary>
+    public abstract SaeForward Forward(Tensor x, SaeLossOptions? loss = null);
+
+    public abstract void Backward(SaeForward f, SaeParams grads, Func<string, bool>? include = null);
+
+    /// <summary>Dense latent codes for x (inference).</summary>
+    public Tensor Encode(Tensor x) => Forward(x).DenseFeatures();
+
+    /// <summary>The SAE's reconstruction of x.</summary>
+    public Tensor Reconstruct(Tensor x) => Forward(x).Output;
+
+    /// <summary>
+    /// The error-term forward for splicing into a model: returns SAE(x) + (x − SAE(x)) computed so the model
+    /// downstream sees x exactly, plus the reconstruction and the error separately for hooks that edit latents.
+    /// </summary>
+    public (Tensor Output, Tensor Reconstruction, Tensor Error) ForwardWithError(Tensor x)
+    {
+        var recon = Reconstruct(x);
+        var err = x.Clone();
+        TensorPrimitives.Subtract(err.Span, recon.Span, err.Span);
+        var o = recon.Clone();
+        TensorPrimitives.Add(o.Span, err.Span, o.Span);
+        return (o, recon, err);
+    }
+
+    // ---- shared pieces of forward and backward ----
+
+    /// <summary>sae_in = x − b_dec when apply_b_dec_to_input, else x itself (no copy).</summary>
+    protected Tensor ProcessInput(Tensor x)
+    {
+        x.EnsureShape("SAE input", x.Rows, Config.DIn);
+        if (x.Rank != 2) throw new ArgumentException($"SAE input must be [batch, {Config.DIn}], got [{x.ShapeString}]");
+        if (!Config.ApplyBDecToInput) return x;
+        var s = x.Clone();
+        Ops.SubtractRowVector(s, BDec.Span);
+        return s;
+    }
+
+    /// <summary>pre = sae_in·W (+ bias) as a dense [B, d_sae] GEMM.</summary>
+    protected Tensor DenseEncode(Tensor saeIn, Tensor w, ReadOnlySpan<float> bias)
+    {
+        var pre = Gemm.MatMul(saeIn, w, compute: Compute);
+        Ops.AddRowVector(pre, bias);
+        return pre;
+    }
+
+    /// <summary>Σ_d (out − target)² per row, mean over rows; also returns dLoss/dout = 2(out − target)/B.</summary>
+    protected static (double Loss, Tensor Grad) Mse(Tensor output, Tensor target, double coefficient = 1)
+    {
+        var g = output.Clone();
+        TensorPrimitives.Subtract(g.Span, target.Span, g.Span);
+        double loss = 0;
+        for (int r = 0; r < g.Rows; r++) loss += TensorPrimitives.Dot(g.Row(r), g.Row(r));
+        int b = Math.Max(1, g.Rows);
+        TensorPrimitives.Multiply(g.Span, (float)(2 * coefficient / b), g.Span);
+        return (coefficient * loss / b, g);
+    }
+
+    protected static float[] DecoderNorms(Tensor wDec) => Ops.RowNorms(wDec);
+
+    /// <summary>
+    /// Adds to dW_dec[j] the gradient through ‖W_dec[j]‖ given dL/d‖W_dec[j]‖ = <paramref name="dNorm"/>[j].
+    /// </summary>
+    protected static void AddNormGradient(Tensor wDec, float[] norms, ReadOnlySpan<double> dNorm, Tensor dWDec)
+    {
+        for (int j = 0; j < norms.Length; j++)
+        {
+            if (dNorm[j] == 0 || norms[j] == 0) continue;
+            TensorPrimitives.MultiplyAdd(wDec.Row(j), (float)(dNorm[j] / norms[j]), dWDec.Row(j), dWDec.Row(j));
+        }
+    }
+
+    /// <summary>
+    /// Backward of a dense encoder pre = sae_in·W + b: dW += sae_inᵀ·dPre, db += Σ_rows dPre, and through the
+    /// b_dec subtraction in the input, db_dec −= W·(Σ_rows dPre).
+    /// </summary>
+    protected void DenseEncoderBackward(SaeForward f, Tensor dPre, Tensor w, Tensor dW, Tensor dBias, Tensor dBDec)
+    {
+        Gemm.MatMul(f.SaeIn, dPre, dW, Trans.Yes, Trans.No, 1, 1, Compute);
+        var colSum = new Tensor(1, dPre.Cols);
+        Ops.SumRows(dPre, colSum.Span);
+        TensorPrimitives.Add(dBias.Span, colSum.Span, dBias.Span);
+        if (Config.ApplyBDecToInput)
+            Gemm.Multiply(Trans.No, Trans.Yes, w.Dim(0), 1, w.Dim(1), -1, w.Span, w.Dim(1), colSum.Span, colSum.Cols, 1, dBDec.Span, 1, Compute);
+    }
+
+    /// <summary>Sparse-code version of <see cref="DenseEncoderBackward"/>: dPre given per code entry.</summary>
+    protected void SparseEncoderBackward(SaeForward f, SparseCodes codes, float[] dPre, Tensor dW, Tensor dBias, Tensor dBDec)
+    {
+        // dW_enc is [d_in, d_sae]; scatter into its transpose so each latent's row is contiguous, then add it back.
+        var dWt = new Tensor(dW.Dim(1), dW.Dim(0));
+        SparseKernels.ScatterOuterAdd(codes, dPre, f.SaeIn, dWt, Compute);
+        Ops.TransposeInto(dWt, dW, accumulate: true, Compute);
+        var colSum = new Tensor(1, codes.Cols);
+        for (int e = 0; e < codes.Count; e++) colSum[codes.Index[e]] += dPre[e];
+        TensorPrimitives.Add(dBias.Span, colSum.Span, dBias.Span);
+        if (Config.ApplyBDecToInput)
+            Gemm.Multiply(Trans.No, Trans.Yes, WEnc.Dim(0), 1, WEnc.Dim(1), -1, WEnc.Span, WEnc.Dim(1), colSum.Span, colSum.Cols, 1, dBDec.Span, 1, Compute);
+    }
+
+    /// <summary>Decoder backward for dense codes: dW_dec += fᵀ·dOut, db_dec += Σ dOut; returns dF = dOut·W_decᵀ.</summary>
+    protected Tensor DenseDecoderBackward(Tensor features, Tensor dOut, Tensor dWDec, Tensor? dBDec)
+    {
+        Gemm.MatMul(features, dOut, dWDec, Trans.Yes, Trans.No, 1, 1, Compute);
+        if (dBDec is not null) Ops.SumRows(dOut, dBDec.Span, accumulate: true);
+        return Gemm.MatMul(dOut, WDec, Trans.No, Trans.Yes, Compute);
+    }
+
+    // ---- decoder-norm utilities (trainer hooks) ----
+
+    /// <summary>Rescales every decoder row to unit norm (Anthropic/drrik constraint; call after each step).</summary>
+    public void NormalizeDecoderRows()
+    {
+        var w = WDec;
+        for (int j = 0; j < w.Rows; j++)
+        {
+            float n = TensorPrimitives.Norm(w.Row(j));
+            if (n > 0) TensorPrimitives.Divide(w.Row(j), n, w.Row(j));
+        }
+    }
+
+    /// <summary>Removes from dW_dec the component parallel to each decoder row (keeps the update on the unit sphere).</summary>
+    public void RemoveGradientParallelToDecoder(SaeParams grads)
+    {
+        var w = WDec; var g = grads["W_dec"];
+        for (int j = 0; j < w.Rows; j++)
+        {
+            float nn = TensorPrimitives.Dot(w.Row(j), w.Row(j));
+            if (nn == 0) continue;
+            float proj = TensorPrimitives.Dot(g.Row(j), w.Row(j)) / nn;
+            TensorPrimitives.MultiplyAdd(w.Row(j), -proj, g.Row(j), g.Row(j));
+        }
+    }
+
+    /// <summary>
+    /// Scales decoder rows to unit norm and compensates in the encoder so outputs are unchanged (SAELens
+    /// fold_W_dec_norm). Refused where the top-k choice would change.
+    /// </summary>
+    public virtual void FoldDecoderNorm()
+    {
+        var norms = DecoderNorms(WDec);
+        for (int j = 0; j < norms.Length; j++)
+            if (norms[j] > 0) TensorPrimitives.Divide(WDec.Row(j), norms[j], WDec.Row(j));
+        ScaleLatents(norms);
+    }
+
+    /// <summary>Multiplies latent j's encoder side by s[j] (columns of W_enc, biases, thresholds).</summary>
+    protected virtual void ScaleLatents(float[] s)
+    {
+        var w = WEnc;
+        for (int i = 0; i < w.Rows; i++) TensorPrimitives.Multiply(w.Row(i), s, w.Row(i));
+        if (Params.Contains("b_enc")) TensorPrimitives.Multiply(Params["b_enc"].Span, s, Params["b_enc"].Span);
+    }
+
+    /// <summary>
+    /// Folds an activation scaling factor c (the SAE was trained on c·x) into the weights so the SAE takes
+    /// raw x and returns raw-scale reconstructions: W_enc·c, W_dec/c, b_dec/c.
+    /// </summary>
+    public virtual void FoldActivationScale(float c)
+    {
+        if (!(c > 0) || !float.IsFinite(c)) throw new ArgumentOutOfRangeException(nameof(c), $"scaling factor must be positive and finite, got {c}");
+        TensorPrimitives.Multiply(WEnc.Span, c, WEnc.Span);
+        TensorPrimitives.Divide(WDec.Span, c, WDec.Span);
+        TensorPrimitives.Divide(BDec.Span, c, BDec.Span);
+    }
+}

@@ -1,0 +1,99 @@
+using System.Numerics.Tensors;
+using SaeSharp.Tensors;
+using Tensor = SaeSharp.Tensors.Tensor;
+
+namespace SaeSharp.Saes;
+
+/// <summary>
+/// SAELens "standard": f = ReLU((x − b_dec)·W_enc + b_enc), x̂ = f·W_dec + b_dec.
+/// Losses: mse_loss = mean_b Σ_d (x̂ − x)², l1_loss = l1_coefficient·mean_b ‖f ⊙ ‖W_dec rows‖‖_p.
+/// </summary>
+public sealed class StandardSae : Sae
+{
+    public StandardSae(SaeConfig config) : base(config)
+    {
+        Params.Add("W_enc", new Tensor(config.DIn, config.DSae));
+        Params.Add("b_enc", new Tensor(config.DSae));
+        Params.Add("W_dec", new Tensor(config.DSae, config.DIn));
+        Params.Add("b_dec", new Tensor(config.DIn));
+    }
+
+    private sealed record State(Tensor MseGrad, float[] Norms, double[]? SparsityNorm);
+
+    public override SaeForward Forward(Tensor x, SaeLossOptions? loss = null)
+    {
+        var saeIn = ProcessInput(x);
+        var pre = DenseEncode(saeIn, WEnc, Params["b_enc"].Span);
+        var f = pre.Clone();
+        TensorPrimitives.Max(f.Span, 0f, f.Span);
+        var output = Decode(f);
+        var (mse, mseGrad) = Mse(output, x);
+        var norms = DecoderNorms(WDec);
+        double[]? sp = null;
+        var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
+        if (loss is not null)
+        {
+            double p = loss.LpNorm;
+            sp = new double[f.Rows];
+            double total = 0;
+            for (int r = 0; r < f.Rows; r++)
+            {
+                var row = f.Row(r);
+                double s = 0;
+                for (int j = 0; j < row.Length; j++) s += Math.Pow(Math.Abs((double)row[j] * norms[j]), p);
+                sp[r] = Math.Pow(s, 1 / p);
+                total += sp[r];
+            }
+            losses["l1_loss"] = loss.L1Coefficient * total / Math.Max(1, f.Rows);
+        }
+        return new SaeForward
+        {
+            Input = x, SaeIn = saeIn, Output = output, PreActs = pre, Features = f, Options = loss,
+            State = new State(mseGrad, norms, sp),
+        }.WithLosses(losses);
+    }
+
+    /// <summary>x̂ = f·W_dec + b_dec.</summary>
+    public Tensor Decode(Tensor f)
+    {
+        var output = Tensor.Uninitialized(f.Rows, Config.DIn);
+        for (int r = 0; r < f.Rows; r++) BDec.Span.CopyTo(output.Row(r));
+        Gemm.MatMul(f, WDec, output, beta: 1, compute: Compute);
+        return output;
+    }
+
+    public override void Backward(SaeForward f, SaeParams grads, Func<string, bool>? include = null)
+    {
+        include ??= _ => true;
+        var st = (State)f.State!;
+        var feats = f.Features!;
+        var dWDec = grads["W_dec"];
+        var dF = new Tensor(feats.Rows, Config.DSae);
+        if (include("mse_loss"))
+            dF = DenseDecoderBackward(feats, st.MseGrad, dWDec, grads["b_dec"]);
+        if (f.Losses.ContainsKey("l1_loss") && include("l1_loss"))
+        {
+            double p = f.Options!.LpNorm, scale = f.Options.L1Coefficient / Math.Max(1, feats.Rows);
+            var dNorm = new double[Config.DSae];
+            for (int r = 0; r < feats.Rows; r++)
+            {
+                if (st.SparsityNorm![r] == 0) continue;
+                var row = feats.Row(r); var dRow = dF.Row(r);
+                double denom = Math.Pow(st.SparsityNorm[r], p - 1);
+                for (int j = 0; j < row.Length; j++)
+                {
+                    double w = (double)row[j] * st.Norms[j];
+                    if (w == 0) continue;
+                    // d‖w‖_p/dw_j = |w_j|^(p−1)·sign(w_j) / ‖w‖_p^(p−1); here w ≥ 0.
+                    double g = scale * (p == 1 ? 1 : Math.Pow(w, p - 1) / denom);
+                    dRow[j] += (float)(g * st.Norms[j]);
+                    dNorm[j] += g * row[j];
+                }
+            }
+            AddNormGradient(WDec, st.Norms, dNorm, dWDec);
+        }
+        var pre = f.PreActs;
+        for (int i = 0; i < dF.Length; i++) if (!(pre.Data[pre.Offset + i] > 0)) dF.Data[dF.Offset + i] = 0;
+        DenseEncoderBackward(f, dF, WEnc, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
+    }
+}

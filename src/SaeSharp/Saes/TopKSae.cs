@@ -1,0 +1,175 @@
+using System.Numerics.Tensors;
+using SaeSharp.Tensors;
+using Tensor = SaeSharp.Tensors.Tensor;
+
+namespace SaeSharp.Saes;
+
+/// <summary>
+/// SAELens "topk" and "batchtopk". pre = (x − b_dec)·W_enc + b_enc; topk keeps the k largest per row then
+/// ReLUs them; batchtopk (training, i.e. with loss options) ReLUs then keeps the k·B largest of the whole batch
+/// and tracks an EMA of the smallest kept value, the threshold it uses at inference and exports to jumprelu.
+/// With rescale_acts_by_decoder_norm the ranking uses pre·‖W_dec[j]‖ and decode divides it back out.
+/// Decode and all weight gradients touch only the selected latents.
+/// Losses: mse_loss, and auxiliary_reconstruction_loss (AuxK) when the caller marks dead latents.
+/// </summary>
+public sealed class TopKSae : Sae
+{
+    public TopKSae(SaeConfig config) : base(config)
+    {
+        Params.Add("W_enc", new Tensor(config.DIn, config.DSae));
+        Params.Add("b_enc", new Tensor(config.DSae));
+        Params.Add("W_dec", new Tensor(config.DSae, config.DIn));
+        Params.Add("b_dec", new Tensor(config.DIn));
+    }
+
+    private bool IsBatch => Config.Architecture == "batchtopk";
+
+    /// <summary>batchtopk inference threshold (SAELens topk_threshold buffer), updated by training forwards.</summary>
+    public double TopKThreshold { get; set; }
+
+    private sealed record State(float[] DecodeValues, Tensor MseGrad, SparseCodes? AuxCodes, Tensor? AuxGrad);
+
+    public override SaeForward Forward(Tensor x, SaeLossOptions? loss = null)
+    {
+        var saeIn = ProcessInput(x);
+        var pre = DenseEncode(saeIn, WEnc, Params["b_enc"].Span);
+        float[]? norms = Config.RescaleActsByDecoderNorm ? DecoderNorms(WDec) : null;
+        var ranking = pre;
+        if (norms is not null)
+        {
+            ranking = pre.Clone();
+            for (int r = 0; r < ranking.Rows; r++) TensorPrimitives.Multiply(ranking.Row(r), norms, ranking.Row(r));
+        }
+        SparseCodes codes;
+        if (!IsBatch) codes = TopK.Rows(ranking, Config.K, relu: true, Compute);
+        else if (loss is not null)
+        {
+            (codes, float minKept) = TopK.Batch(ranking, checked(Config.K * x.Rows), Compute);
+            if (codes.Count > 0) TopKThreshold = (1 - Config.TopKThresholdLr) * TopKThreshold + Config.TopKThresholdLr * minKept;
+        }
+        else codes = Threshold(ranking, (float)TopKThreshold);
+
+        // The decoded value is the code divided by the decoder norm, i.e. ReLU(pre) itself when rescaling.
+        var decodeValues = codes.Value;
+        if (norms is not null)
+        {
+            decodeValues = codes.NewValues();
+            for (int r = 0; r < codes.Rows; r++)
+                for (int e = codes.RowStart[r]; e < codes.RowStart[r + 1]; e++)
+                    decodeValues[e] = codes.Value[e] > 0 ? pre[r, codes.Index[e]] : 0;
+        }
+        var output = Tensor.Uninitialized(x.Rows, Config.DIn);
+        SparseKernels.Decode(codes, WDec, output, BDec.Span, Compute, decodeValues);
+        var (mse, mseGrad) = Mse(output, x);
+        var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
+
+        SparseCodes? aux = null; Tensor? auxGrad = null;
+        if (loss?.DeadMask is { } dead)
+        {
+            if (dead.Length != Config.DSae) throw new ArgumentException($"dead mask has {dead.Length} entries, d_sae is {Config.DSae}");
+            (aux, auxGrad, double auxLoss) = AuxK(x, output, pre, dead, loss);
+            if (aux is not null) losses["auxiliary_reconstruction_loss"] = auxLoss;
+        }
+        return new SaeForward
+        {
+            Input = x, SaeIn = saeIn, Output = output, PreActs = pre, Codes = codes, Options = loss,
+            State = new State(decodeValues, mseGrad, aux, auxGrad),
+        }.WithLosses(losses);
+    }
+
+    // batchtopk at inference: keep pre > threshold (after ReLU), as the exported JumpReLU does.
+    private static SparseCodes Threshold(Tensor ranking, float threshold)
+    {
+        int count = 0;
+        foreach (float v in ranking.Span) if (v > threshold && v > 0) count++;
+        var codes = new SparseCodes(ranking.Rows, ranking.Cols, count);
+        int w = 0;
+        for (int r = 0; r < ranking.Rows; r++)
+        {
+            codes.RowStart[r] = w;
+            var row = ranking.Row(r);
+            for (int j = 0; j < row.Length; j++)
+                if (row[j] > threshold && row[j] > 0) { codes.Index[w] = j; codes.Value[w] = row[j]; w++; }
+        }
+        codes.RowStart[ranking.Rows] = w;
+        return codes;
+    }
+
+    // AuxK (SAELens calculate_topk_aux_loss): the top k_aux dead pre-activations per row (no ReLU) decode,
+    // without b_dec, the detached residual x − x̂; scaled by min(n_dead / k_aux, 1).
+    private (SparseCodes?, Tensor?, double) AuxK(Tensor x, Tensor output, Tensor pre, bool[] dead, SaeLossOptions loss)
+    {
+        int nDead = dead.Count(d => d);
+        if (nDead == 0) return (null, null, 0);
+        int kAux = loss.AuxK > 0 ? loss.AuxK : Config.DIn / 2;
+        if (kAux < 1) return (null, null, 0);
+        double scale = Math.Min((double)nDead / kAux, 1.0);
+        kAux = Math.Min(kAux, nDead);
+        var deadIdx = new int[nDead];
+        for (int j = 0, n = 0; j < dead.Length; j++) if (dead[j]) deadIdx[n++] = j;
+        var codes = SparseCodes.Fixed(x.Rows, Config.DSae, kAux);
+        var buf = new float[nDead];
+        var sel = new int[kAux];
+        for (int r = 0; r < x.Rows; r++)
+        {
+            var row = pre.Row(r);
+            for (int n = 0; n < nDead; n++) buf[n] = row[deadIdx[n]];
+            TopK.SelectRow(buf, kAux, codes.Value.AsSpan(r * kAux, kAux), sel);
+            for (int t = 0; t < kAux; t++) codes.Index[r * kAux + t] = deadIdx[sel[t]];
+        }
+        var recon = Tensor.Uninitialized(x.Rows, Config.DIn);
+        SparseKernels.Decode(codes, WDec, recon, default, Compute);
+        var residual = x.Clone();
+        TensorPrimitives.Subtract(residual.Span, output.Span, residual.Span);
+        var (l, g) = Mse(recon, residual, loss.AuxKCoefficient * scale);
+        return (codes, g, l);
+    }
+
+    public override void Backward(SaeForward f, SaeParams grads, Func<string, bool>? include = null)
+    {
+        include ??= _ => true;
+        var st = (State)f.State!;
+        var codes = f.Codes!;
+        var dWDec = grads["W_dec"];
+        if (include("mse_loss"))
+        {
+            var dPre = new float[codes.Count];
+            SparseKernels.GatherDot(codes, st.MseGrad, WDec, dPre, Compute);
+            for (int e = 0; e < dPre.Length; e++) if (!(codes.Value[e] > 0)) dPre[e] = 0;
+            SparseKernels.ScatterOuterAdd(codes, st.DecodeValues, st.MseGrad, dWDec, Compute);
+            Ops.SumRows(st.MseGrad, grads["b_dec"].Span, accumulate: true);
+            SparseEncoderBackward(f, codes, dPre, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
+        }
+        if (st.AuxCodes is { } aux && include("auxiliary_reconstruction_loss"))
+        {
+            var dPre = new float[aux.Count];
+            SparseKernels.GatherDot(aux, st.AuxGrad!, WDec, dPre, Compute);
+            SparseKernels.ScatterOuterAdd(aux, aux.Value, st.AuxGrad!, dWDec, Compute);
+            SparseEncoderBackward(f, aux, dPre, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
+        }
+    }
+
+    public override void FoldDecoderNorm()
+    {
+        throw new InvalidOperationException($"Folding W_dec_norm is not safe for {Config.Architecture} SAEs: it may change which latents are selected (as SAELens)");
+    }
+
+    /// <summary>The batchtopk SAE as the jumprelu SAE SAELens saves for inference (threshold per latent).</summary>
+    public JumpReluSae ToJumpRelu()
+    {
+        if (!IsBatch) throw new InvalidOperationException("only batchtopk SAEs export to jumprelu");
+        var cfg = Config with { Architecture = "jumprelu", K = 0, RescaleActsByDecoderNorm = false };
+        var j = new JumpReluSae(cfg);
+        foreach (var (n, t) in Params) t.Span.CopyTo(j.Params[n].Span);
+        if (Config.RescaleActsByDecoderNorm)
+        {
+            // Fold the norms so the jumprelu pre-activation is the ranking value pre·‖W_dec[j]‖.
+            var norms = DecoderNorms(j.WDec);
+            for (int i = 0; i < j.WEnc.Rows; i++) TensorPrimitives.Multiply(j.WEnc.Row(i), norms, j.WEnc.Row(i));
+            TensorPrimitives.Multiply(j.Params["b_enc"].Span, norms, j.Params["b_enc"].Span);
+            for (int r = 0; r < norms.Length; r++) if (norms[r] > 0) TensorPrimitives.Divide(j.WDec.Row(r), norms[r], j.WDec.Row(r));
+        }
+        j.Params["threshold"].Span.Fill((float)TopKThreshold);
+        return j;
+    }
+}

@@ -1,0 +1,259 @@
+using SaeSharp.Tensors;
+
+namespace SaeSharp.Synthetic;
+
+/// <summary>Changes a batch of feature activations [batch, num_features] in place (hierarchy, scaling, ...).</summary>
+public interface IActivationModifier
+{
+    void Apply(Tensor activations, Rng rng);
+}
+
+/// <summary>How correlated firing is drawn: a latent Gaussian z per sample, and a feature fires iff z &gt; Φ⁻¹(1 − p).</summary>
+public abstract class CorrelationStructure
+{
+    public abstract int NumFeatures { get; }
+    /// <summary>Writes z [rows, num_features] with unit variances and the structure's correlations.</summary>
+    internal abstract void SampleLatent(Tensor z, Rng rng);
+
+    /// <summary>Writes 1 where z &gt; threshold and 0 elsewhere into <paramref name="firing"/> [rows, num_features].</summary>
+    internal virtual void SampleFiring(Tensor firing, float[] thresholds, Rng rng)
+    {
+        SampleLatent(firing, rng);
+        for (int r = 0; r < firing.Rows; r++)
+        {
+            var z = firing.Row(r);
+            for (int j = 0; j < z.Length; j++) z[j] = z[j] > thresholds[j] ? 1 : 0;
+        }
+    }
+}
+
+/// <summary>A full correlation matrix C (validated: [n, n], unit diagonal, Cholesky succeeds); z = ε·Lᵀ with C = L·Lᵀ.</summary>
+public sealed class FullCorrelation : CorrelationStructure
+{
+    public Tensor Matrix { get; }
+    private readonly Tensor _choleskyT; // Lᵀ [n, n]
+    public override int NumFeatures => Matrix.Dim(0);
+
+    public FullCorrelation(Tensor matrix)
+    {
+        if (matrix.Rank != 2 || matrix.Dim(0) != matrix.Dim(1))
+            throw new ArgumentException($"correlation matrix must be square [n, n], got [{matrix.ShapeString}]");
+        int n = matrix.Dim(0);
+        var a = new double[n * n];
+        for (int i = 0; i < n; i++)
+        {
+            if (Math.Abs(matrix[i, i] - 1) > 1e-5) throw new ArgumentException($"correlation matrix diagonal must be all 1s, entry [{i}, {i}] is {matrix[i, i]}");
+            for (int j = 0; j < n; j++) a[i * n + j] = 0.5 * (matrix[i, j] + matrix[j, i]);
+        }
+        var l = LinearAlgebra.Cholesky(a, n) ?? throw new ArgumentException("correlation matrix must be positive definite (Cholesky failed)");
+        Matrix = matrix;
+        _choleskyT = new Tensor(n, n);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j <= i; j++) _choleskyT[j, i] = (float)l[i * n + j];
+    }
+
+    internal override void SampleLatent(Tensor z, Rng rng)
+    {
+        var eps = Tensor.Uninitialized(z.Dim(0), NumFeatures);
+        rng.FillNormal(eps.Span);
+        Gemm.MatMul(eps, _choleskyT, z, compute: Compute.Single);
+    }
+}
+
+/// <summary>
+/// Low-rank-plus-diagonal correlation C = F·Fᵀ + diag(d) with unit diagonal: z = ε·Fᵀ + η·√d, ε ~ N(0, I_rank),
+/// η ~ N(0, I_n). Costs O(n·rank) per sample, so it scales to 16k features.
+/// </summary>
+public sealed class LowRankCorrelation : CorrelationStructure
+{
+    /// <summary>F [n, rank].</summary>
+    public Tensor Factor { get; }
+    /// <summary>d [n], non-negative.</summary>
+    public Tensor Diagonal { get; }
+    private readonly float[] _sqrtDiag;
+    public override int NumFeatures => Factor.Dim(0);
+    public int Rank => Factor.Dim(1);
+
+    public LowRankCorrelation(Tensor factor, Tensor diagonal)
+    {
+        if (factor.Rank != 2) throw new ArgumentException($"low-rank correlation factor must be [n, rank], got [{factor.ShapeString}]");
+        diagonal.EnsureShape("low-rank correlation diagonal", factor.Dim(0));
+        for (int i = 0; i < diagonal.Length; i++)
+        {
+            if (!(diagonal[i] >= 0)) throw new ArgumentException($"low-rank correlation diagonal[{i}] = {diagonal[i]} must be non-negative");
+            double total = diagonal[i] + System.Numerics.Tensors.TensorPrimitives.Dot(factor.Row(i), factor.Row(i));
+            if (Math.Abs(total - 1) > 1e-3) throw new ArgumentException($"low-rank correlation: row {i} has variance |F_i|² + d_i = {total}, expected 1");
+        }
+        Factor = factor;
+        Diagonal = diagonal;
+        _sqrtDiag = diagonal.ToArray().Select(MathF.Sqrt).ToArray();
+    }
+
+    internal override void SampleLatent(Tensor z, Rng rng)
+    {
+        int rows = z.Dim(0), n = NumFeatures;
+        var eps = Tensor.Uninitialized(rows, Rank);
+        rng.FillNormal(eps.Span);
+        Gemm.MatMul(eps, Factor, z, Trans.No, Trans.Yes, compute: Compute.Single);
+        for (int r = 0; r < rows; r++)
+        {
+            var zr = z.Row(r);
+            for (int j = 0; j < n; j++) zr[j] += (float)rng.Normal() * _sqrtDiag[j];
+        }
+    }
+
+    // Q(a) = P(N(0,1) > a) on a grid over [-GridMax, GridMax]; used to decide most draws without evaluating Q.
+    private const double GridMax = 8, GridStep = 1.0 / 64;
+    private static readonly double[] UpperTail = BuildUpperTail();
+
+    private static double[] BuildUpperTail()
+    {
+        int points = (int)(2 * GridMax / GridStep) + 1;
+        var q = new double[points];
+        for (int k = 0; k < points; k++) q[k] = NormalQuantile.Cdf(-(-GridMax + k * GridStep));
+        return q;
+    }
+
+    /// <summary>
+    /// z_j = s_j + η_j·√d_j exceeds t_j exactly when η_j &gt; a_j = (t_j − s_j)/√d_j, which happens with probability
+    /// Q(a_j). So instead of drawing η_j (a costly normal per feature per sample) one uniform u is compared with Q(a_j);
+    /// the grid brackets Q(a_j), and Q is evaluated only when u falls inside the bracket. Same distribution, far cheaper.
+    /// </summary>
+    internal override void SampleFiring(Tensor firing, float[] thresholds, Rng rng)
+    {
+        int rows = firing.Dim(0), n = NumFeatures;
+        var eps = Tensor.Uninitialized(rows, Rank);
+        rng.FillNormal(eps.Span);
+        Gemm.MatMul(eps, Factor, firing, Trans.No, Trans.Yes, compute: Compute.Single); // s = ε·Fᵀ
+        var q = UpperTail;
+        for (int r = 0; r < rows; r++)
+        {
+            var row = firing.Row(r);
+            for (int j = 0; j < n; j++)
+            {
+                float t = thresholds[j], sj = row[j], sd = _sqrtDiag[j];
+                double u = rng.NextDouble();
+                bool fires;
+                if (float.IsInfinity(t) || sd == 0) fires = sj > t;
+                else
+                {
+                    double a = (t - (double)sj) / sd;
+                    double pos = (a + GridMax) / GridStep;
+                    if (pos >= 0 && pos < q.Length - 1)
+                    {
+                        int k = (int)pos;
+                        // Q decreases: Q(grid[k]) ≥ Q(a) ≥ Q(grid[k+1]).
+                        fires = u < q[k + 1] || (u < q[k] && u < NormalQuantile.Cdf(-a));
+                    }
+                    else fires = u < NormalQuantile.Cdf(-a);
+                }
+                row[j] = fires ? 1 : 0;
+            }
+        }
+    }
+}
+
+/// <summary>
+/// Synthetic feature activations (SAELens's <c>ActivationGenerator</c>): feature j fires with probability p_j
+/// (independently, or through a Gaussian copula), a firing feature takes ReLU(mean_j + std_j·N(0, 1)), then the
+/// modifiers run in order and a final ReLU clamps negatives.
+/// </summary>
+public sealed class ActivationGenerator
+{
+    /// <summary>Rows per block: each block draws from its own generator forked in order, so results do not depend on threads.</summary>
+    public const int BlockRows = 64;
+
+    public int NumFeatures { get; }
+    public float[] FiringProbabilities { get; }
+    public float[] MeanMagnitudes { get; }
+    public float[] StdMagnitudes { get; }
+    public IReadOnlyList<IActivationModifier> Modifiers { get; }
+    public CorrelationStructure? Correlation { get; }
+    private readonly float[]? _thresholds;
+
+    public ActivationGenerator(float[] firingProbabilities, float[]? meanMagnitudes = null, float[]? stdMagnitudes = null,
+        IEnumerable<IActivationModifier>? modifiers = null, CorrelationStructure? correlation = null)
+    {
+        NumFeatures = firingProbabilities.Length;
+        if (NumFeatures == 0) throw new ArgumentException("firing probabilities must not be empty");
+        for (int i = 0; i < NumFeatures; i++)
+            if (!(firingProbabilities[i] >= 0 && firingProbabilities[i] <= 1))
+                throw new ArgumentException($"firing_probabilities[{i}] = {firingProbabilities[i]} is outside [0, 1]");
+        FiringProbabilities = (float[])firingProbabilities.Clone();
+        MeanMagnitudes = Check(meanMagnitudes, 1f, "mean_firing_magnitudes", allowNegative: true);
+        StdMagnitudes = Check(stdMagnitudes, 0f, "std_firing_magnitudes", allowNegative: false);
+        Modifiers = (modifiers ?? []).ToList();
+        if (correlation is not null)
+        {
+            if (correlation.NumFeatures != NumFeatures)
+                throw new ArgumentException($"correlation has {correlation.NumFeatures} features, firing probabilities have {NumFeatures}");
+            Correlation = correlation;
+            _thresholds = FiringProbabilities.Select(p => (float)NormalQuantile.Inverse(1 - (double)p)).ToArray();
+        }
+    }
+
+    private float[] Check(float[]? values, float fill, string name, bool allowNegative)
+    {
+        if (values is null) return Enumerable.Repeat(fill, NumFeatures).ToArray();
+        if (values.Length != NumFeatures) throw new ArgumentException($"{name} has {values.Length} entries, expected {NumFeatures}");
+        for (int i = 0; i < values.Length; i++)
+            if (!float.IsFinite(values[i]) || (!allowNegative && values[i] < 0))
+                throw new ArgumentException($"{name}[{i}] = {values[i]} must be finite{(allowNegative ? "" : " and non-negative")}");
+        return (float[])values.Clone();
+    }
+
+    /// <summary>A batch of feature activations [batch, num_features] (non-negative, dense).</summary>
+    public Tensor Sample(int batch, Rng rng, Compute? compute = null)
+    {
+        if (batch < 0) throw new ArgumentOutOfRangeException(nameof(batch), $"batch size must be non-negative, got {batch}");
+        var acts = Tensor.Uninitialized(batch, NumFeatures); // every element is written below
+        int blocks = (batch + BlockRows - 1) / BlockRows;
+        var rngs = new Rng[blocks];
+        for (int b = 0; b < blocks; b++) rngs[b] = rng.Fork();
+        (compute ?? Compute.All).For(blocks, b =>
+        {
+            int r0 = b * BlockRows, rows = Math.Min(BlockRows, batch - r0);
+            SampleBlock(acts.RowSlice(r0, rows), rngs[b]);
+        });
+        return acts;
+    }
+
+    private void SampleBlock(Tensor acts, Rng rng)
+    {
+        int rows = acts.Dim(0), n = NumFeatures;
+        Tensor? z = null;
+        if (Correlation is not null)
+        {
+            z = Tensor.Uninitialized(rows, n);
+            Correlation.SampleFiring(z, _thresholds!, rng);
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            var a = acts.Row(r);
+            var zr = z is null ? default : z.Row(r);
+            for (int j = 0; j < n; j++)
+            {
+                bool fires = z is null ? rng.NextDouble() < FiringProbabilities[j] : zr[j] != 0;
+                if (!fires) { a[j] = 0; continue; }
+                float v = MeanMagnitudes[j];
+                if (StdMagnitudes[j] > 0) v += StdMagnitudes[j] * (float)rng.Normal();
+                a[j] = v > 0 ? v : 0;
+            }
+        }
+        foreach (var m in Modifiers) m.Apply(acts, rng);
+        if (Modifiers.Count > 0)
+        {
+            var s = acts.Span;
+            for (int i = 0; i < s.Length; i++) if (s[i] < 0) s[i] = 0;
+        }
+    }
+
+    /// <summary>Feature activations and the hidden activations they produce through <paramref name="dictionary"/>.</summary>
+    public (Tensor Features, Tensor Hidden) SampleHidden(FeatureDictionary dictionary, int batch, Rng rng, Compute? compute = null)
+    {
+        if (dictionary.NumFeatures != NumFeatures)
+            throw new ArgumentException($"dictionary has {dictionary.NumFeatures} features, generator has {NumFeatures}");
+        var f = Sample(batch, rng, compute);
+        return (f, dictionary.ForwardSparse(f, compute));
+    }
+}

@@ -1,0 +1,231 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using SaeSharp.IO;
+using SaeSharp.Tensors;
+
+namespace SaeSharp.Synthetic;
+
+/// <summary>
+/// A per-feature profile. Kinds: <c>constant</c> (value), <c>linear</c> (start → end), <c>exponential</c> (start → end,
+/// both &gt; 0), <c>zipfian</c> (exponent, min, max), <c>random</c> (uniform in [min, max]), <c>folded_normal</c> (|mean + std·N|).
+/// </summary>
+public sealed record ProfileSpec(string Kind, double? Value = null, double? Start = null, double? End = null, double? Exponent = null,
+    double? Min = null, double? Max = null, double? Mean = null, double? Std = null)
+{
+    private double Need(double? v, string field, string where) =>
+        v ?? throw new ArgumentException($"{where}: profile kind '{Kind}' needs '{field}'");
+
+    /// <summary>The profile for <paramref name="n"/> features; <paramref name="where"/> names the config field in errors.</summary>
+    public float[] Build(int n, Rng rng, string where) => Kind switch
+    {
+        "constant" => Profiles.Constant(n, Need(Value, "value", where)),
+        "linear" => Profiles.Linear(n, Need(Start, "start", where), Need(End, "end", where)),
+        "exponential" => Profiles.Exponential(n, Need(Start, "start", where), Need(End, "end", where)),
+        "zipfian" => Profiles.Zipfian(n, Need(Exponent, "exponent", where), Need(Min, "min", where), Need(Max, "max", where)),
+        "random" => Profiles.RandomProbabilities(n, Need(Min, "min", where), Need(Max, "max", where), rng),
+        "folded_normal" => Profiles.FoldedNormal(n, Need(Mean, "mean", where), Need(Std, "std", where), rng),
+        _ => throw new ArgumentException($"{where}: unknown profile kind '{Kind}' (expected constant, linear, exponential, zipfian, random or folded_normal)"),
+    };
+}
+
+/// <summary>A random hierarchy forest (see <see cref="Hierarchy.RandomForest"/>); depth counts edges below each root.</summary>
+public sealed record HierarchySpec(int Roots, int MinBranching, int MaxBranching, int Depth, double MutuallyExclusiveShare,
+    int FirstFeature = 0, bool CompensateFiring = false, bool ScaleChildrenByParent = false);
+
+/// <summary>
+/// Correlated firing. Kinds: <c>none</c>; <c>low_rank</c> (rank, scale); <c>random</c> (a full matrix from
+/// <see cref="Correlations.RandomMatrix"/> with the ratio and strength fields).
+/// </summary>
+public sealed record CorrelationSpec(string Kind, int Rank = 0, double Scale = 0, double PositiveRatio = 0.5, double UncorrelatedRatio = 0.3,
+    double MinStrength = 0.1, double MaxStrength = 0.8);
+
+public sealed record OrthogonalizeSpec(int Steps, double Lr, double TargetCosSim = 0);
+
+/// <summary>Everything needed to rebuild a <see cref="SyntheticModel"/> from its seed (config.json).</summary>
+public sealed record SyntheticModelConfig(
+    int NumFeatures,
+    int HiddenDim,
+    ulong Seed,
+    ProfileSpec FiringProbabilities,
+    ProfileSpec MeanMagnitudes,
+    ProfileSpec StdMagnitudes,
+    HierarchySpec? Hierarchy = null,
+    CorrelationSpec? Correlation = null,
+    OrthogonalizeSpec? Orthogonalize = null,
+    string Bias = "none",
+    double BiasNorm = 1)
+{
+    internal static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        WriteIndented = true,
+        RespectNullableAnnotations = true,
+        RespectRequiredConstructorParameters = true,
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    public static SyntheticModelConfig FromJson(string json, string where = "config")
+    {
+        try { return JsonSerializer.Deserialize<SyntheticModelConfig>(json, Json) ?? throw new InvalidDataException($"{where}: config is null"); }
+        catch (JsonException e) { throw new InvalidDataException($"{where}: invalid synthetic model config: {e.Message}", e); }
+    }
+}
+
+/// <summary>
+/// A complete synthetic ground truth: a feature dictionary, an activation generator (firing probabilities, magnitudes,
+/// hierarchy, correlation) and the config they came from. Saved as <c>config.json</c> + <c>synthetic_model.safetensors</c>
+/// + <c>hierarchy.json</c>.
+/// </summary>
+public sealed class SyntheticModel
+{
+    public const string ConfigFile = "config.json", WeightsFile = "synthetic_model.safetensors", HierarchyFile = "hierarchy.json";
+
+    public SyntheticModelConfig Config { get; }
+    public FeatureDictionary Dictionary { get; }
+    public ActivationGenerator Generator { get; }
+    public IReadOnlyList<HierarchyNode> Hierarchy { get; }
+    /// <summary>Requested marginal firing rates (before hierarchy compensation).</summary>
+    public float[] TargetFiringProbabilities { get; }
+
+    private SyntheticModel(SyntheticModelConfig config, FeatureDictionary dictionary, ActivationGenerator generator,
+        IReadOnlyList<HierarchyNode> hierarchy, float[] targets)
+    {
+        Config = config; Dictionary = dictionary; Generator = generator; Hierarchy = hierarchy; TargetFiringProbabilities = targets;
+    }
+
+    public static readonly IReadOnlyList<string> PresetNames = ["toy", "synth-sae-bench-16k"];
+
+    /// <summary>
+    /// <c>toy</c>: 64 features in 32 dimensions with a small hierarchy and correlation (builds in milliseconds).
+    /// <c>synth-sae-bench-16k</c>: 16,384 features in 768 dimensions, zipfian(0.5) firing in [5e-4, 0.4], 128 roots ×
+    /// branching 4 × depth 3 with mutually exclusive children, low-rank correlation (rank 25, scale 0.1), 100 Adam
+    /// orthogonalisation steps at lr 3e-4, mean magnitudes linear 5 → 4, std folded-normal(0.5, 0.5).
+    /// </summary>
+    public static SyntheticModelConfig Preset(string name, ulong seed = 42) => name switch
+    {
+        "toy" => new SyntheticModelConfig(64, 32, seed,
+            new ProfileSpec("zipfian", Exponent: 1.0, Min: 0.02, Max: 0.3),
+            new ProfileSpec("linear", Start: 1.5, End: 1.0),
+            new ProfileSpec("constant", Value: 0.1),
+            new HierarchySpec(Roots: 4, MinBranching: 2, MaxBranching: 3, Depth: 1, MutuallyExclusiveShare: 0.5),
+            new CorrelationSpec("random", PositiveRatio: 0.5, UncorrelatedRatio: 0.9, MinStrength: 0.05, MaxStrength: 0.3),
+            new OrthogonalizeSpec(50, 0.01)),
+        "synth-sae-bench-16k" => new SyntheticModelConfig(16_384, 768, seed,
+            new ProfileSpec("zipfian", Exponent: 0.5, Min: 5e-4, Max: 0.4),
+            new ProfileSpec("linear", Start: 5, End: 4),
+            new ProfileSpec("folded_normal", Mean: 0.5, Std: 0.5),
+            new HierarchySpec(Roots: 128, MinBranching: 4, MaxBranching: 4, Depth: 3, MutuallyExclusiveShare: 1.0),
+            new CorrelationSpec("low_rank", Rank: 25, Scale: 0.1),
+            new OrthogonalizeSpec(100, 3e-4)),
+        _ => throw new ArgumentException($"unknown synthetic preset '{name}' (expected {string.Join(" or ", PresetNames)})"),
+    };
+
+    /// <summary>Builds the model from its config; every random choice comes from one generator seeded with config.seed.</summary>
+    public static SyntheticModel Build(SyntheticModelConfig config, Compute? compute = null)
+    {
+        if (config.NumFeatures <= 0) throw new ArgumentException($"config.num_features must be positive, got {config.NumFeatures}");
+        if (config.HiddenDim <= 0) throw new ArgumentException($"config.hidden_dim must be positive, got {config.HiddenDim}");
+        int n = config.NumFeatures;
+        var rng = new Rng(config.Seed);
+        var bias = ParseBias(config.Bias);
+        var ortho = config.Orthogonalize;
+        var dictionary = FeatureDictionary.CreateRandom(n, config.HiddenDim, rng.Fork(), bias, (float)config.BiasNorm,
+            ortho?.Steps ?? 0, (float)(ortho?.Lr ?? 0.01), (float)(ortho?.TargetCosSim ?? 0), compute);
+        var targets = config.FiringProbabilities.Build(n, rng.Fork(), "config.firing_probabilities");
+        var means = config.MeanMagnitudes.Build(n, rng.Fork(), "config.mean_magnitudes");
+        var stds = config.StdMagnitudes.Build(n, rng.Fork(), "config.std_magnitudes");
+        List<HierarchyNode> roots = [];
+        var probs = targets;
+        var h = config.Hierarchy;
+        if (h is not null)
+        {
+            roots = SaeSharp.Synthetic.Hierarchy.RandomForest(h.Roots, h.MinBranching, h.MaxBranching, h.Depth, h.MutuallyExclusiveShare,
+                rng.Fork(), h.FirstFeature, n);
+            if (h.CompensateFiring) probs = SaeSharp.Synthetic.Hierarchy.CompensateFiringProbabilities(targets, roots);
+        }
+        var correlation = BuildCorrelation(config.Correlation, n, rng.Fork());
+        return Assemble(config, dictionary, probs, means, stds, roots, correlation, targets);
+    }
+
+    public static SyntheticModel BuildPreset(string name, ulong seed = 42, Compute? compute = null) => Build(Preset(name, seed), compute);
+
+    private static DictionaryBias ParseBias(string s) => s switch
+    {
+        "none" => DictionaryBias.None,
+        "random_unit" => DictionaryBias.RandomUnit,
+        "given_norm" => DictionaryBias.GivenNorm,
+        _ => throw new ArgumentException($"config.bias: expected none, random_unit or given_norm, got '{s}'"),
+    };
+
+    private static CorrelationStructure? BuildCorrelation(CorrelationSpec? spec, int n, Rng rng) => spec?.Kind switch
+    {
+        null or "none" => null,
+        "low_rank" => Correlations.RandomLowRank(n, spec.Rank, (float)spec.Scale, rng),
+        "random" => new FullCorrelation(Correlations.RandomMatrix(n, rng, spec.PositiveRatio, spec.UncorrelatedRatio, spec.MinStrength, spec.MaxStrength)),
+        _ => throw new ArgumentException($"config.correlation.kind: expected none, low_rank or random, got '{spec.Kind}'"),
+    };
+
+    private static SyntheticModel Assemble(SyntheticModelConfig config, FeatureDictionary dictionary, float[] probs, float[] means, float[] stds,
+        List<HierarchyNode> roots, CorrelationStructure? correlation, float[] targets)
+    {
+        var modifiers = new List<IActivationModifier>();
+        if (roots.Count > 0) modifiers.Add(new HierarchyModifier(roots, config.Hierarchy?.ScaleChildrenByParent ?? false));
+        var gen = new ActivationGenerator(probs, means, stds, modifiers, correlation);
+        return new SyntheticModel(config, dictionary, gen, roots, targets);
+    }
+
+    /// <summary>Feature activations [batch, num_features] and hidden activations [batch, hidden_dim].</summary>
+    public (Tensor Features, Tensor Hidden) Sample(int batch, Rng rng, Compute? compute = null) =>
+        Generator.SampleHidden(Dictionary, batch, rng, compute);
+
+    public void Save(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        var w = new SafetensorsWriter()
+            .Add("feature_vectors", Dictionary.FeatureVectors)
+            .Add("bias", Dictionary.Bias)
+            .Add("firing_probabilities", Tensor.FromArray(Generator.FiringProbabilities, Config.NumFeatures))
+            .Add("target_firing_probabilities", Tensor.FromArray(TargetFiringProbabilities, Config.NumFeatures))
+            .Add("mean_magnitudes", Tensor.FromArray(Generator.MeanMagnitudes, Config.NumFeatures))
+            .Add("std_magnitudes", Tensor.FromArray(Generator.StdMagnitudes, Config.NumFeatures));
+        switch (Generator.Correlation)
+        {
+            case FullCorrelation f: w.Add("correlation_matrix", f.Matrix); break;
+            case LowRankCorrelation l: w.Add("correlation_factor", l.Factor).Add("correlation_diagonal", l.Diagonal); break;
+        }
+        w.Write(Path.Combine(directory, WeightsFile));
+        SaeSharp.Synthetic.Hierarchy.Save(Path.Combine(directory, HierarchyFile), Hierarchy);
+        // Config last: a folder with a config.json is complete.
+        AtomicFile.WriteAllText(Path.Combine(directory, ConfigFile), Config.ToJson());
+    }
+
+    /// <summary>Loads a saved model without re-running any random construction (orthogonalisation included).</summary>
+    public static SyntheticModel Load(string directory)
+    {
+        string cfgPath = Path.Combine(directory, ConfigFile);
+        if (!File.Exists(cfgPath)) throw new FileNotFoundException($"{cfgPath}: synthetic model config not found", cfgPath);
+        var config = SyntheticModelConfig.FromJson(File.ReadAllText(cfgPath), cfgPath);
+        int n = config.NumFeatures, d = config.HiddenDim;
+        using var st = SafetensorsFile.Open(Path.Combine(directory, WeightsFile));
+        var v = st.ReadFloat32("feature_vectors", n, d);
+        var bias = st.ReadFloat32("bias", d);
+        float[] Vec(string name) => st.ReadFloat32(name, n).ToArray();
+        CorrelationStructure? corr = null;
+        if (st.Contains("correlation_matrix")) corr = new FullCorrelation(st.ReadFloat32("correlation_matrix", n, n));
+        else if (st.Contains("correlation_factor"))
+        {
+            var f = st.ReadFloat32("correlation_factor");
+            if (f.Rank != 2 || f.Dim(0) != n) throw new InvalidDataException($"{st.Path}: correlation_factor has shape [{f.ShapeString}], expected [{n}, rank]");
+            corr = new LowRankCorrelation(f, st.ReadFloat32("correlation_diagonal", n));
+        }
+        var hierarchyPath = Path.Combine(directory, HierarchyFile);
+        var roots = File.Exists(hierarchyPath) ? SaeSharp.Synthetic.Hierarchy.Load(hierarchyPath) : [];
+        try { SaeSharp.Synthetic.Hierarchy.Validate(roots, n); }
+        catch (ArgumentException e) { throw new InvalidDataException($"{hierarchyPath}: {e.Message}", e); }
+        return Assemble(config, new FeatureDictionary(v, bias), Vec("firing_probabilities"), Vec("mean_magnitudes"), Vec("std_magnitudes"),
+            roots, corr, Vec("target_firing_probabilities"));
+    }
+}

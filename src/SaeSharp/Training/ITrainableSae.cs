@@ -1,0 +1,30 @@
+using SaeSharp.Tensors;
+
+namespace SaeSharp.Training;
+
+/// <summary>What one training step of an SAE produced.</summary>
+/// <param name="Losses">Every loss term by name (SAELens names: "mse_loss", "l1_loss", "auxiliary_reconstruction_loss", ...), plus "overall_loss".</param>
+/// <param name="Reconstruction">x̂ for the batch [B, d_out], for explained variance and resampling.</param>
+/// <param name="Codes">The latent codes (which latents fired, with values), for firing statistics.</param>
+public sealed record TrainStepResult(IReadOnlyDictionary<string, double> Losses, Tensor Reconstruction, SparseCodes Codes);
+
+/// <summary>Penalty coefficients and the dead-latent mask for one step.</summary>
+public sealed record StepInputs(double SparsityCoefficient, bool[] DeadMask);
+
+/// <summary>
+/// The trainer's view of an SAE: named parameters, a fused forward + backward that fills gradients, and the
+/// architecture-specific constraints around the optimiser step. Each architecture implements it next to its
+/// forward and backward.
+/// </summary>
+public interface ITrainableSae
+{
+    int DIn { get; }
+    int DSae { get; }
+    IReadOnlyDictionary<string, Tensor> Parameters { get; }
+    /// <summary>Forward and backward on <paramref name="input"/> (and <paramref name="target"/> for transcoders; else the input), writing into <paramref name="gradients"/>.</summary>
+    TrainStepResult ForwardBackward(Tensor input, Tensor target, StepInputs inputs, IReadOnlyDictionary<string, Tensor> gradients);
+    /// <summary>Called between backward and the optimiser step (e.g. removing the gradient component parallel to unit-norm decoder rows).</summary>
+    void BeforeOptimizerStep(IReadOnlyDictionary<string, Tensor> gradients);
+    /// <summary>Called after the optimiser step (e.g. renormalising decoder rows).</summary>
+    void AfterOptimizerStep();
+}

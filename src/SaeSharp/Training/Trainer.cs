@@ -1,0 +1,233 @@
+using System.Diagnostics;
+using System.Globalization;
+using SaeSharp.Data;
+using SaeSharp.Tensors;
+
+namespace SaeSharp.Training;
+
+/// <summary>Settings of one training run (SAELens names in the comments).</summary>
+public sealed record TrainerConfig
+{
+    /// <summary>Optimiser steps to take (training_tokens / train_batch_size_tokens).</summary>
+    public long TotalSteps { get; init; } = 1000;
+    /// <summary>Rows per batch (train_batch_size_tokens).</summary>
+    public int BatchSize { get; init; } = 4096;
+    public double Lr { get; init; } = 3e-4;
+    public LrScheduler LrScheduler { get; init; } = LrScheduler.Constant;
+    public long LrWarmupSteps { get; init; }
+    public long LrDecaySteps { get; init; }
+    public double LrEnd { get; init; }
+    public float AdamBeta1 { get; init; } = 0.9f;
+    public float AdamBeta2 { get; init; } = 0.999f;
+    /// <summary>Global gradient-norm clip; 0 disables.</summary>
+    public double MaxGradNorm { get; init; } = 1.0;
+    /// <summary>L1 / L0 coefficient (l1_coefficient); ignored by architectures without a sparsity penalty.</summary>
+    public double SparsityCoefficient { get; init; }
+    public long SparsityWarmupSteps { get; init; }
+    /// <summary>Steps without firing after which a latent counts as dead (dead_feature_window).</summary>
+    public long DeadFeatureWindow { get; init; } = 1000;
+    /// <summary>Steps over which feature density is measured (feature_sampling_window).</summary>
+    public long FeatureSamplingWindow { get; init; } = 2000;
+    public int MetricsEvery { get; init; } = 50;
+    /// <summary>Steps between checkpoints; 0 writes none.</summary>
+    public long CheckpointEvery { get; init; }
+    public ulong Seed { get; init; } = 42;
+
+    public LrSchedule Schedule => new(Lr, TotalSteps, LrScheduler, LrWarmupSteps, LrDecaySteps, LrEnd);
+
+    public void Validate()
+    {
+        if (BatchSize < 1) throw new ArgumentException($"batch size must be at least 1, got {BatchSize}");
+        if (MetricsEvery < 1) throw new ArgumentException($"metrics interval must be at least 1, got {MetricsEvery}");
+        if (CheckpointEvery < 0) throw new ArgumentException($"checkpoint interval must be non-negative, got {CheckpointEvery}");
+        if (SparsityCoefficient < 0) throw new ArgumentException($"sparsity coefficient must be non-negative, got {SparsityCoefficient}");
+        if (FeatureSamplingWindow < 1) throw new ArgumentException($"feature sampling window must be at least 1, got {FeatureSamplingWindow}");
+        Schedule.Validate();
+    }
+}
+
+/// <summary>Progress of a run, reported after every step.</summary>
+public sealed record TrainProgress(long Step, long TotalSteps, double Loss, double L0, double ExplainedVariance, double TokensPerSecond);
+
+/// <summary>What a finished (or interrupted) run reached.</summary>
+public sealed record TrainSummary(long Steps, long TokensSeen, bool Interrupted, IReadOnlyDictionary<string, double> LastMetrics, float[] Log10Density, int DeadLatents);
+
+/// <summary>
+/// The training loop: batches from an <see cref="IActivationSource"/>, forward + backward by the SAE, gradient
+/// clipping, Adam with a scheduled learning rate, firing statistics, metrics.jsonl, and checkpoints from which a
+/// resumed run continues bit for bit. Cancellation (SIGINT/SIGTERM in the CLI) writes a checkpoint and returns.
+/// </summary>
+public sealed class Trainer
+{
+    private readonly ITrainableSae _sae;
+    private readonly IActivationSource _source;
+    private readonly TrainerConfig _cfg;
+    private readonly string _runDir;
+    private readonly Compute _compute;
+    private readonly Adam _adam;
+    private readonly FiringTracker _tracker;
+    private readonly Dictionary<string, Tensor> _grads;
+    private long _step;
+    private long _tokens;
+
+    public string CheckpointDir => Path.Combine(_runDir, "checkpoints");
+    public string MetricsPath => Path.Combine(_runDir, "metrics.jsonl");
+    public FiringTracker Tracker => _tracker;
+    public Adam Optimizer => _adam;
+    public long Step => _step;
+
+    public Trainer(ITrainableSae sae, IActivationSource source, TrainerConfig cfg, string runDir, Compute? compute = null)
+    {
+        cfg.Validate();
+        if (source.Dim != sae.DIn) throw new ArgumentException($"activations have d_in {source.Dim}, SAE expects {sae.DIn}");
+        _sae = sae; _source = source; _cfg = cfg; _runDir = runDir;
+        _compute = compute ?? Compute.All;
+        _adam = new Adam(sae.Parameters, cfg.AdamBeta1, cfg.AdamBeta2);
+        _tracker = new FiringTracker(sae.DSae, cfg.DeadFeatureWindow);
+        _grads = sae.Parameters.ToDictionary(kv => kv.Key, kv => new Tensor(kv.Value.Shape.ToArray()), StringComparer.Ordinal);
+    }
+
+    /// <summary>Restores the newest checkpoint in the run folder, if any; returns the step it resumes from.</summary>
+    public long ResumeIfPossible()
+    {
+        var latest = Checkpoint.LoadLatest(CheckpointDir);
+        if (latest is null) return 0;
+        var (cp, step) = latest.Value;
+        foreach (var (name, p) in _sae.Parameters)
+        {
+            Copy(cp.RequireTensor("param." + name), p, name);
+            Copy(cp.RequireTensor("adam_m." + name), (Tensor)_adam.FirstMoment[name], name);
+            Copy(cp.RequireTensor("adam_v." + name), (Tensor)_adam.SecondMoment[name], name);
+        }
+        cp.RequireIntegers("tracker.steps_since_fired").CopyTo(_tracker.StepsSinceFired, 0);
+        cp.RequireIntegers("tracker.window_counts").CopyTo(_tracker.WindowCounts, 0);
+        _tracker.WindowTokens = long.Parse(cp.Require("tracker.window_tokens"), CultureInfo.InvariantCulture);
+        _adam.Step = long.Parse(cp.Require("adam_step"), CultureInfo.InvariantCulture);
+        _tokens = long.Parse(cp.Require("tokens_seen"), CultureInfo.InvariantCulture);
+        _source.Restore(cp.State.Where(kv => kv.Key.StartsWith("source.", StringComparison.Ordinal))
+            .ToDictionary(kv => kv.Key["source.".Length..], kv => kv.Value));
+        _step = step;
+        MetricsLog.TruncateAfterStep(MetricsPath, step);
+        return step;
+    }
+
+    private static void Copy(Tensor from, Tensor to, string name)
+    {
+        if (!from.SameShape(to)) throw new InvalidDataException($"checkpoint tensor '{name}' has shape [{from.ShapeString}], the SAE has [{to.ShapeString}]");
+        from.Span.CopyTo(to.Span);
+    }
+
+    public void SaveCheckpoint()
+    {
+        var cp = new Checkpoint();
+        foreach (var (name, p) in _sae.Parameters)
+        {
+            cp.Tensors["param." + name] = p;
+            cp.Tensors["adam_m." + name] = _adam.FirstMoment[name];
+            cp.Tensors["adam_v." + name] = _adam.SecondMoment[name];
+        }
+        cp.Integers["tracker.steps_since_fired"] = _tracker.StepsSinceFired;
+        cp.Integers["tracker.window_counts"] = _tracker.WindowCounts;
+        cp.State["tracker.window_tokens"] = _tracker.WindowTokens.ToString(CultureInfo.InvariantCulture);
+        cp.State["adam_step"] = _adam.Step.ToString(CultureInfo.InvariantCulture);
+        cp.State["tokens_seen"] = _tokens.ToString(CultureInfo.InvariantCulture);
+        foreach (var (k, v) in _source.Position) cp.State["source." + k] = v;
+        cp.Save(CheckpointDir, _step);
+    }
+
+    /// <summary>Trains until <see cref="TrainerConfig.TotalSteps"/>, the source ends, or cancellation.</summary>
+    public TrainSummary Run(CancellationToken cancel = default, Action<TrainProgress>? progress = null)
+    {
+        var batch = Tensor.Uninitialized(_cfg.BatchSize, _sae.DIn);
+        var schedule = _cfg.Schedule;
+        var sparsity = new CoefficientWarmup(_cfg.SparsityCoefficient, _cfg.SparsityWarmupSteps);
+        IReadOnlyDictionary<string, double> last = new Dictionary<string, double>();
+        bool interrupted = false;
+        var clock = Stopwatch.StartNew();
+        long tokensAtStart = _tokens;
+        using var log = new MetricsLog(MetricsPath, append: _step > 0);
+        while (_step < _cfg.TotalSteps)
+        {
+            if (cancel.IsCancellationRequested) { interrupted = true; break; }
+            if (!_source.Next(batch)) break;
+            if (Ops.HasNonFinite(batch.Span))
+                throw new InvalidDataException($"step {_step + 1}: the activation batch contains NaN or infinite values; training stopped (the last checkpoint is untouched)");
+            double coefficient = sparsity.At(_step);
+            var result = _sae.ForwardBackward(batch, batch, new StepInputs(coefficient, _tracker.DeadMask()), _grads);
+            foreach (var (name, value) in result.Losses)
+                if (!double.IsFinite(value))
+                    throw new InvalidDataException($"step {_step + 1}: loss '{name}' is {value}; training stopped (the last checkpoint is untouched)");
+            _sae.BeforeOptimizerStep(_grads);
+            double gradNorm = Adam.ClipGradNorm(_grads.Values, _cfg.MaxGradNorm);
+            if (!double.IsFinite(gradNorm))
+                throw new InvalidDataException($"step {_step + 1}: gradient norm is {gradNorm}; training stopped (the last checkpoint is untouched)");
+            double lr = schedule.At(_step);
+            _adam.Update((IReadOnlyDictionary<string, Tensor>)_sae.Parameters, _grads, (float)lr, _compute);
+            _sae.AfterOptimizerStep();
+            _tracker.Record(result.Codes);
+            _step++;
+            _tokens += batch.Rows;
+            if (_step % _cfg.FeatureSamplingWindow == 0) _tracker.ResetWindow();
+
+            double l0 = (double)result.Codes.Count / batch.Rows;
+            double ev = ExplainedVariance(batch, result.Reconstruction);
+            double tps = (_tokens - tokensAtStart) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+            if (_step % _cfg.MetricsEvery == 0 || _step == _cfg.TotalSteps)
+            {
+                var m = new Dictionary<string, double>
+                {
+                    ["step"] = _step,
+                    ["tokens_seen"] = _tokens,
+                    ["lr"] = lr,
+                    ["sparsity_coefficient"] = coefficient,
+                    ["l0"] = l0,
+                    ["explained_variance"] = ev,
+                    ["mse"] = Mse(batch, result.Reconstruction),
+                    ["dead_latents"] = _tracker.DeadCount,
+                    ["mean_steps_since_fired"] = _tracker.StepsSinceFired.Average(),
+                    ["grad_norm"] = gradNorm,
+                    ["tokens_per_second"] = tps,
+                };
+                foreach (var (k, v) in result.Losses) m[k] = v;
+                log.Write(m);
+                last = m;
+            }
+            progress?.Invoke(new TrainProgress(_step, _cfg.TotalSteps, result.Losses.GetValueOrDefault("overall_loss"), l0, ev, tps));
+            if (_cfg.CheckpointEvery > 0 && _step % _cfg.CheckpointEvery == 0) SaveCheckpoint();
+        }
+        if (interrupted && _cfg.CheckpointEvery >= 0) SaveCheckpoint();
+        return new TrainSummary(_step, _tokens, interrupted, last, _tracker.Log10Density(), _tracker.DeadCount);
+    }
+
+    /// <summary>1 − E‖x − x̂‖² / (E‖x‖² − ‖E x‖²) over the rows of a batch.</summary>
+    public static double ExplainedVariance(Tensor x, Tensor reconstruction)
+    {
+        int n = x.Rows, d = x.Cols;
+        double err = 0, sq = 0;
+        var mean = new double[d];
+        for (int r = 0; r < n; r++)
+        {
+            var xr = x.Row(r); var yr = reconstruction.Row(r);
+            for (int j = 0; j < d; j++)
+            {
+                double e = xr[j] - yr[j];
+                err += e * e;
+                sq += (double)xr[j] * xr[j];
+                mean[j] += xr[j];
+            }
+        }
+        double meanSq = 0;
+        foreach (double m in mean) meanSq += (m / n) * (m / n);
+        double variance = sq / n - meanSq;
+        return variance > 0 ? 1 - err / n / variance : double.NaN;
+    }
+
+    /// <summary>Mean over elements of (x − x̂)².</summary>
+    public static double Mse(Tensor x, Tensor reconstruction)
+    {
+        double err = 0;
+        var a = x.Span; var b = reconstruction.Span;
+        for (int i = 0; i < a.Length; i++) { double e = a[i] - b[i]; err += e * e; }
+        return err / Math.Max(1, a.Length);
+    }
+}

@@ -1,0 +1,90 @@
+using SaeSharp.Tensors;
+using SaeSharp.Training;
+
+namespace SaeSharp.Tests.Training;
+
+public class OptimTests
+{
+    [Fact]
+    public void AdamStepsMatchHandComputedValues()
+    {
+        var p = new Dictionary<string, Tensor> { ["w"] = Tensor.FromArray(new[] { 1f, -2f }, 2) };
+        var adam = new Adam(p);
+        adam.Update(p, new Dictionary<string, Tensor> { ["w"] = Tensor.FromArray(new[] { 0.5f, 0f }, 2) }, 0.1f);
+        // Step 1: m̂ = g, v̂ = g², so the update is lr·sign(g) (and 0 for a zero gradient).
+        Assert.Equal(0.9f, p["w"][0], 6);
+        Assert.Equal(-2f, p["w"][1]);
+        adam.Update(p, new Dictionary<string, Tensor> { ["w"] = Tensor.FromArray(new[] { -1f, 0f }, 2) }, 0.1f);
+        // m = 0.9·0.05 − 0.1 = −0.055, v = 0.999·0.00025 + 0.001 = 0.00124975;
+        // m̂ = −0.055/0.19 = −0.2894737, v̂ = 0.00124975/0.001999 = 0.6251876; Δ = 0.1·m̂/√v̂ = −0.0366103.
+        Assert.Equal(0.9366103f, p["w"][0], 5);
+        Assert.Equal(2, adam.Step);
+    }
+
+    [Fact]
+    public void AdamRejectsUnknownParameterAndBadBetas()
+    {
+        var p = new Dictionary<string, Tensor> { ["w"] = new Tensor(2) };
+        var adam = new Adam(p);
+        Assert.Throws<KeyNotFoundException>(() => adam.Update(p, new Dictionary<string, Tensor> { ["x"] = new Tensor(2) }, 0.1f));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new Adam(p, beta1: 1f));
+    }
+
+    [Fact]
+    public void ResetMomentsClearsOnlyChosenRows()
+    {
+        var p = new Dictionary<string, Tensor> { ["W"] = Tensor.Filled(1f, 3, 2) };
+        var adam = new Adam(p);
+        adam.Update(p, new Dictionary<string, Tensor> { ["W"] = Tensor.Filled(1f, 3, 2) }, 0.01f);
+        adam.ResetMoments("W", new[] { 1 }, axis: 0);
+        Assert.Equal(0f, adam.FirstMoment["W"][1, 0]);
+        Assert.Equal(0f, adam.SecondMoment["W"][1, 1]);
+        Assert.NotEqual(0f, adam.FirstMoment["W"][0, 0]);
+        adam.ResetMoments("W", new[] { 0 }, axis: 1);
+        Assert.Equal(0f, adam.FirstMoment["W"][2, 0]);
+        Assert.NotEqual(0f, adam.FirstMoment["W"][2, 1]);
+    }
+
+    [Fact]
+    public void ClipGradNormScalesToMaxNorm()
+    {
+        var g = new[] { Tensor.FromArray(new[] { 3f }, 1), Tensor.FromArray(new[] { 4f }, 1) };
+        double before = Adam.ClipGradNorm(g, 1.0);
+        Assert.Equal(5.0, before, 6);
+        Assert.Equal(0.6f, g[0][0], 5);
+        Assert.Equal(0.8f, g[1][0], 5);
+    }
+
+    [Fact]
+    public void SchedulesAtChosenSteps()
+    {
+        var constant = new LrSchedule(1e-3, 100, WarmupSteps: 10);
+        Assert.Equal(1e-4, constant.At(0), 12);
+        Assert.Equal(5e-4, constant.At(4), 12);
+        Assert.Equal(1e-3, constant.At(10), 12);
+        Assert.Equal(1e-3, constant.At(99), 12);
+
+        var cosine = new LrSchedule(1.0, 100, LrScheduler.Cosineannealing, LrEnd: 0.1);
+        Assert.Equal(1.0, cosine.At(0), 12);
+        Assert.Equal(0.55, cosine.At(50), 12);
+        Assert.Equal(0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * 0.25)), cosine.At(25), 12);
+
+        var decay = new LrSchedule(1.0, 100, DecaySteps: 20, LrEnd: 0.0);
+        Assert.Equal(1.0, decay.At(79), 12);
+        Assert.Equal(1.0, decay.At(80), 12);
+        Assert.Equal(0.5, decay.At(90), 12);
+        Assert.Equal(0.05, decay.At(99), 12);
+
+        var restarts = new LrSchedule(1.0, 100, LrScheduler.Cosineannealingwarmrestarts, LrEnd: 0, RestartPeriod: 10);
+        Assert.Equal(1.0, restarts.At(0), 12);
+        Assert.Equal(0.5, restarts.At(5), 12);
+        Assert.Equal(1.0, restarts.At(10), 12);
+
+        var l1 = new CoefficientWarmup(5.0, 4);
+        Assert.Equal(1.25, l1.At(0), 12);
+        Assert.Equal(5.0, l1.At(3), 12);
+        Assert.Equal(5.0, l1.At(1000), 12);
+
+        Assert.Throws<ArgumentException>(() => new LrSchedule(1e-3, 10, WarmupSteps: 8, DecaySteps: 5).Validate());
+    }
+}
