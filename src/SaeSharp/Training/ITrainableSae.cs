@@ -27,4 +27,7 @@ public interface ITrainableSae
     void BeforeOptimizerStep(IReadOnlyDictionary<string, Tensor> gradients);
     /// <summary>Called after the optimiser step (e.g. renormalising decoder rows).</summary>
     void AfterOptimizerStep();
+    /// <summary>Non-parameter training state that a checkpoint must carry (e.g. batchtopk's threshold EMA).</summary>
+    IReadOnlyDictionary<string, double> ScalarState { get; }
+    void RestoreScalarState(IReadOnlyDictionary<string, double> state);
 }

@@ -104,6 +104,8 @@ public sealed class Trainer
         _tracker.WindowTokens = long.Parse(cp.Require("tracker.window_tokens"), CultureInfo.InvariantCulture);
         _adam.Step = long.Parse(cp.Require("adam_step"), CultureInfo.InvariantCulture);
         _tokens = long.Parse(cp.Require("tokens_seen"), CultureInfo.InvariantCulture);
+        _sae.RestoreScalarState(cp.State.Where(kv => kv.Key.StartsWith("sae.", StringComparison.Ordinal))
+            .ToDictionary(kv => kv.Key["sae.".Length..], kv => double.Parse(kv.Value, CultureInfo.InvariantCulture)));
         _source.Restore(cp.State.Where(kv => kv.Key.StartsWith("source.", StringComparison.Ordinal))
             .ToDictionary(kv => kv.Key["source.".Length..], kv => kv.Value));
         _step = step;
@@ -132,6 +134,7 @@ public sealed class Trainer
         cp.State["adam_step"] = _adam.Step.ToString(CultureInfo.InvariantCulture);
         cp.State["tokens_seen"] = _tokens.ToString(CultureInfo.InvariantCulture);
         foreach (var (k, v) in _source.Position) cp.State["source." + k] = v;
+        foreach (var (k, v) in _sae.ScalarState) cp.State["sae." + k] = v.ToString("R", CultureInfo.InvariantCulture);
         cp.Save(CheckpointDir, _step);
     }
 
@@ -162,7 +165,7 @@ public sealed class Trainer
             if (!double.IsFinite(gradNorm))
                 throw new InvalidDataException($"step {_step + 1}: gradient norm is {gradNorm}; training stopped (the last checkpoint is untouched)");
             double lr = schedule.At(_step);
-            _adam.Update((IReadOnlyDictionary<string, Tensor>)_sae.Parameters, _grads, (float)lr, _compute);
+            _adam.Update(_sae.Parameters, _grads, (float)lr, _compute);
             _sae.AfterOptimizerStep();
             _tracker.Record(result.Codes);
             _step++;

@@ -1,0 +1,121 @@
+using System.Numerics.Tensors;
+using SaeSharp.Saes;
+using SaeSharp.Tensors;
+using Tensor = SaeSharp.Tensors.Tensor;
+
+namespace SaeSharp.Training;
+
+/// <summary>
+/// Trains any registered <see cref="Sae"/> architecture: forwards with the step's penalty coefficient and dead
+/// mask, runs its hand-written backward, and applies the decoder constraints around the optimiser step.
+/// </summary>
+public sealed class SaeTrainable : ITrainableSae
+{
+    private readonly SaeLossOptions _baseLoss;
+    private readonly Dictionary<string, Tensor> _parameters;
+    private SaeParams? _gradParams;
+    private IReadOnlyDictionary<string, Tensor>? _gradSource;
+
+    public Sae Sae { get; }
+    /// <summary>Anthropic/drrik constraint: unit-norm decoder rows, gradient component along each row removed.</summary>
+    public bool UnitNormDecoder { get; }
+
+    public SaeTrainable(Sae sae, SaeLossOptions? loss = null, bool unitNormDecoder = false)
+    {
+        Sae = sae;
+        _baseLoss = loss ?? new SaeLossOptions();
+        UnitNormDecoder = unitNormDecoder;
+        _parameters = sae.Params.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+    }
+
+    public int DIn => Sae.Config.DIn;
+    public int DSae => Sae.Config.DSae;
+    public IReadOnlyDictionary<string, Tensor> Parameters => _parameters;
+
+    public TrainStepResult ForwardBackward(Tensor input, Tensor target, StepInputs inputs, IReadOnlyDictionary<string, Tensor> gradients)
+    {
+        var grads = GradParams(gradients);
+        grads.Clear();
+        var options = _baseLoss with
+        {
+            L1Coefficient = inputs.SparsityCoefficient,
+            L0Coefficient = inputs.SparsityCoefficient,
+            DeadMask = inputs.DeadMask,
+        };
+        var f = Sae.Forward(input, options);
+        Sae.Backward(f, grads);
+        var losses = new Dictionary<string, double>(f.Losses) { ["overall_loss"] = f.TotalLoss };
+        return new TrainStepResult(losses, f.Output, f.Codes ?? ToCodes(f.Features!));
+    }
+
+    private SaeParams GradParams(IReadOnlyDictionary<string, Tensor> gradients)
+    {
+        if (_gradParams is not null && ReferenceEquals(_gradSource, gradients)) return _gradParams;
+        var p = new SaeParams();
+        foreach (var name in Sae.Params.Names) p.Add(name, gradients[name]);
+        _gradParams = p;
+        _gradSource = gradients;
+        return p;
+    }
+
+    /// <summary>The non-zero entries of dense latent activations, for firing statistics.</summary>
+    public static SparseCodes ToCodes(Tensor features)
+    {
+        int count = 0;
+        foreach (float v in features.Span) if (v != 0) count++;
+        var codes = new SparseCodes(features.Rows, features.Cols, count);
+        int w = 0;
+        for (int r = 0; r < features.Rows; r++)
+        {
+            codes.RowStart[r] = w;
+            var row = features.Row(r);
+            for (int j = 0; j < row.Length; j++)
+                if (row[j] != 0) { codes.Index[w] = j; codes.Value[w] = row[j]; w++; }
+        }
+        codes.RowStart[features.Rows] = w;
+        return codes;
+    }
+
+    public void BeforeOptimizerStep(IReadOnlyDictionary<string, Tensor> gradients)
+    {
+        if (UnitNormDecoder) Sae.RemoveGradientParallelToDecoder(GradParams(gradients));
+    }
+
+    public void AfterOptimizerStep()
+    {
+        if (UnitNormDecoder) Sae.NormalizeDecoderRows();
+    }
+
+    public IReadOnlyDictionary<string, double> ScalarState =>
+        Sae is TopKSae t ? new Dictionary<string, double> { ["topk_threshold"] = t.TopKThreshold } : new Dictionary<string, double>();
+
+    public void RestoreScalarState(IReadOnlyDictionary<string, double> state)
+    {
+        if (Sae is TopKSae t && state.TryGetValue("topk_threshold", out var v)) t.TopKThreshold = v;
+    }
+
+    /// <summary>
+    /// SAELens-style initialisation: decoder rows in random directions with norm <paramref name="decoderInitNorm"/>,
+    /// W_enc = W_decᵀ, b_enc = 0, and b_dec as given (zeros when null).
+    /// </summary>
+    public static void Initialize(Sae sae, Rng rng, double decoderInitNorm = 0.1, float[]? bDec = null)
+    {
+        if (!(decoderInitNorm > 0)) throw new ArgumentException($"decoder_init_norm must be positive, got {decoderInitNorm}");
+        var wDec = sae.WDec;
+        rng.FillNormal(wDec.Span);
+        for (int j = 0; j < wDec.Rows; j++)
+        {
+            var row = wDec.Row(j);
+            float n = TensorPrimitives.Norm(row);
+            TensorPrimitives.Multiply(row, (float)(decoderInitNorm / Math.Max(n, 1e-12f)), row);
+        }
+        Ops.TransposeInto(wDec, sae.WEnc, accumulate: false);
+        if (sae.Params.Contains("b_enc")) sae.Params["b_enc"].Span.Clear();
+        if (bDec is not null)
+        {
+            if (bDec.Length != sae.BDec.Length) throw new ArgumentException($"b_dec init has {bDec.Length} values, d_in is {sae.BDec.Length}");
+            bDec.CopyTo(sae.BDec.Span);
+        }
+        else sae.BDec.Span.Clear();
+    }
+}
