@@ -33,6 +33,8 @@ public static class Program
         root.Add(IoCommands.Build());
         root.Add(ModelCommands.Build());
         root.Add(SynthCommands.Build());
+        root.Add(TrainCommands.Build());
+        root.Add(DemoCommands.BuildDemo());
         return root;
     }
 }

@@ -1,0 +1,107 @@
+using SaeSharp.Saes;
+using SaeSharp.Training;
+
+namespace SaeSharp.Cli.Runs;
+
+/// <summary>
+/// Every setting of a training run, in one typed record bound from YAML, SAESHARP_TRAIN__* variables and flags
+/// (SAELens names, snake_case). Unknown keys are errors.
+/// </summary>
+public sealed record TrainSettings
+{
+    // SAE
+    public string Architecture { get; set; } = "topk";
+    public int DSae { get; set; } = 4096;
+    public int K { get; set; } = 32;
+    public bool ApplyBDecToInput { get; set; } = true;
+    public bool RescaleActsByDecoderNorm { get; set; }
+    public double DecoderInitNorm { get; set; } = 0.1;
+    /// <summary>zeros, mean, median (coordinate-wise, drrik) or geometric_median.</summary>
+    public string BDecInit { get; set; } = "zeros";
+    /// <summary>none or expected_average_only_in (scale estimated before training, folded into the weights after).</summary>
+    public string NormalizeActivations { get; set; } = "none";
+    public int NormalizationBatches { get; set; } = 10;
+    /// <summary>Unit-norm decoder rows with the parallel gradient component removed (Anthropic / drrik).</summary>
+    public bool UnitNormDecoder { get; set; }
+    public double LpNorm { get; set; } = 1;
+    public double AuxLossCoefficient { get; set; } = 1;
+    public double JumpreluBandwidth { get; set; } = 0.05;
+    public double JumpreluInitThreshold { get; set; } = 0.01;
+    public string JumpreluSparsityLossMode { get; set; } = "step";
+    public double? PreActLossCoefficient { get; set; }
+    public double TopkThresholdLr { get; set; } = 0.01;
+
+    // Optimisation
+    public long Steps { get; set; } = 1000;
+    public int BatchSize { get; set; } = 4096;
+    public double Lr { get; set; } = 3e-4;
+    public LrScheduler LrScheduler { get; set; } = LrScheduler.Constant;
+    public long LrWarmUpSteps { get; set; }
+    public long LrDecaySteps { get; set; }
+    public double LrEnd { get; set; }
+    public float AdamBeta1 { get; set; } = 0.9f;
+    public float AdamBeta2 { get; set; } = 0.999f;
+    public double MaxGradNorm { get; set; } = 1.0;
+    /// <summary>L1 (standard, gated) or L0 (jumprelu) coefficient.</summary>
+    public double L1Coefficient { get; set; } = 5;
+    public long L1WarmUpSteps { get; set; }
+    public long DeadFeatureWindow { get; set; } = 1000;
+    public long FeatureSamplingWindow { get; set; } = 2000;
+    public int MetricsEvery { get; set; } = 50;
+    public long CheckpointEvery { get; set; } = 500;
+    public ulong Seed { get; set; } = 42;
+
+    public SaeConfig SaeConfig(int dIn) => new()
+    {
+        Architecture = Architecture,
+        DIn = dIn,
+        DSae = DSae,
+        K = Architecture is "topk" or "batchtopk" ? K : 0,
+        ApplyBDecToInput = ApplyBDecToInput,
+        RescaleActsByDecoderNorm = RescaleActsByDecoderNorm,
+        JumpReluBandwidth = JumpreluBandwidth,
+        JumpReluInitThreshold = JumpreluInitThreshold,
+        TopKThresholdLr = TopkThresholdLr,
+    };
+
+    public SaeLossOptions LossOptions() => new()
+    {
+        LpNorm = LpNorm,
+        AuxKCoefficient = AuxLossCoefficient,
+        JumpReluSparsityMode = JumpreluSparsityLossMode,
+        PreActLossCoefficient = PreActLossCoefficient,
+    };
+
+    public TrainerConfig TrainerConfig() => new()
+    {
+        TotalSteps = Steps,
+        BatchSize = BatchSize,
+        Lr = Lr,
+        LrScheduler = LrScheduler,
+        LrWarmupSteps = LrWarmUpSteps,
+        LrDecaySteps = LrDecaySteps,
+        LrEnd = LrEnd,
+        AdamBeta1 = AdamBeta1,
+        AdamBeta2 = AdamBeta2,
+        MaxGradNorm = MaxGradNorm,
+        SparsityCoefficient = Architecture is "topk" or "batchtopk" ? 0 : L1Coefficient,
+        SparsityWarmupSteps = L1WarmUpSteps,
+        DeadFeatureWindow = DeadFeatureWindow,
+        FeatureSamplingWindow = FeatureSamplingWindow,
+        MetricsEvery = MetricsEvery,
+        CheckpointEvery = CheckpointEvery,
+        Seed = Seed,
+    };
+
+    public void Validate()
+    {
+        if (BDecInit is not ("zeros" or "mean" or "median" or "geometric_median"))
+            throw new ArgumentException($"b_dec_init: unknown value '{BDecInit}' (expected zeros, mean, median or geometric_median)");
+        if (NormalizeActivations is not ("none" or "expected_average_only_in"))
+            throw new ArgumentException($"normalize_activations: '{NormalizeActivations}' is not supported for training (expected none or expected_average_only_in)");
+        if (JumpreluSparsityLossMode is not ("step" or "tanh"))
+            throw new ArgumentException($"jumprelu_sparsity_loss_mode: unknown value '{JumpreluSparsityLossMode}' (expected step or tanh)");
+        if (NormalizationBatches < 1) throw new ArgumentException($"normalization_batches must be at least 1, got {NormalizationBatches}");
+        TrainerConfig().Validate();
+    }
+}

@@ -1,0 +1,245 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SaeSharp.IO;
+using SaeSharp.Tensors;
+
+namespace SaeSharp.Saes;
+
+/// <summary>
+/// SAELens folder layout: cfg.json, sae_weights.safetensors, sparsity.safetensors (log10 feature density,
+/// tensor "sparsity"). Also imports EleutherAI sparsify folders (cfg.json + sae.safetensors).
+/// </summary>
+public static class SaeFiles
+{
+    public const string ConfigFile = "cfg.json";
+    public const string WeightsFile = "sae_weights.safetensors";
+    public const string SparsityFile = "sparsity.safetensors";
+    public const string SparsifyWeightsFile = "sae.safetensors";
+
+    // SAELens training-time keys that may appear in a cfg.json: accepted, not used for inference.
+    private static readonly HashSet<string> TrainingKeys =
+    [
+        "l1_coefficient", "lp_norm", "l1_warm_up_steps", "aux_loss_coefficient", "l0_coefficient", "l0_warm_up_steps",
+        "jumprelu_sparsity_loss_mode", "jumprelu_tanh_scale", "pre_act_loss_coefficient", "decoder_init_norm",
+        "use_sparse_activations", "reshape_activations", "apply_b_dec_to_input", "normalize_activations",
+    ];
+
+    // Pre-6.0 top-level keys that v6 moved under metadata.
+    private static readonly HashSet<string> LegacyMetadataKeys =
+    [
+        "model_name", "hook_name", "hook_layer", "hook_head_index", "prepend_bos", "dataset_path",
+        "dataset_trust_remote_code", "context_size", "model_from_pretrained_kwargs", "seqpos_slice", "neuronpedia_id",
+        "sae_lens_training_version", "sae_lens_version", "exclude_special_tokens", "model_class_name",
+        "hook_point_layer", "hook_point_head_index", "finetuning_scaling_factor", "da_name",
+    ];
+
+    public static void Save(Sae sae, string folder, float[]? log10Density = null)
+    {
+        Directory.CreateDirectory(folder);
+        AtomicFile.WriteAllText(Path.Combine(folder, ConfigFile), ConfigToJson(sae.Config).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        var w = new SafetensorsWriter();
+        foreach (var (n, t) in sae.Params) w.Add(n, t);
+        if (sae is TopKSae { Config.Architecture: "batchtopk" } b) w.Add("topk_threshold", Tensor.FromArray([(float)b.TopKThreshold], 1));
+        w.Write(Path.Combine(folder, WeightsFile));
+        if (log10Density is not null) SaveSparsity(folder, log10Density);
+    }
+
+    public static void SaveSparsity(string folder, float[] log10Density)
+    {
+        new SafetensorsWriter().Add("sparsity", Tensor.FromArray((float[])log10Density.Clone(), log10Density.Length))
+            .Write(Path.Combine(folder, SparsityFile));
+    }
+
+    /// <summary>log10 feature density from sparsity.safetensors, or null when the folder has none.</summary>
+    public static float[]? LoadSparsity(string folder, int dSae)
+    {
+        string p = Path.Combine(folder, SparsityFile);
+        if (!File.Exists(p)) return null;
+        using var f = SafetensorsFile.Open(p);
+        return f.ReadFloat32("sparsity", dSae).ToArray();
+    }
+
+    public static JsonObject ConfigToJson(SaeConfig c)
+    {
+        var o = new JsonObject
+        {
+            ["architecture"] = c.Architecture,
+            ["d_in"] = c.DIn,
+            ["d_sae"] = c.DSae,
+            ["dtype"] = "float32",
+            ["device"] = c.Device,
+            ["apply_b_dec_to_input"] = c.ApplyBDecToInput,
+            ["normalize_activations"] = c.NormalizeActivations,
+            ["reshape_activations"] = "none",
+        };
+        if (c.Architecture is "topk" or "batchtopk")
+        {
+            o["k"] = c.K;
+            o["rescale_acts_by_decoder_norm"] = c.RescaleActsByDecoderNorm;
+        }
+        if (c.Architecture == "batchtopk") o["topk_threshold_lr"] = c.TopKThresholdLr;
+        if (c.Architecture == "jumprelu")
+        {
+            o["jumprelu_init_threshold"] = c.JumpReluInitThreshold;
+            o["jumprelu_bandwidth"] = c.JumpReluBandwidth;
+        }
+        o["metadata"] = c.Metadata.DeepClone();
+        return o;
+    }
+
+    /// <summary>Parses cfg.json text (v6, or pre-6.0 converted); <paramref name="source"/> names it in errors.</summary>
+    public static SaeConfig ConfigFromJson(string json, string source)
+    {
+        JsonObject o;
+        try { o = JsonNode.Parse(json) as JsonObject ?? throw new InvalidDataException($"{source}: expected a JSON object"); }
+        catch (JsonException e) { throw new InvalidDataException($"{source}: invalid JSON: {e.Message}"); }
+        var meta = o["metadata"] as JsonObject ?? [];
+        meta = (JsonObject)meta.DeepClone();
+        string? arch = Str(o, "architecture", source);
+        int k = 0;
+        // Pre-6.0: hook_point → hook_name, activation_fn(_str) names the architecture, k in activation_fn_kwargs.
+        string? act = Str(o, "activation_fn", source) ?? Str(o, "activation_fn_str", source);
+        if (act is not null)
+        {
+            if (act == "topk")
+            {
+                arch ??= "topk";
+                k = (int?)(o["activation_fn_kwargs"] as JsonObject)?["k"]
+                    ?? throw new InvalidDataException($"{source}: activation_fn 'topk' needs activation_fn_kwargs.k");
+            }
+            else if (act == "relu") arch ??= "standard";
+            else throw new InvalidDataException($"{source}: 'activation_fn': unsupported '{act}' (expected relu or topk)");
+        }
+        arch ??= "standard";
+        var known = new HashSet<string>(TrainingKeys)
+        {
+            "architecture", "d_in", "d_sae", "dtype", "device", "metadata", "k", "rescale_acts_by_decoder_norm",
+            "topk_threshold_lr", "jumprelu_init_threshold", "jumprelu_bandwidth", "activation_fn", "activation_fn_str",
+            "activation_fn_kwargs", "hook_point",
+        };
+        foreach (var (key, value) in o)
+        {
+            if (key == "hook_point") { meta["hook_name"] = value?.DeepClone(); continue; }
+            if (LegacyMetadataKeys.Contains(key)) { meta[key] = value?.DeepClone(); continue; }
+            if (!known.Contains(key)) throw new InvalidDataException($"{source}: unknown cfg key '{key}'");
+        }
+        string dtype = Str(o, "dtype", source) ?? "float32";
+        if (dtype.StartsWith("torch.", StringComparison.Ordinal)) dtype = dtype["torch.".Length..];
+        string? norm = Str(o, "normalize_activations", source);
+        var cfg = new SaeConfig
+        {
+            Architecture = arch,
+            DIn = Int(o, "d_in", source) ?? throw new InvalidDataException($"{source}: missing 'd_in'"),
+            DSae = Int(o, "d_sae", source) ?? throw new InvalidDataException($"{source}: missing 'd_sae'"),
+            Dtype = dtype,
+            Device = Str(o, "device", source) ?? "cpu",
+            ApplyBDecToInput = Bool(o, "apply_b_dec_to_input", source) ?? true,
+            NormalizeActivations = norm is null or "None" ? "none" : norm,
+            K = Int(o, "k", source) ?? k,
+            RescaleActsByDecoderNorm = Bool(o, "rescale_acts_by_decoder_norm", source) ?? false,
+            TopKThresholdLr = Dbl(o, "topk_threshold_lr", source) ?? 0.01,
+            JumpReluInitThreshold = Dbl(o, "jumprelu_init_threshold", source) ?? 0.01,
+            JumpReluBandwidth = Dbl(o, "jumprelu_bandwidth", source) ?? 0.05,
+            Metadata = meta,
+        };
+        try { cfg.Validate(); }
+        catch (ArgumentException e) { throw new InvalidDataException($"{source}: {e.Message}"); }
+        return cfg;
+    }
+
+    public static Sae Load(string folder)
+    {
+        string cfgPath = Path.Combine(folder, ConfigFile);
+        if (!File.Exists(cfgPath)) throw new FileNotFoundException($"{folder}: no {ConfigFile} (not an SAE folder)", cfgPath);
+        var cfg = ConfigFromJson(File.ReadAllText(cfgPath), cfgPath);
+        string wPath = Path.Combine(folder, WeightsFile);
+        if (!File.Exists(wPath)) throw new FileNotFoundException($"{folder}: no {WeightsFile}", wPath);
+        var sae = SaeRegistry.Create(cfg);
+        using var f = SafetensorsFile.Open(wPath);
+        foreach (var (name, t) in sae.Params)
+        {
+            if (name == "threshold" && !f.Contains("threshold") && f.Contains("log_threshold"))
+            {
+                var lt = ReadChecked(f, "log_threshold", t, cfgPath);
+                for (int i = 0; i < lt.Length; i++) t[i] = MathF.Exp(lt[i]);
+                continue;
+            }
+            ReadChecked(f, name, t, cfgPath).Span.CopyTo(t.Span);
+        }
+        foreach (var n in f.Names)
+        {
+            if (sae.Params.Contains(n) || n == "log_threshold" && sae.Params.Contains("threshold")) continue;
+            if (n == "topk_threshold" && sae is TopKSae tk && cfg.Architecture == "batchtopk")
+            {
+                tk.TopKThreshold = f.ReadFloat32(n).Span[0];
+                continue;
+            }
+            throw new InvalidDataException($"{wPath}: tensor '{n}' is not a parameter of a {cfg.Architecture} SAE");
+        }
+        return sae;
+    }
+
+    private static Tensor ReadChecked(SafetensorsFile f, string name, Tensor like, string cfgPath)
+    {
+        var e = f.Entry(name);
+        if (!e.Shape.AsSpan().SequenceEqual(like.Shape))
+            throw new InvalidDataException($"{f.Path}: tensor '{name}' has shape [{string.Join(", ", e.Shape)}] but {cfgPath} (d_in, d_sae) implies [{like.ShapeString}]");
+        return f.ReadFloat32(name);
+    }
+
+    /// <summary>
+    /// Imports an EleutherAI sparsify TopK SAE folder: encoder.weight [num_latents, d_in] becomes W_enc
+    /// (transposed), encoder.bias b_enc, W_dec and b_dec as they are; k from cfg.json.
+    /// </summary>
+    public static Sae ImportSparsify(string folder)
+    {
+        string cfgPath = Path.Combine(folder, ConfigFile), wPath = Path.Combine(folder, SparsifyWeightsFile);
+        if (!File.Exists(cfgPath)) throw new FileNotFoundException($"{folder}: no {ConfigFile}", cfgPath);
+        if (!File.Exists(wPath)) throw new FileNotFoundException($"{folder}: no {SparsifyWeightsFile}", wPath);
+        var o = JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject ?? throw new InvalidDataException($"{cfgPath}: expected a JSON object");
+        int k = Int(o, "k", cfgPath) ?? throw new InvalidDataException($"{cfgPath}: missing 'k'");
+        using var f = SafetensorsFile.Open(wPath);
+        var enc = f.Entry("encoder.weight");
+        if (enc.Shape.Length != 2) throw new InvalidDataException($"{wPath}: 'encoder.weight' must be [num_latents, d_in], got [{string.Join(", ", enc.Shape)}]");
+        int dSae = enc.Shape[0], dIn = enc.Shape[1];
+        if (Int(o, "d_in", cfgPath) is { } cd && cd != dIn) throw new InvalidDataException($"{cfgPath}: 'd_in' is {cd} but encoder.weight has {dIn} columns");
+        if (Int(o, "num_latents", cfgPath) is { } nl && nl != 0 && nl != dSae) throw new InvalidDataException($"{cfgPath}: 'num_latents' is {nl} but encoder.weight has {dSae} rows");
+        if (f.Contains("W_skip")) throw new InvalidDataException($"{wPath}: skip connections (W_skip) are not supported for sparsify import");
+        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "topk", DIn = dIn, DSae = dSae, K = k });
+        Ops.TransposeInto(f.ReadFloat32("encoder.weight"), sae.WEnc, accumulate: false);
+        f.ReadFloat32("encoder.bias", dSae).Span.CopyTo(sae.Params["b_enc"].Span);
+        f.ReadFloat32("W_dec", dSae, dIn).Span.CopyTo(sae.WDec.Span);
+        f.ReadFloat32("b_dec", dIn).Span.CopyTo(sae.BDec.Span);
+        return sae;
+    }
+
+    private static JsonNode? Get(JsonObject o, string key) => o.TryGetPropertyValue(key, out var v) ? v : null;
+
+    private static string? Str(JsonObject o, string key, string src)
+    {
+        var v = Get(o, key);
+        if (v is null) return null;
+        return v is JsonValue jv && jv.TryGetValue(out string? s) ? s : throw new InvalidDataException($"{src}: '{key}' must be a string, got {v.ToJsonString()}");
+    }
+
+    private static int? Int(JsonObject o, string key, string src)
+    {
+        var v = Get(o, key);
+        if (v is null) return null;
+        return v is JsonValue jv && jv.TryGetValue(out int i) ? i : throw new InvalidDataException($"{src}: '{key}' must be an integer, got {v.ToJsonString()}");
+    }
+
+    private static double? Dbl(JsonObject o, string key, string src)
+    {
+        var v = Get(o, key);
+        if (v is null) return null;
+        return v is JsonValue jv && jv.TryGetValue(out double d) ? d : throw new InvalidDataException($"{src}: '{key}' must be a number, got {v.ToJsonString()}");
+    }
+
+    private static bool? Bool(JsonObject o, string key, string src)
+    {
+        var v = Get(o, key);
+        if (v is null) return null;
+        return v is JsonValue jv && jv.TryGetValue(out bool b) ? b : throw new InvalidDataException($"{src}: '{key}' must be true or false, got {v.ToJsonString()}");
+    }
+}

@@ -1,0 +1,81 @@
+using SaeSharp.IO;
+using SaeSharp.Saes;
+using SaeSharp.Tensors;
+using Tensor = SaeSharp.Tensors.Tensor;
+
+namespace SaeSharp.Tests.Cli;
+
+public class TrainCommandTests
+{
+    private static string WriteActivations(string dir, int rows = 4096, int d = 16)
+    {
+        var rng = new Rng(11);
+        var dict = new Tensor(24, d);
+        rng.FillNormal(dict.Span);
+        var f = new Tensor(rows, 24);
+        for (int r = 0; r < rows; r++)
+            for (int i = 0; i < 24; i++)
+                if (rng.Bernoulli(0.08)) f[r, i] = (float)(1 + rng.NextDouble());
+        string path = Path.Combine(dir, "acts.npy");
+        Npy.Write(path, Gemm.MatMul(f, dict));
+        return path;
+    }
+
+    private static string[] Args(string acts, string outDir, int steps) => new[]
+    {
+        "train", "--activations", acts, "--architecture", "batchtopk", "--d-sae", "32", "--k", "3", "--steps", steps.ToString(),
+        "--batch-size", "64", "--lr", "0.002", "--out", outDir, "--set", "checkpoint_every=50", "--set", "metrics_every=10",
+        "--set", "dead_feature_window=20",
+    };
+
+    [Fact]
+    public void KilledRunResumesToTheSameWeightsBitForBit()
+    {
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        string acts = WriteActivations(dir);
+        const int Steps = 3000;
+
+        var straight = CliRunner.Run(Args(acts, Path.Combine(dir, "straight"), Steps));
+        Assert.True(straight.Code == 0, straight.Err + straight.Out);
+
+        // Start the same run in a real process and kill it as soon as its first checkpoint is complete.
+        string killedDir = Path.Combine(dir, "killed");
+        using (var p = CliRunner.Start(Args(acts, killedDir, Steps)))
+        {
+            string latest = Path.Combine(killedDir, "checkpoints", "latest.json");
+            var deadline = DateTime.UtcNow.AddSeconds(120);
+            while (!File.Exists(latest) && !p.HasExited && DateTime.UtcNow < deadline) Thread.Sleep(2);
+            p.Kill(entireProcessTree: true);
+            p.WaitForExit();
+        }
+        Assert.False(File.Exists(Path.Combine(killedDir, "sae_weights.safetensors")), "the run finished before it could be killed");
+        var resumed = CliRunner.Run("train", "--resume", killedDir, "--activations", acts);
+        Assert.True(resumed.Code == 0, resumed.Err + resumed.Out);
+
+        using var a = SafetensorsFile.Open(Path.Combine(dir, "straight", "sae_weights.safetensors"));
+        using var b = SafetensorsFile.Open(Path.Combine(killedDir, "sae_weights.safetensors"));
+        Assert.Equal(a.Names, b.Names);
+        foreach (var name in a.Names) Assert.Equal(a.RawBytes(name), b.RawBytes(name));
+        // batchtopk is exported for inference as jumprelu.
+        Assert.Equal("jumprelu", SaeFiles.Load(killedDir).Config.Architecture);
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void TyposAndBadValuesAreRejectedByName()
+    {
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        string acts = WriteActivations(dir, rows: 64);
+        var r = CliRunner.Run("train", "--activations", acts, "--out", Path.Combine(dir, "x"), "--set", "l1_coeficient=3");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("l1_coeficient", r.Err);
+        File.WriteAllText(Path.Combine(dir, "c.yaml"), "architecture: topk\nk: many\n");
+        r = CliRunner.Run("train", "--activations", acts, "--config", Path.Combine(dir, "c.yaml"), "--out", Path.Combine(dir, "y"));
+        Assert.Equal(1, r.Code);
+        Assert.Contains("c.yaml line 2", r.Err);
+        r = CliRunner.Run("train", "--activations", Path.Combine(dir, "missing.npy"), "--out", Path.Combine(dir, "z"));
+        Assert.Equal(1, r.Code);
+        Assert.Contains("missing.npy", r.Err);
+        Directory.Delete(dir, true);
+    }
+}
