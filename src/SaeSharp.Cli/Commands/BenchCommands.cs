@@ -26,6 +26,11 @@ public static class BenchCommands
         synth.Add(synthQuick);
         synth.SetAction(p => SynthBench.Run(p.InvocationConfiguration.Output, p.GetValue(synthQuick)));
         bench.Add(synth);
+        var train = new Command("train", "Tokens/s of a full SAE training step per architecture (B=4096, d_in=512, d_sae=16384, k=32)");
+        var trainQuick = new Option<bool>("--quick") { Description = "Smaller shapes (a smoke run)" };
+        train.Add(trainQuick);
+        train.SetAction(p => TrainBench.Run(p.InvocationConfiguration.Output, p.GetValue(trainQuick)));
+        bench.Add(train);
         return bench;
     }
 }

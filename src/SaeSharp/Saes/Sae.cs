@@ -169,6 +169,19 @@ public abstract class Sae
 
     protected static float[] DecoderNorms(Tensor wDec) => Ops.RowNorms(wDec);
 
+    /// <summary>Zeroes the gradient wherever the pre-activation is not positive (ReLU backward), in parallel over rows.</summary>
+    protected void ReluBackward(Tensor pre, Tensor grad)
+    {
+        Compute.ForRange(pre.Rows, 16, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                var p = pre.Row(r); var g = grad.Row(r);
+                for (int j = 0; j < p.Length; j++) if (!(p[j] > 0)) g[j] = 0;
+            }
+        });
+    }
+
     /// <summary>
     /// Adds to dW_dec[j] the gradient through ‖W_dec[j]‖ given dL/d‖W_dec[j]‖ = <paramref name="dNorm"/>[j].
     /// </summary>

@@ -35,15 +35,23 @@ public sealed class StandardSae : Sae
         {
             double p = loss.LpNorm;
             sp = new double[f.Rows];
-            double total = 0;
-            for (int r = 0; r < f.Rows; r++)
+            var sparsity = sp;
+            // Rows in parallel; p = 1 (the default) is a plain dot product with the norms since f ≥ 0.
+            Compute.ForRange(f.Rows, 16, (r0, r1) =>
             {
-                var row = f.Row(r);
-                double s = 0;
-                for (int j = 0; j < row.Length; j++) s += Math.Pow(Math.Abs((double)row[j] * norms[j]), p);
-                sp[r] = Math.Pow(s, 1 / p);
-                total += sp[r];
-            }
+                var w = new float[f.Cols];
+                for (int r = r0; r < r1; r++)
+                {
+                    var row = f.Row(r);
+                    if (p == 1) { sparsity[r] = TensorPrimitives.Dot(row, norms); continue; }
+                    TensorPrimitives.Multiply(row, norms, w);
+                    double s = 0;
+                    foreach (float v in w) if (v != 0) s += Math.Pow(v, p);
+                    sparsity[r] = Math.Pow(s, 1 / p);
+                }
+            });
+            double total = 0;
+            foreach (double v in sp) total += v;
             losses["l1_loss"] = loss.L1Coefficient * total / Math.Max(1, f.Rows);
         }
         return new SaeForward
@@ -75,25 +83,38 @@ public sealed class StandardSae : Sae
         {
             double p = f.Options!.LpNorm, scale = f.Options.L1Coefficient / Math.Max(1, feats.Rows);
             var dNorm = new double[Config.DSae];
-            for (int r = 0; r < feats.Rows; r++)
+            if (p == 1)
             {
-                if (st.SparsityNorm![r] == 0) continue;
-                var row = feats.Row(r); var dRow = dF.Row(r);
-                double denom = Math.Pow(st.SparsityNorm[r], p - 1);
-                for (int j = 0; j < row.Length; j++)
+                // d/df_j = scale·‖W_dec[j]‖ wherever f_j > 0; adding it everywhere is the same because the ReLU mask
+                // below zeroes the rest. d/d‖W_dec[j]‖ = scale·Σ_rows f_j.
+                var add = Array.ConvertAll(st.Norms, n => (float)(scale * n));
+                Compute.ForRange(feats.Rows, 16, (r0, r1) =>
                 {
-                    double w = (double)row[j] * st.Norms[j];
-                    if (w == 0) continue;
-                    // d‖w‖_p/dw_j = |w_j|^(p−1)·sign(w_j) / ‖w‖_p^(p−1); here w ≥ 0.
-                    double g = scale * (p == 1 ? 1 : Math.Pow(w, p - 1) / denom);
-                    dRow[j] += (float)(g * st.Norms[j]);
-                    dNorm[j] += g * row[j];
-                }
+                    for (int r = r0; r < r1; r++) TensorPrimitives.Add(dF.Row(r), add, dF.Row(r));
+                });
+                var colSum = new float[Config.DSae];
+                Ops.SumRows(feats, colSum);
+                for (int j = 0; j < dNorm.Length; j++) dNorm[j] = scale * colSum[j];
             }
+            else
+                for (int r = 0; r < feats.Rows; r++)
+                {
+                    if (st.SparsityNorm![r] == 0) continue;
+                    var row = feats.Row(r); var dRow = dF.Row(r);
+                    double denom = Math.Pow(st.SparsityNorm[r], p - 1);
+                    for (int j = 0; j < row.Length; j++)
+                    {
+                        double w = (double)row[j] * st.Norms[j];
+                        if (w == 0) continue;
+                        // d‖w‖_p/dw_j = |w_j|^(p−1)·sign(w_j) / ‖w‖_p^(p−1); here w ≥ 0.
+                        double g = scale * Math.Pow(w, p - 1) / denom;
+                        dRow[j] += (float)(g * st.Norms[j]);
+                        dNorm[j] += g * row[j];
+                    }
+                }
             AddNormGradient(WDec, st.Norms, dNorm, dWDec);
         }
-        var pre = f.PreActs;
-        for (int i = 0; i < dF.Length; i++) if (!(pre.Data[pre.Offset + i] > 0)) dF.Data[dF.Offset + i] = 0;
+        ReluBackward(f.PreActs, dF);
         DenseEncoderBackward(f, dF, WEnc, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
     }
 }

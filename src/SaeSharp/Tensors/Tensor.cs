@@ -14,6 +14,9 @@ public sealed class Tensor
     /// <summary>Buffers this large (in floats) go to the pinned object heap.</summary>
     public const int PinnedThreshold = 1 << 16;
 
+    /// <summary>Buffers this large (in floats, 8 MB) are backed by transparent huge pages where the OS allows.</summary>
+    public const int HugePageThreshold = 1 << 21;
+
     private readonly int[] _shape;
 
     /// <summary>The backing array; the tensor covers <c>[Offset, Offset + Length)</c>.</summary>
@@ -159,6 +162,7 @@ public sealed class Tensor
         if (length >= PinnedThreshold)
         {
             var a = GC.AllocateUninitializedArray<float>(length, pinned: true);
+            if (length >= HugePageThreshold) HugePages.Advise(a);
             if (zeroed) Array.Clear(a);
             return a;
         }
