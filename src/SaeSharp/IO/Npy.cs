@@ -136,26 +136,7 @@ public static class Npy
         AtomicFile.Write(path, s =>
         {
             s.Write(header);
-            var src = t.Span;
-            if (dtype == DType.F32)
-            {
-                // Sliced: a byte view of more than 2^29 floats would overflow a span's length.
-                for (int i = 0; i < src.Length; i += 1 << 28) s.Write(MemoryMarshal.AsBytes(src.Slice(i, Math.Min(1 << 28, src.Length - i))));
-                return;
-            }
-            const int chunk = 1 << 16;
-            var buf = ArrayPool<byte>.Shared.Rent(chunk * dtype.Size());
-            try
-            {
-                for (int i = 0; i < src.Length; i += chunk)
-                {
-                    int m = Math.Min(chunk, src.Length - i);
-                    var b = buf.AsSpan(0, m * dtype.Size());
-                    DTypes.FromFloat32(dtype, src.Slice(i, m), b);
-                    s.Write(b);
-                }
-            }
-            finally { ArrayPool<byte>.Shared.Return(buf); }
+            DTypes.WriteConverted(s, t, dtype);
         });
     }
 

@@ -15,6 +15,31 @@ public enum DType { F32, F16, BF16, F64, I32, I64, U8, I8, Bool }
 
 public static class DTypes
 {
+    /// <summary>Writes a float tensor to a stream in <paramref name="dtype"/>, converting in chunks (safetensors and .npy data).</summary>
+    internal static void WriteConverted(Stream s, Tensor t, DType dtype)
+    {
+        var src = t.Span;
+        if (dtype == DType.F32)
+        {
+            // Sliced: a byte view of more than 2^29 floats would overflow a span's length.
+            for (int i = 0; i < src.Length; i += 1 << 28) s.Write(MemoryMarshal.AsBytes(src.Slice(i, Math.Min(1 << 28, src.Length - i))));
+            return;
+        }
+        const int chunk = 1 << 16;
+        var buf = ArrayPool<byte>.Shared.Rent(chunk * dtype.Size());
+        try
+        {
+            for (int i = 0; i < src.Length; i += chunk)
+            {
+                int m = Math.Min(chunk, src.Length - i);
+                var b = buf.AsSpan(0, m * dtype.Size());
+                DTypes.FromFloat32(dtype, src.Slice(i, m), b);
+                s.Write(b);
+            }
+        }
+        finally { ArrayPool<byte>.Shared.Return(buf); }
+    }
+
     public static int Size(this DType t) => t switch
     {
         DType.F32 or DType.I32 => 4,
@@ -482,7 +507,7 @@ public sealed class SafetensorsWriter
     public SafetensorsWriter Add(string name, Tensor t, DType dtype = DType.F32)
     {
         if (!dtype.IsFloat()) throw new ArgumentException($"cannot store float tensor '{name}' as {dtype.Name()} (expected F32, F16, BF16 or F64)");
-        return AddItem(name, dtype, t.Shape.ToArray(), (long)t.Length * dtype.Size(), s => WriteConverted(s, t, dtype));
+        return AddItem(name, dtype, t.Shape.ToArray(), (long)t.Length * dtype.Size(), s => DTypes.WriteConverted(s, t, dtype));
     }
 
     /// <summary>Adds float64 values stored as F64 (copied now).</summary>
@@ -521,30 +546,6 @@ public sealed class SafetensorsWriter
 
     /// <summary>Round-to-nearest-even float → bfloat16 (NaN stays NaN).</summary>
     public static ushort FloatToBFloat16(float f) => DTypes.FloatToBFloat16(f);
-
-    private static void WriteConverted(Stream s, Tensor t, DType dtype)
-    {
-        var src = t.Span;
-        if (dtype == DType.F32)
-        {
-            // Sliced: a byte view of more than 2^29 floats would overflow a span's length.
-            for (int i = 0; i < src.Length; i += 1 << 28) s.Write(MemoryMarshal.AsBytes(src.Slice(i, Math.Min(1 << 28, src.Length - i))));
-            return;
-        }
-        const int chunk = 1 << 16;
-        var buf = ArrayPool<byte>.Shared.Rent(chunk * dtype.Size());
-        try
-        {
-            for (int i = 0; i < src.Length; i += chunk)
-            {
-                int m = Math.Min(chunk, src.Length - i);
-                var b = buf.AsSpan(0, m * dtype.Size());
-                DTypes.FromFloat32(dtype, src.Slice(i, m), b);
-                s.Write(b);
-            }
-        }
-        finally { ArrayPool<byte>.Shared.Return(buf); }
-    }
 
     /// <summary>The header bytes (JSON padded with spaces to a multiple of 8) for the tensors added so far.</summary>
     private byte[] HeaderBytes()
