@@ -35,6 +35,7 @@ public static class Program
         root.Add(SynthCommands.Build());
         root.Add(TrainCommands.Build());
         root.Add(DemoCommands.BuildDemo());
+        root.Add(SaeCommands.Build());
         return root;
     }
 }

@@ -69,6 +69,7 @@ public sealed class Trainer
     private readonly Dictionary<string, Tensor> _grads;
     private long _step;
     private long _tokens;
+    private float[]? _lastWindowDensity;
 
     public string CheckpointDir => Path.Combine(_runDir, "checkpoints");
     public string MetricsPath => Path.Combine(_runDir, "metrics.jsonl");
@@ -170,7 +171,11 @@ public sealed class Trainer
             _tracker.Record(result.Codes);
             _step++;
             _tokens += batch.Rows;
-            if (_step % _cfg.FeatureSamplingWindow == 0) _tracker.ResetWindow();
+            if (_step % _cfg.FeatureSamplingWindow == 0)
+            {
+                _lastWindowDensity = _tracker.Log10Density();
+                _tracker.ResetWindow();
+            }
 
             double l0 = (double)result.Codes.Count / batch.Rows;
             double ev = ExplainedVariance(batch, result.Reconstruction);
@@ -199,7 +204,9 @@ public sealed class Trainer
             if (_cfg.CheckpointEvery > 0 && _step % _cfg.CheckpointEvery == 0) SaveCheckpoint();
         }
         if (interrupted && _cfg.CheckpointEvery >= 0) SaveCheckpoint();
-        return new TrainSummary(_step, _tokens, interrupted, last, _tracker.Log10Density(), _tracker.DeadCount);
+        // Report the window in progress, or the last complete one when a window has just ended.
+        var density = _tracker.WindowTokens > 0 || _lastWindowDensity is null ? _tracker.Log10Density() : _lastWindowDensity;
+        return new TrainSummary(_step, _tokens, interrupted, last, density, _tracker.DeadCount);
     }
 
     /// <summary>1 − E‖x − x̂‖² / (E‖x‖² − ‖E x‖²) over the rows of a batch.</summary>

@@ -79,3 +79,30 @@ public class TrainCommandTests
         Directory.Delete(dir, true);
     }
 }
+
+public class SaeInfoCommandTests
+{
+    [Fact]
+    public void InfoReportsSizesNormsAndDensityOfATrainedSae()
+    {
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        var rng = new SaeSharp.Tensors.Rng(2);
+        var acts = new SaeSharp.Tensors.Tensor(512, 8);
+        rng.FillNormal(acts.Span);
+        SaeSharp.IO.Npy.Write(Path.Combine(dir, "a.npy"), acts);
+        // 40 steps with a 20-step density window: the run ends exactly on a window boundary.
+        var r = CliRunner.Run("train", "--activations", Path.Combine(dir, "a.npy"), "--architecture", "topk", "--d-sae", "16", "--k", "2",
+            "--steps", "40", "--batch-size", "32", "--out", Path.Combine(dir, "run"), "--set", "feature_sampling_window=20");
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        var info = CliRunner.Run("sae", "info", Path.Combine(dir, "run"));
+        Assert.True(info.Code == 0, info.Err);
+        Assert.Contains("architecture: topk", info.Out);
+        Assert.Contains("d_in: 8   d_sae: 16   k: 2", info.Out);
+        Assert.Contains("W_dec      [16, 8]", info.Out);
+        Assert.Contains("decoder row norms:", info.Out);
+        Assert.DoesNotContain("never fired 16", info.Out); // density comes from the last complete window, not an empty one
+        var missing = CliRunner.Run("sae", "info", Path.Combine(dir, "nothing"));
+        Assert.Equal(1, missing.Code);
+        Directory.Delete(dir, true);
+    }
+}
