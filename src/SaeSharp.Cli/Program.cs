@@ -33,6 +33,7 @@ public static class Program
         root.Add(IoCommands.Build());
         root.Add(ModelCommands.Build());
         root.Add(SynthCommands.Build());
+        root.Add(TokenizeCommands.Build());
         return root;
     }
 }

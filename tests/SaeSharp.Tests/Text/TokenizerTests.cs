@@ -148,3 +148,29 @@ public class TokenizerTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
+public class TokenizeCommandTests
+{
+    [SharedFact("models/stories260K/tok512.bin")]
+    public void Tokenize_PrintsIdsWithBos()
+    {
+        var dir = System.IO.Path.GetDirectoryName(SharedData.Path("models/stories260K/tok512.bin"))!;
+        var (o, e) = (new StringWriter(), new StringWriter());
+        int rc = SaeSharp.Cli.Program.Run(["tokenize", "--tokenizer", dir, "--text", "Once upon a time", "--bos"], o, e);
+        Assert.Equal(0, rc);
+        Assert.Equal("1 403 407 261 378", o.ToString().Trim());
+        o = new StringWriter();
+        rc = SaeSharp.Cli.Program.Run(["tokenize", "--tokenizer", dir, "--text", "Once", "--show"], o, e);
+        Assert.Equal(0, rc);
+        Assert.Contains("403\t\"▁Once\"", o.ToString());
+    }
+
+    [Fact]
+    public void Tokenize_NeedsTextOrFile()
+    {
+        var (o, e) = (new StringWriter(), new StringWriter());
+        int rc = SaeSharp.Cli.Program.Run(["tokenize", "--tokenizer", "/no/such/tokenizer"], o, e);
+        Assert.Equal(1, rc);
+        Assert.Contains("--text or --file", e.ToString());
+    }
+}
