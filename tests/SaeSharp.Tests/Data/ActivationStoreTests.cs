@@ -1,0 +1,56 @@
+using SaeSharp.Data;
+using SaeSharp.Models;
+using SaeSharp.Tensors;
+using Xunit;
+
+namespace SaeSharp.Tests.Data;
+
+public class ActivationStoreTests
+{
+    internal const string Model = "models/stories260K/model.safetensors";
+    internal static HookedTransformer LoadModel() => HookedTransformer.Load(System.IO.Path.GetDirectoryName(SharedData.Path(Model))!);
+
+    internal static List<int[]> Contexts(int n, int len)
+    {
+        var rng = new Rng(5);
+        var list = new List<int[]>();
+        for (int i = 0; i < n; i++) { var c = new int[len]; c[0] = 1; for (int j = 1; j < len; j++) c[j] = 3 + rng.NextInt(500); list.Add(c); }
+        return list;
+    }
+
+    private static List<float[]> Sorted(IEnumerable<float[]> rows) =>
+        rows.OrderBy(r => r[0]).ThenBy(r => r[1]).ThenBy(r => r[2]).ToList();
+
+    [SharedFact(Model)]
+    public void StreamsEveryNonSpecialPositionOfTheHook()
+    {
+        var model = LoadModel();
+        const string hook = "blocks.1.hook_resid_pre";
+        var ctx = Contexts(4, 6);
+        var store = new ActivationStore(model, hook, ctx, 6, storeBatchSizePrompts: 2, nBatchesInBuffer: 2, seed: 1, excludeTokens: new[] { 1 });
+        Assert.Equal(model.Config.DModel, store.Dim);
+        var got = new List<float[]>();
+        var t = new Tensor(4, store.Dim);
+        while (store.Next(t)) for (int i = 0; i < 4; i++) got.Add(t.Row(i).ToArray());
+        Assert.Equal(20, got.Count); // 4 windows x 5 non-BOS positions
+
+        var expected = new List<float[]>();
+        foreach (var c in ctx)
+        {
+            var a = model.RunWithCache(c, new[] { hook }, returnLogits: false).Cache[hook];
+            for (int p = 1; p < c.Length; p++) expected.Add(a.Row(p).ToArray());
+        }
+        var g = Sorted(got); var e = Sorted(expected);
+        for (int i = 0; i < e.Count; i++)
+            for (int j = 0; j < e[i].Length; j++) Assert.Equal(e[i][j], g[i][j], 4);
+    }
+
+    [Fact]
+    public void NormScalingFactorIsSqrtDOverMeanNorm()
+    {
+        var data = new Tensor(4, 4);
+        for (int r = 0; r < 4; r++) data.Row(r).Fill(r < 2 ? 1f : 2f); // norms 2, 2, 4, 4 -> mean 3
+        var src = new InMemoryActivationSource(data, seed: 1, shuffle: false, endless: false);
+        Assert.Equal(2.0 / 3.0, ActivationStore.EstimateNormScalingFactor(src, 2, 2), 6);
+    }
+}
