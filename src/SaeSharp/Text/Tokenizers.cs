@@ -102,8 +102,6 @@ internal static class BpeMerge
         if (start < text.Length) result.Add((text[start..], null));
         return result;
     }
-
-    public static string Where(string file, string field) => $"{file}: {field}";
 }
 
 /// <summary>GPT-2 style byte-level BPE (tokenizer.json with ByteLevel, or encoder.json + vocab.bpe).</summary>

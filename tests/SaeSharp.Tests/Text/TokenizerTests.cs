@@ -97,6 +97,31 @@ public class TokenizerTests
         Assert.IsType<ByteLevelBpeTokenizer>(Tokenizers.Load(gdir));
     }
 
+    [SharedFact(StoriesJson, StoriesBin, Gpt2Json, Gpt2Enc, Gpt2Bpe, "models/stories260K/reference/tinystories_sample.txt")]
+    public void BothFormats_AgreeOnTinyStoriesSample()
+    {
+        var text = File.ReadAllText(SharedData.Path("models/stories260K/reference/tinystories_sample.txt"));
+        var stories = text.Split("<|endoftext|>").Select(s => s.Trim()).Where(s => s.Length > 0).ToList();
+        Assert.Equal(5, stories.Count);
+        var sj = Tokenizers.Load(SharedData.Path(StoriesJson));
+        var sb = Tokenizers.Load(SharedData.Path(StoriesBin));
+        var gj = Tokenizers.Load(SharedData.Path(Gpt2Json));
+        var gb = ByteLevelBpeTokenizer.LoadGpt2Files(SharedData.Path(Gpt2Enc), SharedData.Path(Gpt2Bpe));
+        int total = 0;
+        foreach (var s in stories)
+        {
+            var ids = sb.Encode(s, addBos: true);
+            Assert.Equal(ids, sj.Encode(s, addBos: true));
+            Assert.Equal(s, sb.Decode(ids));
+            var g = gb.Encode(s);
+            Assert.Equal(g, gj.Encode(s));
+            Assert.Equal(s, gj.Decode(g));
+            total += ids.Length - 1;
+        }
+        // nll_tinystories_sample.json counts 1,806 predicted tokens (tokens[1:] of each story).
+        Assert.Equal(1806, total);
+    }
+
     [Fact]
     public void MissingFile_NamesIt()
     {
