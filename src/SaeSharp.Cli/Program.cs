@@ -36,6 +36,7 @@ public static class Program
         root.Add(TrainCommands.Build());
         root.Add(DemoCommands.BuildDemo());
         root.Add(SaeCommands.Build());
+        root.Add(TokenizeCommands.Build());
         return root;
     }
 }
