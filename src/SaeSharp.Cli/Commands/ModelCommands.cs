@@ -11,19 +11,31 @@ public static class ModelCommands
     {
         var cmd = new Command("generate", "Continue a prompt (token ids) with a Hugging Face folder or llama2.c .bin model; prints the new ids as they come");
         var model = new Option<string>("--model") { Description = "Model folder (config.json + model.safetensors) or llama2.c .bin file", Required = true };
-        var ids = new Option<string>("--prompt-ids") { Description = "Prompt token ids separated by spaces or commas (include BOS if the model expects it)", Required = true };
+        var ids = new Option<string?>("--prompt-ids") { Description = "Prompt token ids separated by spaces or commas (include BOS if the model expects it); prints ids" };
+        var text = new Option<string?>("--prompt") { Description = "Prompt text, encoded with the model's tokenizer (BOS added where the tokenizer has its own); prints text" };
+        var tokenizerPath = new Option<string?>("--tokenizer") { Description = "Tokenizer file or folder (default: the model's folder)" };
         var max = new Option<int>("--max-tokens") { Description = "Number of new tokens at most", DefaultValueFactory = _ => 64 };
         var temp = new Option<float>("--temperature") { Description = "Sampling temperature; 0 is greedy", DefaultValueFactory = _ => 0f };
         var topK = new Option<int>("--top-k") { Description = "Keep only the k most likely tokens (0 = all)", DefaultValueFactory = _ => 0 };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling: smallest set with this much probability (1 = all)", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the sampling RNG", DefaultValueFactory = _ => 0UL };
         var noStop = new Option<bool>("--no-stop") { Description = "Do not stop at the model's EOS token" };
-        cmd.Add(model); cmd.Add(ids); cmd.Add(max); cmd.Add(temp); cmd.Add(topK); cmd.Add(topP); cmd.Add(seed); cmd.Add(noStop);
+        cmd.Add(model); cmd.Add(ids); cmd.Add(text); cmd.Add(tokenizerPath); cmd.Add(max); cmd.Add(temp); cmd.Add(topK); cmd.Add(topP); cmd.Add(seed); cmd.Add(noStop);
         cmd.SetAction(p =>
         {
             var output = p.InvocationConfiguration.Output;
-            var prompt = ParseIds(p.GetValue(ids)!);
-            var m = HookedTransformer.Load(p.GetValue(model)!);
+            string modelPath = p.GetValue(model)!;
+            if ((p.GetValue(ids) is null) == (p.GetValue(text) is null)) throw new ArgumentException("give exactly one of --prompt (text) or --prompt-ids");
+            SaeSharp.Text.ITokenizer? tokenizer = null;
+            int[] prompt;
+            if (p.GetValue(text) is { } promptText)
+            {
+                tokenizer = SaeSharp.Text.Tokenizers.Load(p.GetValue(tokenizerPath) ?? (Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!));
+                // Sentencepiece-style tokenizers have a BOS of their own; GPT-2's BOS is its EOS and is not prepended.
+                prompt = tokenizer.Encode(promptText, addBos: tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId);
+            }
+            else prompt = ParseIds(p.GetValue(ids)!);
+            var m = HookedTransformer.Load(modelPath);
             var options = new GenerationOptions
             {
                 MaxNewTokens = p.GetValue(max),
@@ -31,9 +43,20 @@ public static class ModelCommands
                 StopToken = p.GetValue(noStop) ? null : m.Config.EosTokenId,
             };
             bool first = true;
+            var generated = new List<int>();
+            string shown = "";
+            if (tokenizer is not null) output.Write(p.GetValue(text));
             m.Generate(prompt, options, new Rng(p.GetValue(seed)), t =>
             {
-                output.Write(first ? t.ToString() : " " + t);
+                if (tokenizer is null) output.Write(first ? t.ToString() : " " + t);
+                else
+                {
+                    // Decode the whole continuation and print what is new, so multi-token characters come out whole.
+                    generated.Add(t);
+                    string all = tokenizer.Decode(generated.ToArray());
+                    if (all.StartsWith(shown, StringComparison.Ordinal)) output.Write(all[shown.Length..]);
+                    shown = all;
+                }
                 output.Flush();
                 first = false;
             });

@@ -124,8 +124,7 @@ public class ReferenceModelTests
     [SharedFact(StoriesHf, Prompts)]
     public void StoriesNextTokenNllMatchesReference()
     {
-        // The TinyStories NLL reference (nll_tinystories_sample.json) has text only; until the tokenizer lands this
-        // checks the per-position next-token NLLs recorded with the prompts' token ids.
+        // Per-position next-token NLLs recorded with the prompts' token ids (the TinyStories sample is in TinyStoriesNllTests).
         var model = Model("hf");
         using var prompts = JsonDocument.Parse(File.ReadAllBytes(SharedData.Path(Prompts)));
         foreach (var p in prompts.RootElement.GetProperty("prompts").EnumerateArray())
