@@ -33,7 +33,33 @@ public static class ModelBench
         var sw = Stopwatch.StartNew();
         for (int r = 0; r < reps; r++) model.RunBatch(seqs);
         double s = sw.Elapsed.TotalSeconds / reps;
-        output.WriteLine($"  {name}: forward {batch}x{seq} tokens with logits: {s * 1e3:F1} ms, {batch * seq / s:N0} tokens/s");
+        // The floor: the forward's matrix-multiply FLOPs at the GEMM rate measured here on a layer-shaped product.
+        var c = model.Config;
+        int tokens = batch * seq;
+        double perTokenMacs = (double)c.NLayers * (c.DModel * (double)(c.NHeads + 2 * c.NKvHeads) * c.DHead + (double)c.NHeads * c.DHead * c.DModel
+                                                   + (c.GatedMlp ? 3.0 : 2.0) * c.DModel * c.DMlp) + (double)c.DModel * c.VocabSize;
+        double attentionMacs = 2.0 * c.NLayers * batch * (double)seq * seq * c.NHeads * c.DHead;
+        double flops = 2 * (perTokenMacs * tokens + attentionMacs);
+        double rate = GemmRate(tokens, c.DModel, c.DMlp);
+        double floor = flops / rate;
+        output.WriteLine($"  {name}: forward {batch}x{seq} tokens with logits: {s * 1e3:F1} ms, {tokens / s:N0} tokens/s; " +
+                         $"{flops / 1e9:F1} GFLOP at the measured GEMM rate {rate / 1e9:F0} GFLOP/s = {floor * 1e3:F1} ms floor, ratio {s / floor:F2}");
+    }
+
+    /// <summary>FLOP/s of a [m, k]·[k, n] product (best of 3) with this process's GEMM.</summary>
+    private static double GemmRate(int m, int k, int n)
+    {
+        var rng = new Rng(3);
+        var a = Tensor.Uninitialized(m, k); var b = Tensor.Uninitialized(k, n); var c = Tensor.Uninitialized(m, n);
+        rng.FillNormal(a.Span); rng.FillNormal(b.Span);
+        double best = double.MaxValue;
+        for (int r = 0; r < 4; r++)
+        {
+            var sw = Stopwatch.StartNew();
+            Gemm.MatMul(a, b, c);
+            if (r > 0) best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return 2.0 * m * k * n / best;
     }
 
     private static void Decode(TextWriter output, string name, HookedTransformer model, int tokens)
