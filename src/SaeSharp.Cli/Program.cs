@@ -33,6 +33,7 @@ public static class Program
         root.Add(IoCommands.Build());
         root.Add(ModelCommands.Build());
         root.Add(SynthCommands.Build());
+        foreach (var c in DataCommands.Build()) root.Add(c);
         return root;
     }
 }
