@@ -37,6 +37,7 @@ public static class Program
         root.Add(DemoCommands.BuildDemo());
         root.Add(SaeCommands.Build());
         root.Add(TokenizeCommands.Build());
+        foreach (var c in DataCommands.Build()) root.Add(c);
         return root;
     }
 }

@@ -18,7 +18,6 @@ public sealed partial class ActivationStore : IActivationSource
     private readonly IEnumerator<int[]> _contexts;
     private readonly int _promptsPerBatch;
     private readonly HashSet<int> _exclude;
-    private readonly int? _stopAtLayer;
     private readonly MixingBuffer _buffer;
     private Task<Tensor?>? _pending;
     private bool _started;
@@ -33,8 +32,6 @@ public sealed partial class ActivationStore : IActivationSource
         _contexts = contexts.GetEnumerator();
         _promptsPerBatch = storeBatchSizePrompts;
         _exclude = excludeTokens is null ? new HashSet<int>() : new HashSet<int>(excludeTokens);
-        var m = LayerRegex().Match(hook);
-        _stopAtLayer = m.Success ? int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) + 1 : null;
         Dim = HookWidth(model, hook);
         _buffer = new MixingBuffer(Dim, MixingBuffer.CapacityFor(nBatchesInBuffer, storeBatchSizePrompts, contextSize), Produce, seed, mixFraction);
     }
@@ -66,21 +63,38 @@ public sealed partial class ActivationStore : IActivationSource
         var batch = new List<int[]>(_promptsPerBatch);
         while (batch.Count < _promptsPerBatch && _contexts.MoveNext()) batch.Add(_contexts.Current);
         if (batch.Count == 0) return null;
-        var outp = _model.RunBatch(batch, new[] { _hook }, _stopAtLayer, returnLogits: false);
-        var acts = outp.Cache[_hook];
+        return Extract(_model, _hook, batch, _exclude).Rows;
+    }
+
+    /// <summary>Hook width (product of the non-position dims) of <paramref name="hook"/>.</summary>
+    public static int Width(HookedTransformer model, string hook) => HookWidth(model, hook);
+
+    /// <summary>
+    /// Activations [n, width] at <paramref name="hook"/> for every position of <paramref name="batch"/> whose token
+    /// is not in <paramref name="exclude"/>, in (sequence, position) order, with the token id of each row.
+    /// </summary>
+    public static (Tensor Rows, int[] Tokens) Extract(HookedTransformer model, string hook, IReadOnlyList<int[]> batch, IReadOnlySet<int>? exclude = null)
+    {
+        var m = LayerRegex().Match(hook);
+        int? stop = m.Success ? int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) + 1 : null;
+        var outp = model.RunBatch(batch, new[] { hook }, stop, returnLogits: false);
+        var acts = outp.Cache[hook];
         int t = batch.Max(s => s.Length);
+        int dim = acts.Length / (batch.Count * t);
         var src = acts.Span;
         int kept = 0;
-        foreach (var s in batch) foreach (var tok in s) if (!_exclude.Contains(tok)) kept++;
-        var rows = new Tensor(kept, Dim);
+        foreach (var s in batch) foreach (var tok in s) if (exclude is null || !exclude.Contains(tok)) kept++;
+        var rows = new Tensor(kept, dim);
+        var toks = new int[kept];
         int r = 0;
         for (int b = 0; b < batch.Count; b++)
             for (int p = 0; p < batch[b].Length; p++)
             {
-                if (_exclude.Contains(batch[b][p])) continue;
-                src.Slice((b * t + p) * Dim, Dim).CopyTo(rows.Row(r++));
+                if (exclude is not null && exclude.Contains(batch[b][p])) continue;
+                toks[r] = batch[b][p];
+                src.Slice((b * t + p) * dim, dim).CopyTo(rows.Row(r++));
             }
-        return rows;
+        return (rows, toks);
     }
 
     private Tensor? Produce()

@@ -22,6 +22,12 @@ public static class TextDataset
         return ReadFile(path, txtMode, textField);
     }
 
+    /// <summary>Encodes documents lazily with any tokenizer's encode function.</summary>
+    public static IEnumerable<int[]> Tokenize(IEnumerable<string> documents, Func<string, int[]> encode)
+    {
+        foreach (var d in documents) yield return encode(d);
+    }
+
     public static IEnumerable<string> ReadFile(string file, TxtDocumentMode txtMode, string textField)
     {
         if (file.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase)) return ReadJsonl(file, textField);

@@ -97,6 +97,15 @@ public class TextDatasetTests
     }
 
     [Fact]
+    public void TokenizeFeedsBatcher()
+    {
+        var docs = new[] { "ab", "cde" };
+        var ids = TextDataset.Tokenize(docs, s => s.Select(ch => (int)ch).ToArray());
+        var w = SequenceBatcher.ConcatAndBatch(ids, new BatchingOptions(3, BeginBatchToken: 0)).ToList();
+        Assert.Equal(new[] { new[] { 0, 'a', 'b' }, new[] { 0, 'c', 'd' } }, w);
+    }
+
+    [Fact]
     public void TokenFileRoundTrip()
     {
         var f = Path.Combine(Tmp(), "t.safetensors");

@@ -1,0 +1,78 @@
+using System.CommandLine;
+using SaeSharp.Data;
+using SaeSharp.IO;
+using SaeSharp.Models;
+
+namespace SaeSharp.Cli.Commands;
+
+/// <summary>`saesharp cache` and `saesharp extract`: activation caches and per-document activations.</summary>
+public static class DataCommands
+{
+    public static Command[] Build() => new[] { BuildCache(), BuildExtract() };
+
+    // Token ids come from a pretokenized file until the tokenizer is merged; a text dataset needs one.
+    private static List<int[]> LoadDocuments(string? tokensFile, string? dataset)
+    {
+        if (tokensFile is not null) return TokenFile.Read(tokensFile);
+        if (dataset is not null)
+            throw new NotSupportedException($"dataset '{dataset}' is text and no tokenizer is available yet; pretokenize it and pass --tokens-file");
+        throw new ArgumentException("give --tokens-file (pretokenized safetensors with a 'tokens' tensor)");
+    }
+
+    private static Command BuildCache()
+    {
+        var cmd = new Command("cache", "Write model activations at a hook to a sharded safetensors cache (resumable)");
+        var model = new Option<string>("--model") { Description = "Model folder (Hugging Face) or llama2.c .bin", Required = true };
+        var hook = new Option<string>("--hook") { Description = "Hook name, e.g. blocks.0.hook_resid_post", Required = true };
+        var dataset = new Option<string?>("--dataset") { Description = "Text dataset (.txt/.jsonl/folder); needs a tokenizer" };
+        var tokensFile = new Option<string?>("--tokens-file") { Description = "Pretokenized safetensors token file" };
+        var tokens = new Option<long>("--tokens") { Description = "Number of tokens to cache", Required = true };
+        var ctx = new Option<int>("--context-size") { Description = "Context window length", Required = true };
+        var outDir = new Option<string>("--out") { Description = "Output folder", Required = true };
+        var dtype = new Option<string>("--dtype") { Description = "f32 or bf16", DefaultValueFactory = _ => "f32" };
+        var perShard = new Option<int>("--contexts-per-shard") { DefaultValueFactory = _ => 256 };
+        var prompts = new Option<int>("--batch-prompts") { DefaultValueFactory = _ => 8 };
+        foreach (var o in new Option[] { model, hook, dataset, tokensFile, tokens, ctx, outDir, dtype, perShard, prompts }) cmd.Add(o);
+        cmd.SetAction(p =>
+        {
+            var dt = p.GetValue(dtype)!.ToLowerInvariant() switch
+            {
+                "f32" => DType.F32, "bf16" => DType.BF16,
+                var s => throw new ArgumentException($"--dtype: expected f32 or bf16, got '{s}'"),
+            };
+            int c = p.GetValue(ctx);
+            long n = p.GetValue(tokens);
+            if (c < 2 || n < c) throw new ArgumentException($"--context-size must be >= 2 and --tokens >= context size (got {c}, {n})");
+            var m = HookedTransformer.Load(p.GetValue(model)!);
+            var docs = LoadDocuments(p.GetValue(tokensFile), p.GetValue(dataset));
+            var windows = SequenceBatcher.ConcatAndBatch(docs, new BatchingOptions(c, BeginBatchToken: m.Config.BosTokenId))
+                .Take((int)Math.Min(int.MaxValue, n / c)).ToList();
+            if (windows.Count == 0) throw new InvalidDataException($"token file holds fewer than {c} tokens");
+            var man = ActivationCache.Write(p.GetValue(outDir)!, m, p.GetValue(hook)!, windows, p.GetValue(perShard), p.GetValue(prompts), dt);
+            p.InvocationConfiguration.Output.WriteLine($"cached {man.Shards.Sum(s => (long)s.Rows)} rows of d_in {man.DIn} in {man.Shards.Count} shards");
+        });
+        return cmd;
+    }
+
+    private static Command BuildExtract()
+    {
+        var cmd = new Command("extract", "One activation per document at its last non-pad token (activations.npy + metadata.json)");
+        var model = new Option<string>("--model") { Required = true };
+        var hooks = new Option<string>("--hooks") { Description = "Comma-separated hook names (concatenated)", Required = true };
+        var dataset = new Option<string?>("--dataset");
+        var tokensFile = new Option<string?>("--tokens-file");
+        var pad = new Option<int?>("--pad-token");
+        var outDir = new Option<string>("--out") { Required = true };
+        foreach (var o in new Option[] { model, hooks, dataset, tokensFile, pad, outDir }) cmd.Add(o);
+        cmd.SetAction(p =>
+        {
+            var m = HookedTransformer.Load(p.GetValue(model)!);
+            var docs = LoadDocuments(p.GetValue(tokensFile), p.GetValue(dataset));
+            var hs = p.GetValue(hooks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var (acts, meta) = DocumentExtraction.Extract(m, hs, docs, padToken: p.GetValue(pad));
+            DocumentExtraction.Save(p.GetValue(outDir)!, acts, meta);
+            p.InvocationConfiguration.Output.WriteLine($"extracted {acts.Rows} x {acts.Cols} activations");
+        });
+        return cmd;
+    }
+}
