@@ -138,25 +138,7 @@ public static class SyntheticEvals
     }
 
     /// <summary>1 − Σ‖x − x̂‖² / Σ‖x − mean(x)‖².</summary>
-    public static double ExplainedVariance(Tensor input, Tensor reconstruction)
-    {
-        reconstruction.EnsureShape("reconstruction", input.Shape.ToArray());
-        int rows = input.Rows, cols = input.Cols;
-        var mean = new double[cols];
-        for (int r = 0; r < rows; r++) { var x = input.Row(r); for (int j = 0; j < cols; j++) mean[j] += x[j]; }
-        for (int j = 0; j < cols; j++) mean[j] /= Math.Max(rows, 1);
-        double err = 0, total = 0;
-        for (int r = 0; r < rows; r++)
-        {
-            var x = input.Row(r); var y = reconstruction.Row(r);
-            for (int j = 0; j < cols; j++)
-            {
-                double e = x[j] - y[j], t = x[j] - mean[j];
-                err += e * e; total += t * t;
-            }
-        }
-        return total == 0 ? (err == 0 ? 1 : double.NegativeInfinity) : 1 - err / total;
-    }
+    public static double ExplainedVariance(Tensor input, Tensor reconstruction) => SaeSharp.Evals.Reconstruction.ExplainedVariance(input, reconstruction);
 
     /// <summary>
     /// Everything at once. <paramref name="hidden"/> [samples, hidden] are the SAE inputs made from

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using SaeSharp.Data;
+using SaeSharp.Evals;
 using SaeSharp.Tensors;
 
 namespace SaeSharp.Training;
@@ -178,7 +179,7 @@ public sealed class Trainer
             }
 
             double l0 = (double)result.Codes.Count / batch.Rows;
-            double ev = ExplainedVariance(batch, result.Reconstruction);
+            double ev = Reconstruction.ExplainedVariance(batch, result.Reconstruction);
             double tps = (_tokens - tokensAtStart) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
             if (_step % _cfg.MetricsEvery == 0 || _step == _cfg.TotalSteps)
             {
@@ -190,7 +191,7 @@ public sealed class Trainer
                     ["sparsity_coefficient"] = coefficient,
                     ["l0"] = l0,
                     ["explained_variance"] = ev,
-                    ["mse"] = Mse(batch, result.Reconstruction),
+                    ["mse"] = Reconstruction.Mse(batch, result.Reconstruction),
                     ["dead_latents"] = _tracker.DeadCount,
                     ["mean_steps_since_fired"] = _tracker.StepsSinceFired.Average(),
                     ["grad_norm"] = gradNorm,
@@ -207,37 +208,5 @@ public sealed class Trainer
         // Report the window in progress, or the last complete one when a window has just ended.
         var density = _tracker.WindowTokens > 0 || _lastWindowDensity is null ? _tracker.Log10Density() : _lastWindowDensity;
         return new TrainSummary(_step, _tokens, interrupted, last, density, _tracker.DeadCount);
-    }
-
-    /// <summary>1 − E‖x − x̂‖² / (E‖x‖² − ‖E x‖²) over the rows of a batch.</summary>
-    public static double ExplainedVariance(Tensor x, Tensor reconstruction)
-    {
-        int n = x.Rows, d = x.Cols;
-        double err = 0, sq = 0;
-        var mean = new double[d];
-        for (int r = 0; r < n; r++)
-        {
-            var xr = x.Row(r); var yr = reconstruction.Row(r);
-            for (int j = 0; j < d; j++)
-            {
-                double e = xr[j] - yr[j];
-                err += e * e;
-                sq += (double)xr[j] * xr[j];
-                mean[j] += xr[j];
-            }
-        }
-        double meanSq = 0;
-        foreach (double m in mean) meanSq += (m / n) * (m / n);
-        double variance = sq / n - meanSq;
-        return variance > 0 ? 1 - err / n / variance : double.NaN;
-    }
-
-    /// <summary>Mean over elements of (x − x̂)².</summary>
-    public static double Mse(Tensor x, Tensor reconstruction)
-    {
-        double err = 0;
-        var a = x.Span; var b = reconstruction.Span;
-        for (int i = 0; i < a.Length; i++) { double e = a[i] - b[i]; err += e * e; }
-        return err / Math.Max(1, a.Length);
     }
 }
