@@ -1,0 +1,143 @@
+using System.Text.Json.Nodes;
+using SaeSharp.IO;
+using SaeSharp.Saes;
+using SaeSharp.Tensors;
+using static SaeSharp.Tests.Saes.GradientCheckTests;
+
+namespace SaeSharp.Tests.Saes;
+
+public sealed class SaeFilesTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "saesharp-saes-" + Guid.NewGuid().ToString("N"));
+    public void Dispose() { if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true); }
+
+    [Theory]
+    [InlineData("standard")]
+    [InlineData("topk")]
+    [InlineData("batchtopk")]
+    [InlineData("jumprelu")]
+    [InlineData("gated")]
+    public void SaveLoadRoundTripsBitExactly(string arch)
+    {
+        var cfg = new SaeConfig
+        {
+            Architecture = arch, DIn = 5, DSae = 9, K = arch.Contains("topk") ? 2 : 0,
+            Metadata = new JsonObject { ["model_name"] = "gpt2", ["hook_name"] = "blocks.3.hook_resid_pre" },
+        };
+        var sae = RandomSae(cfg, 21);
+        if (sae is JumpReluSae j) new Rng(3).FillUniform(j.Threshold.Span, 0, 1);
+        if (sae is TopKSae t) t.TopKThreshold = 0.123456789;
+        var density = new float[9];
+        new Rng(4).FillUniform(density, -5, 0);
+        SaeFiles.Save(sae, _dir, density);
+        var back = SaeFiles.Load(_dir);
+        Assert.Equal(arch, back.Config.Architecture);
+        Assert.Equal(cfg with { Metadata = back.Config.Metadata }, back.Config);
+        Assert.Equal("blocks.3.hook_resid_pre", (string?)back.Config.Metadata["hook_name"]);
+        Assert.Equal(sae.Params.Names, back.Params.Names);
+        foreach (var (n, p) in sae.Params) Assert.Equal(p.ToArray(), back.Params[n].ToArray());
+        // Only batchtopk keeps a threshold (its inference rule); plain topk has none to save.
+        if (sae is TopKSae { Config.Architecture: "batchtopk" } t1) Assert.Equal((float)t1.TopKThreshold, (float)((TopKSae)back).TopKThreshold);
+        Assert.Equal(density, SaeFiles.LoadSparsity(_dir, 9));
+        Assert.False(File.Exists(Path.Combine(_dir, SaeFiles.WeightsFile + ".tmp")));
+    }
+
+    private void WriteCfg(string json)
+    {
+        Directory.CreateDirectory(_dir);
+        File.WriteAllText(Path.Combine(_dir, SaeFiles.ConfigFile), json);
+    }
+
+    [Fact]
+    public void LegacyConfigIsConverted()
+    {
+        var cfg = SaeFiles.ConfigFromJson("""
+            {"d_in": 4, "d_sae": 8, "dtype": "torch.float32", "device": "cpu", "hook_point": "blocks.0.hook_resid_pre",
+             "hook_point_layer": 0, "model_name": "gpt2", "activation_fn_str": "topk", "activation_fn_kwargs": {"k": 3},
+             "apply_b_dec_to_input": false, "normalize_activations": "none", "context_size": 128}
+            """, "test");
+        Assert.Equal("topk", cfg.Architecture);
+        Assert.Equal(3, cfg.K);
+        Assert.Equal("float32", cfg.Dtype);
+        Assert.False(cfg.ApplyBDecToInput);
+        Assert.Equal("blocks.0.hook_resid_pre", (string?)cfg.Metadata["hook_name"]);
+        Assert.Equal("gpt2", (string?)cfg.Metadata["model_name"]);
+    }
+
+    [Theory]
+    [InlineData("""{"architecture": "wavelet", "d_in": 4, "d_sae": 8}""", "architecture")]
+    [InlineData("""{"architecture": "standard", "d_in": 4, "d_sae": 8, "l1_coefficent": 1}""", "l1_coefficent")]
+    [InlineData("""{"architecture": "topk", "d_in": 4, "d_sae": 8}""", "'k'")]
+    [InlineData("""{"architecture": "standard", "d_in": "4", "d_sae": 8}""", "d_in")]
+    [InlineData("""{"architecture": "standard", "d_in": 4, "d_sae": 8, "normalize_activations": "zscore"}""", "normalize_activations")]
+    public void ConfigErrorsNameTheField(string json, string field)
+    {
+        var e = Assert.Throws<InvalidDataException>(() => SaeFiles.ConfigFromJson(json, "cfg.json"));
+        Assert.Contains(field, e.Message);
+    }
+
+    [Fact]
+    public void WeightShapeDisagreeingWithConfigIsAnError()
+    {
+        var sae = RandomSae(new SaeConfig { Architecture = "standard", DIn = 4, DSae = 8 }, 1);
+        SaeFiles.Save(sae, _dir);
+        WriteCfg("""{"architecture": "standard", "d_in": 4, "d_sae": 6}""");
+        var e = Assert.Throws<InvalidDataException>(() => SaeFiles.Load(_dir));
+        Assert.Contains("W_enc", e.Message);
+        Assert.Contains("[4, 6]", e.Message);
+    }
+
+    [Fact]
+    public void LogThresholdIsAccepted()
+    {
+        WriteCfg("""{"architecture": "jumprelu", "d_in": 2, "d_sae": 3}""");
+        new SafetensorsWriter()
+            .Add("W_enc", new Tensor(2, 3)).Add("b_enc", new Tensor(3)).Add("W_dec", new Tensor(3, 2)).Add("b_dec", new Tensor(2))
+            .Add("log_threshold", Tensor.FromArray([0f, MathF.Log(2), -1f], 3))
+            .Write(Path.Combine(_dir, SaeFiles.WeightsFile));
+        var sae = (JumpReluSae)SaeFiles.Load(_dir);
+        Assert.Equal(1f, sae.Threshold[0]);
+        Assert.Equal(2f, sae.Threshold[1], 6);
+        Assert.Equal(MathF.Exp(-1), sae.Threshold[2]);
+    }
+
+    [Fact]
+    public void SparsifyFolderImportsAsTopK()
+    {
+        var rng = new Rng(9);
+        var enc = new Tensor(7, 4); rng.FillNormal(enc.Span);
+        var bias = new Tensor(7); rng.FillNormal(bias.Span);
+        var wDec = new Tensor(7, 4); rng.FillNormal(wDec.Span);
+        var bDec = new Tensor(4); rng.FillNormal(bDec.Span);
+        WriteCfg("""{"expansion_factor": 2, "normalize_decoder": true, "num_latents": 7, "k": 2, "multi_topk": false, "d_in": 4}""");
+        new SafetensorsWriter().Add("encoder.weight", enc).Add("encoder.bias", bias).Add("W_dec", wDec).Add("b_dec", bDec)
+            .Write(Path.Combine(_dir, SaeFiles.SparsifyWeightsFile));
+        var sae = SaeFiles.ImportSparsify(_dir);
+        Assert.Equal("topk", sae.Config.Architecture);
+        Assert.Equal(2, sae.Config.K);
+        var x = RandomX(3, 4, 10);
+        // sparsify: relu((x − b_dec)·encoder.weightᵀ + bias), top-2, decode + b_dec — computed directly here.
+        var f = sae.Encode(x);
+        for (int r = 0; r < 3; r++)
+        {
+            var pre = new double[7];
+            for (int j = 0; j < 7; j++)
+            {
+                double s = bias[j];
+                for (int i = 0; i < 4; i++) s += (x[r, i] - bDec[i]) * enc[j, i];
+                pre[j] = Math.Max(0, s);
+            }
+            var top = Enumerable.Range(0, 7).OrderByDescending(j => pre[j]).Take(2).ToHashSet();
+            for (int j = 0; j < 7; j++) Assert.Equal(top.Contains(j) ? pre[j] : 0, f[r, j], 5);
+        }
+    }
+
+    [Fact]
+    public void MissingFilesAreClearErrors()
+    {
+        Directory.CreateDirectory(_dir);
+        Assert.Contains("cfg.json", Assert.Throws<FileNotFoundException>(() => SaeFiles.Load(_dir)).Message);
+        WriteCfg("""{"architecture": "standard", "d_in": 4, "d_sae": 8}""");
+        Assert.Contains(SaeFiles.WeightsFile, Assert.Throws<FileNotFoundException>(() => SaeFiles.Load(_dir)).Message);
+    }
+}
