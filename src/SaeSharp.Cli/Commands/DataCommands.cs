@@ -10,13 +10,16 @@ public static class DataCommands
 {
     public static Command[] Build() => new[] { BuildCache(), BuildExtract() };
 
-    // Token ids come from a pretokenized file until the tokenizer is merged; a text dataset needs one.
-    private static List<int[]> LoadDocuments(string? tokensFile, string? dataset)
+    // Token ids from a pretokenized file, or a text dataset encoded with the model's tokenizer (its folder, or the
+    // folder of a llama2.c .bin). addBos: prepend the tokenizer's own BOS (sentencepiece-style tokenizers only).
+    private static List<int[]> LoadDocuments(string? tokensFile, string? dataset, string modelPath, bool addBos)
     {
+        if (tokensFile is not null && dataset is not null) throw new ArgumentException("give --tokens-file or --dataset, not both");
         if (tokensFile is not null) return TokenFile.Read(tokensFile);
-        if (dataset is not null)
-            throw new NotSupportedException($"dataset '{dataset}' is text and no tokenizer is available yet; pretokenize it and pass --tokens-file");
-        throw new ArgumentException("give --tokens-file (pretokenized safetensors with a 'tokens' tensor)");
+        if (dataset is null) throw new ArgumentException("give --dataset (.txt/.jsonl/folder) or --tokens-file (pretokenized safetensors with a 'tokens' tensor)");
+        var tokenizer = SaeSharp.Text.Tokenizers.Load(Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
+        bool bos = addBos && tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId;
+        return TextDataset.Tokenize(TextDataset.Read(dataset), text => tokenizer.Encode(text, bos)).ToList();
     }
 
     private static Command BuildCache()
@@ -24,7 +27,7 @@ public static class DataCommands
         var cmd = new Command("cache", "Write model activations at a hook to a sharded safetensors cache (resumable)");
         var model = new Option<string>("--model") { Description = "Model folder (Hugging Face) or llama2.c .bin", Required = true };
         var hook = new Option<string>("--hook") { Description = "Hook name, e.g. blocks.0.hook_resid_post", Required = true };
-        var dataset = new Option<string?>("--dataset") { Description = "Text dataset (.txt/.jsonl/folder); needs a tokenizer" };
+        var dataset = new Option<string?>("--dataset") { Description = "Text dataset (.txt one document per line, .jsonl 'text' field, or a folder), encoded with the model's tokenizer" };
         var tokensFile = new Option<string?>("--tokens-file") { Description = "Pretokenized safetensors token file" };
         var tokens = new Option<long>("--tokens") { Description = "Number of tokens to cache", Required = true };
         var ctx = new Option<int>("--context-size") { Description = "Context window length", Required = true };
@@ -44,7 +47,7 @@ public static class DataCommands
             long n = p.GetValue(tokens);
             if (c < 2 || n < c) throw new ArgumentException($"--context-size must be >= 2 and --tokens >= context size (got {c}, {n})");
             var m = HookedTransformer.Load(p.GetValue(model)!);
-            var docs = LoadDocuments(p.GetValue(tokensFile), p.GetValue(dataset));
+            var docs = LoadDocuments(p.GetValue(tokensFile), p.GetValue(dataset), p.GetValue(model)!, addBos: false); // the batcher adds BOS per context
             var windows = SequenceBatcher.ConcatAndBatch(docs, new BatchingOptions(c, BeginBatchToken: m.Config.BosTokenId))
                 .Take((int)Math.Min(int.MaxValue, n / c)).ToList();
             if (windows.Count == 0) throw new InvalidDataException($"token file holds fewer than {c} tokens");
@@ -59,7 +62,7 @@ public static class DataCommands
         var cmd = new Command("extract", "One activation per document at its last non-pad token (activations.npy + metadata.json)");
         var model = new Option<string>("--model") { Required = true };
         var hooks = new Option<string>("--hooks") { Description = "Comma-separated hook names (concatenated)", Required = true };
-        var dataset = new Option<string?>("--dataset");
+        var dataset = new Option<string?>("--dataset") { Description = "Text dataset (.txt one document per line, .jsonl, or a folder), encoded with the model's tokenizer" };
         var tokensFile = new Option<string?>("--tokens-file");
         var pad = new Option<int?>("--pad-token");
         var outDir = new Option<string>("--out") { Required = true };
@@ -67,7 +70,7 @@ public static class DataCommands
         cmd.SetAction(p =>
         {
             var m = HookedTransformer.Load(p.GetValue(model)!);
-            var docs = LoadDocuments(p.GetValue(tokensFile), p.GetValue(dataset));
+            var docs = LoadDocuments(p.GetValue(tokensFile), p.GetValue(dataset), p.GetValue(model)!, addBos: true);
             var hs = p.GetValue(hooks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             var (acts, meta) = DocumentExtraction.Extract(m, hs, docs, padToken: p.GetValue(pad));
             DocumentExtraction.Save(p.GetValue(outDir)!, acts, meta);

@@ -29,6 +29,6 @@ public class DataCommandTests
         var err = new StringWriter();
         rc = Program.Run(new[] { "extract", "--model", modelDir, "--hooks", "blocks.0.hook_resid_post", "--dataset", "d.txt", "--out", dir }, o, err);
         Assert.Equal(1, rc);
-        Assert.Contains("tokenizer", err.ToString());
+        Assert.Contains("d.txt", err.ToString()); // a missing dataset is named
     }
 }
