@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SaeSharp.Cli.Runs;
 using SaeSharp.Data;
 using SaeSharp.IO;
 using SaeSharp.Models;
@@ -9,18 +10,6 @@ namespace SaeSharp.Cli.Commands;
 public static class DataCommands
 {
     public static Command[] Build() => new[] { BuildCache(), BuildExtract() };
-
-    // Token ids from a pretokenized file, or a text dataset encoded with the model's tokenizer (its folder, or the
-    // folder of a llama2.c .bin). addBos: prepend the tokenizer's own BOS (sentencepiece-style tokenizers only).
-    private static List<int[]> LoadDocuments(string? tokensFile, string? dataset, string modelPath, bool addBos)
-    {
-        if (tokensFile is not null && dataset is not null) throw new ArgumentException("give --tokens-file or --dataset, not both");
-        if (tokensFile is not null) return TokenFile.Read(tokensFile);
-        if (dataset is null) throw new ArgumentException("give --dataset (.txt/.jsonl/folder) or --tokens-file (pretokenized safetensors with a 'tokens' tensor)");
-        var tokenizer = SaeSharp.Text.Tokenizers.Load(Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
-        bool bos = addBos && tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId;
-        return TextDataset.Tokenize(TextDataset.Read(dataset), text => tokenizer.Encode(text, bos)).ToList();
-    }
 
     private static Command BuildCache()
     {
@@ -47,8 +36,8 @@ public static class DataCommands
             long n = p.GetValue(tokens);
             if (c < 2 || n < c) throw new ArgumentException($"--context-size must be >= 2 and --tokens >= context size (got {c}, {n})");
             var m = HookedTransformer.Load(p.GetValue(model)!);
-            var docs = LoadDocuments(p.GetValue(tokensFile), p.GetValue(dataset), p.GetValue(model)!, addBos: false); // the batcher adds BOS per context
-            var windows = SequenceBatcher.ConcatAndBatch(docs, new BatchingOptions(c, BeginBatchToken: m.Config.BosTokenId))
+            var docs = ModelInputs.Documents(p.GetValue(tokensFile), p.GetValue(dataset), p.GetValue(model)!, addBos: false); // the batcher adds BOS per context
+            var windows = ModelInputs.Contexts(docs, m.Config, c, prependBos: m.Config.BosTokenId is not null)
                 .Take((int)Math.Min(int.MaxValue, n / c)).ToList();
             if (windows.Count == 0) throw new InvalidDataException($"token file holds fewer than {c} tokens");
             var man = ActivationCache.Write(p.GetValue(outDir)!, m, p.GetValue(hook)!, windows, p.GetValue(perShard), p.GetValue(prompts), dt);
@@ -70,7 +59,7 @@ public static class DataCommands
         cmd.SetAction(p =>
         {
             var m = HookedTransformer.Load(p.GetValue(model)!);
-            var docs = LoadDocuments(p.GetValue(tokensFile), p.GetValue(dataset), p.GetValue(model)!, addBos: true);
+            var docs = ModelInputs.Documents(p.GetValue(tokensFile), p.GetValue(dataset), p.GetValue(model)!, addBos: true).ToList();
             var hs = p.GetValue(hooks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             var (acts, meta) = DocumentExtraction.Extract(m, hs, docs, padToken: p.GetValue(pad));
             DocumentExtraction.Save(p.GetValue(outDir)!, acts, meta);

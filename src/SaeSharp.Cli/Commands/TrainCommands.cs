@@ -6,13 +6,18 @@ using Setting = SaeSharp.IO.ConfigBinder.Setting;
 
 namespace SaeSharp.Cli.Commands;
 
-/// <summary>`saesharp train`: train an SAE on activations (a .npy matrix; model streaming and caches come from the data pipeline).</summary>
+/// <summary>`saesharp train`: train an SAE on activations from a .npy matrix, an activation cache, or a model run over a dataset.</summary>
 public static class TrainCommands
 {
     public static Command Build()
     {
         var train = new Command("train", "Train a sparse autoencoder; writes cfg.json, sae_weights.safetensors, sparsity.safetensors, metrics.jsonl and checkpoints");
         var activations = new Option<string?>("--activations") { Description = "Activations as a [n, d_in] .npy file (drrik's activations.npy)" };
+        var cache = new Option<string?>("--cache") { Description = "Activation cache folder written by `saesharp cache`" };
+        var model = new Option<string?>("--model") { Description = "Stream activations from this model (Hugging Face folder or llama2.c .bin) run over --dataset" };
+        var hook = new Option<string?>("--hook") { Description = "Hook to train on with --model, e.g. blocks.2.hook_resid_post" };
+        var dataset = new Option<string?>("--dataset") { Description = "Text dataset for --model (.txt one document per line, .jsonl 'text' field, or a folder)" };
+        var tokensFile = new Option<string?>("--tokens-file") { Description = "Pretokenized token file for --model, instead of --dataset" };
         var config = new Option<string?>("--config") { Description = "YAML file of settings (snake_case keys; unknown keys are errors)" };
         var output = new Option<string>("--out") { Description = "Run folder", DefaultValueFactory = _ => "runs/train" };
         var resume = new Option<string?>("--resume") { Description = "Continue the run in this folder from its latest checkpoint" };
@@ -29,7 +34,8 @@ public static class TrainCommands
             ("batch_size", new Option<int>("--batch-size") { Description = "Rows per step" }),
             ("seed", new Option<ulong>("--seed") { Description = "Seed of every random choice" }),
         };
-        train.Add(activations); train.Add(config); train.Add(output); train.Add(resume); train.Add(set);
+        foreach (var o in new Option[] { activations, cache, model, hook, dataset, tokensFile }) train.Add(o);
+        train.Add(config); train.Add(output); train.Add(resume); train.Add(set);
         foreach (var (_, o) in flags) train.Add(o);
         train.SetAction(p =>
         {
@@ -43,20 +49,17 @@ public static class TrainCommands
             string outDir = p.GetValue(resume) ?? p.GetValue(output)!;
             var defaults = p.GetValue(resume) is { } runDir ? TrainRun.LoadSettings(runDir) : new TrainSettings();
             var settings = ConfigSources.Load(defaults, "train", p.GetValue(config), settingsFromFlags);
-            var path = p.GetValue(activations) ?? throw new ArgumentException("--activations is required (a [n, d_in] .npy file)");
-            var data = Npy.ReadFloat32(path);
-            if (data.Rank != 2) throw new InvalidDataException($"{path}: expected a 2-D [n, d_in] array, got [{data.ShapeString}]");
-            var source = new InMemoryActivationSource(data, settings.Seed + 1);
+            var (source, metadata, sourceArgs) = TrainInputs.Open(settings, p.GetValue(activations), p.GetValue(cache), p.GetValue(model), p.GetValue(hook),
+                p.GetValue(dataset), p.GetValue(tokensFile));
             var o = p.InvocationConfiguration.Output;
             var (cts, reg) = Progress.InterruptToken();
             using (reg)
             {
                 var result = Progress.Run($"{settings.Architecture} d_sae={settings.DSae}", o, settings.MetricsEvery,
-                    report => TrainRun.Execute(settings, source, outDir, cts.Token, report,
-                        new Dictionary<string, string> { ["dataset_path"] = Path.GetFullPath(path) }));
+                    report => TrainRun.Execute(settings, source, outDir, cts.Token, report, metadata));
                 if (result.Summary.Interrupted)
                 {
-                    o.WriteLine($"interrupted at step {result.Summary.Steps}; checkpoint written. Continue with: saesharp train --resume {outDir} --activations {path}");
+                    o.WriteLine($"interrupted at step {result.Summary.Steps}; checkpoint written. Continue with: saesharp train --resume {outDir} {sourceArgs}");
                     return 130;
                 }
                 o.WriteLine($"trained {result.Summary.Steps} steps ({result.Summary.TokensSeen:N0} rows) in {result.Elapsed.TotalSeconds:F1} s; " +

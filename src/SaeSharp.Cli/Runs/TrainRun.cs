@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using SaeSharp.Data;
 using SaeSharp.IO;
 using SaeSharp.Saes;
@@ -32,7 +33,7 @@ public static class TrainRun
     }
 
     public static TrainRunResult Execute(TrainSettings s, IActivationSource source, string outDir, CancellationToken cancel,
-        Action<TrainProgress>? progress = null, IReadOnlyDictionary<string, string>? metadata = null, Compute? compute = null)
+        Action<TrainProgress>? progress = null, JsonObject? metadata = null, Compute? compute = null)
     {
         s.Validate();
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -87,7 +88,7 @@ public static class TrainRun
         var final = sae is TopKSae t && sae.Config.Architecture == "batchtopk" ? t.ToJumpRelu() : sae;
         if (scale != 1) final.FoldActivationScale((float)scale);
         var meta = final.Config.Metadata;
-        foreach (var (k, v) in metadata ?? new Dictionary<string, string>()) meta[k] = v;
+        foreach (var (k, v) in metadata ?? []) meta[k] = v?.DeepClone();
         meta["trained_with"] = "saesharp";
         meta["training_steps"] = summary.Steps;
         meta["training_tokens"] = summary.TokensSeen;

@@ -51,6 +51,17 @@ public sealed record TrainSettings
     public long CheckpointEvery { get; set; } = 500;
     public ulong Seed { get; set; } = 42;
 
+    // Model activations (train --model): SAELens's ActivationsStore settings
+    public int ContextSize { get; set; } = 128;
+    /// <summary>BOS begins every context window.</summary>
+    public bool PrependBos { get; set; } = true;
+    /// <summary>Token between concatenated documents: bos, eos, none or a token id.</summary>
+    public string SequenceSeparatorToken { get; set; } = "bos";
+    /// <summary>Drop positions holding the model's BOS/EOS tokens from training.</summary>
+    public bool ExcludeSpecialTokens { get; set; }
+    public int StoreBatchSizePrompts { get; set; } = 32;
+    public int NBatchesInBuffer { get; set; } = 20;
+
     public SaeConfig SaeConfig(int dIn) => new()
     {
         Architecture = Architecture,
@@ -101,6 +112,9 @@ public sealed record TrainSettings
             throw new ArgumentException($"normalize_activations: '{NormalizeActivations}' is not supported for training (expected none or expected_average_only_in)");
         if (JumpreluSparsityLossMode is not ("step" or "tanh"))
             throw new ArgumentException($"jumprelu_sparsity_loss_mode: unknown value '{JumpreluSparsityLossMode}' (expected step or tanh)");
+        if (ContextSize < 2) throw new ArgumentException($"context_size must be at least 2, got {ContextSize}");
+        if (StoreBatchSizePrompts < 1) throw new ArgumentException($"store_batch_size_prompts must be at least 1, got {StoreBatchSizePrompts}");
+        if (NBatchesInBuffer < 1) throw new ArgumentException($"n_batches_in_buffer must be at least 1, got {NBatchesInBuffer}");
         if (NormalizationBatches < 1) throw new ArgumentException($"normalization_batches must be at least 1, got {NormalizationBatches}");
         TrainerConfig().Validate();
     }

@@ -1,0 +1,48 @@
+using System.Globalization;
+using SaeSharp.Data;
+using SaeSharp.Models;
+
+namespace SaeSharp.Cli.Runs;
+
+/// <summary>
+/// Token input for commands that run a model (cache, extract, train --model): documents from a pretokenized
+/// token file or a text dataset encoded with the model's own tokenizer, and their context windows.
+/// </summary>
+public static class ModelInputs
+{
+    /// <summary>
+    /// Documents as token ids, lazily. <paramref name="addBos"/> prepends the tokenizer's BOS to each document
+    /// (sentencepiece-style tokenizers only, where BOS differs from EOS).
+    /// </summary>
+    public static IEnumerable<int[]> Documents(string? tokensFile, string? dataset, string modelPath, bool addBos)
+    {
+        if (tokensFile is not null && dataset is not null) throw new ArgumentException("give --tokens-file or --dataset, not both");
+        if (tokensFile is not null) return TokenFile.Read(tokensFile);
+        if (dataset is null) throw new ArgumentException("give --dataset (.txt/.jsonl/folder) or --tokens-file (pretokenized safetensors with a 'tokens' tensor)");
+        if (!File.Exists(dataset) && !Directory.Exists(dataset)) throw new FileNotFoundException($"--dataset: '{dataset}' does not exist", dataset);
+        var tokenizer = Text.Tokenizers.Load(Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
+        bool bos = addBos && tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId;
+        return TextDataset.Tokenize(TextDataset.Read(dataset), text => tokenizer.Encode(text, bos));
+    }
+
+    /// <summary>
+    /// SAELens batching of documents into windows: BOS begins every window when <paramref name="prependBos"/>,
+    /// and <paramref name="separator"/> ("bos", "eos", "none" or a token id) goes between concatenated documents.
+    /// </summary>
+    public static IEnumerable<int[]> Contexts(IEnumerable<int[]> documents, TransformerConfig model, int contextSize, bool prependBos, string separator = "none")
+    {
+        int? bos = prependBos ? model.BosTokenId ?? throw new ArgumentException("prepend_bos: the model config has no bos_token_id") : null;
+        return SequenceBatcher.ConcatAndBatch(documents, new BatchingOptions(contextSize, BeginBatchToken: bos,
+            SequenceSeparatorToken: SpecialToken(separator, model, "sequence_separator_token")));
+    }
+
+    /// <summary>"bos", "eos", "none" or a token id, resolved against the model config.</summary>
+    public static int? SpecialToken(string value, TransformerConfig model, string key) => value switch
+    {
+        "none" => null,
+        "bos" => model.BosTokenId ?? throw new ArgumentException($"{key}: the model config has no bos_token_id"),
+        "eos" => model.EosTokenId ?? throw new ArgumentException($"{key}: the model config has no eos_token_id"),
+        _ when int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int id) && id < model.VocabSize => id,
+        _ => throw new ArgumentException($"{key}: expected bos, eos, none or a token id below {model.VocabSize}, got '{value}'"),
+    };
+}
