@@ -36,7 +36,8 @@ public static class TrainInputs
         var docs = ModelInputs.Documents(tokensFile, dataset, model!, addBos: false); // the batcher places BOS
         var contexts = ModelInputs.Contexts(docs, m.Config, s.ContextSize, s.PrependBos, s.SequenceSeparatorToken);
         var exclude = s.ExcludeSpecialTokens ? ActivationStore.SpecialTokens(m.Config) : null;
-        var store = new ActivationStore(m, hook, contexts, s.ContextSize, s.StoreBatchSizePrompts, s.NBatchesInBuffer, s.Seed + 1, exclude);
+        var select = new HookSelection(s.SeqposStart, s.SeqposEnd, s.HookHeadIndex);
+        var store = new ActivationStore(m, hook, contexts, s.ContextSize, s.StoreBatchSizePrompts, s.NBatchesInBuffer, s.Seed + 1, exclude, select: select);
         string datasetPath = Path.GetFullPath(dataset ?? tokensFile!);
         var meta = new JsonObject
         {
@@ -44,7 +45,8 @@ public static class TrainInputs
             ["model_path"] = Path.GetFullPath(model!),
             ["model_class_name"] = "HookedTransformer",
             ["hook_name"] = hook,
-            ["hook_head_index"] = null,
+            ["hook_head_index"] = s.HookHeadIndex,
+            ["seqpos_slice"] = new JsonArray(s.SeqposStart, s.SeqposEnd),
             ["context_size"] = s.ContextSize,
             ["prepend_bos"] = s.PrependBos,
             ["sequence_separator_token"] = s.SequenceSeparatorToken,

@@ -59,6 +59,11 @@ public sealed record TrainSettings
     public string SequenceSeparatorToken { get; set; } = "bos";
     /// <summary>Drop positions holding the model's BOS/EOS tokens from training.</summary>
     public bool ExcludeSpecialTokens { get; set; }
+    /// <summary>seqpos_slice: train on positions [seqpos_start, seqpos_end) only (Python slice; negative from the end).</summary>
+    public int? SeqposStart { get; set; }
+    public int? SeqposEnd { get; set; }
+    /// <summary>One attention head's slice of a [heads, d_head] hook such as attn.hook_z.</summary>
+    public int? HookHeadIndex { get; set; }
     public int StoreBatchSizePrompts { get; set; } = 32;
     public int NBatchesInBuffer { get; set; } = 20;
 

@@ -18,12 +18,14 @@ public sealed partial class ActivationStore : IActivationSource
     private readonly IEnumerator<int[]> _contexts;
     private readonly int _promptsPerBatch;
     private readonly HashSet<int> _exclude;
+    private readonly HookSelection? _select;
     private readonly MixingBuffer _buffer;
     private Task<Tensor?>? _pending;
     private bool _started;
 
     public ActivationStore(HookedTransformer model, string hook, IEnumerable<int[]> contexts, int contextSize,
-        int storeBatchSizePrompts, int nBatchesInBuffer, ulong seed, IEnumerable<int>? excludeTokens = null, double mixFraction = 0.5)
+        int storeBatchSizePrompts, int nBatchesInBuffer, ulong seed, IEnumerable<int>? excludeTokens = null, double mixFraction = 0.5,
+        HookSelection? select = null)
     {
         if (!model.HookNames.Contains(hook)) throw new ArgumentException($"unknown hook '{hook}'");
         if (storeBatchSizePrompts < 1) throw new ArgumentException($"store batch size must be >= 1 prompt, got {storeBatchSizePrompts}");
@@ -32,7 +34,8 @@ public sealed partial class ActivationStore : IActivationSource
         _contexts = contexts.GetEnumerator();
         _promptsPerBatch = storeBatchSizePrompts;
         _exclude = excludeTokens is null ? new HashSet<int>() : new HashSet<int>(excludeTokens);
-        Dim = HookWidth(model, hook);
+        _select = select;
+        Dim = Width(model, hook, select);
         _buffer = new MixingBuffer(Dim, MixingBuffer.CapacityFor(nBatchesInBuffer, storeBatchSizePrompts, contextSize), Produce, seed, mixFraction);
     }
 
@@ -50,12 +53,6 @@ public sealed partial class ActivationStore : IActivationSource
         if (pad is int p) yield return p;
     }
 
-    private static int HookWidth(HookedTransformer model, string hook)
-    {
-        var o = model.RunWithCache(new[] { 0 }, new[] { hook }, returnLogits: false);
-        var t = o.Cache[hook];
-        return t.Length / t.Dim(0);
-    }
 
     /// <summary>Runs the model over the next batch of windows; returns the kept rows, or null at the end.</summary>
     internal Tensor? RunNextModelBatch()
@@ -63,36 +60,53 @@ public sealed partial class ActivationStore : IActivationSource
         var batch = new List<int[]>(_promptsPerBatch);
         while (batch.Count < _promptsPerBatch && _contexts.MoveNext()) batch.Add(_contexts.Current);
         if (batch.Count == 0) return null;
-        return Extract(_model, _hook, batch, _exclude).Rows;
+        return Extract(_model, _hook, batch, _exclude, _select).Rows;
     }
 
-    /// <summary>Hook width (product of the non-position dims) of <paramref name="hook"/>.</summary>
-    public static int Width(HookedTransformer model, string hook) => HookWidth(model, hook);
-
+    /// <summary>Row width at <paramref name="hook"/>: the product of the non-position dims, or one head's width.</summary>
+    public static int Width(HookedTransformer model, string hook, HookSelection? select = null)
+    {
+        var t = model.RunWithCache(new[] { 0 }, new[] { hook }, returnLogits: false).Cache[hook];
+        int width = t.Length / t.Dim(0);
+        if (select?.HeadIndex is not int h) return width;
+        if (t.Rank != 3) throw new ArgumentException($"hook_head_index: hook '{hook}' has no head dimension (shape [{t.ShapeString}])");
+        if (h < 0 || h >= t.Dim(1)) throw new ArgumentException($"hook_head_index: {h} is out of range for {t.Dim(1)} heads at '{hook}'");
+        return t.Dim(2);
+    }
     /// <summary>
     /// Activations [n, width] at <paramref name="hook"/> for every position of <paramref name="batch"/> whose token
     /// is not in <paramref name="exclude"/>, in (sequence, position) order, with the token id of each row.
     /// </summary>
-    public static (Tensor Rows, int[] Tokens) Extract(HookedTransformer model, string hook, IReadOnlyList<int[]> batch, IReadOnlySet<int>? exclude = null)
+    public static (Tensor Rows, int[] Tokens) Extract(HookedTransformer model, string hook, IReadOnlyList<int[]> batch,
+        IReadOnlySet<int>? exclude = null, HookSelection? select = null)
     {
         var m = LayerRegex().Match(hook);
         int? stop = m.Success ? int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) + 1 : null;
         var outp = model.RunBatch(batch, new[] { hook }, stop, returnLogits: false);
         var acts = outp.Cache[hook];
         int t = batch.Max(s => s.Length);
-        int dim = acts.Length / (batch.Count * t);
-        var src = acts.Span;
+        int stride = acts.Length / (batch.Count * t);
+        // A head index keeps one head's slice of each position's [heads, d_head] block.
+        int dim = stride, offset = 0;
+        if (select?.HeadIndex is int h)
+        {
+            dim = acts.Dim(acts.Rank - 1);
+            offset = h * dim;
+            if (acts.Rank < 3 || offset + dim > stride) throw new ArgumentException($"hook_head_index {h} does not fit hook '{hook}' of shape [{acts.ShapeString}]");
+        }
+        bool Keep(int[] s, int p) => (exclude is null || !exclude.Contains(s[p])) && (select is null || select.Contains(p, s.Length));
         int kept = 0;
-        foreach (var s in batch) foreach (var tok in s) if (exclude is null || !exclude.Contains(tok)) kept++;
+        foreach (var s in batch) for (int p = 0; p < s.Length; p++) if (Keep(s, p)) kept++;
+        var src = acts.Span;
         var rows = new Tensor(kept, dim);
         var toks = new int[kept];
         int r = 0;
         for (int b = 0; b < batch.Count; b++)
             for (int p = 0; p < batch[b].Length; p++)
             {
-                if (exclude is not null && exclude.Contains(batch[b][p])) continue;
+                if (!Keep(batch[b], p)) continue;
                 toks[r] = batch[b][p];
-                src.Slice((b * t + p) * dim, dim).CopyTo(rows.Row(r++));
+                src.Slice((b * t + p) * stride + offset, dim).CopyTo(rows.Row(r++));
             }
         return (rows, toks);
     }
@@ -129,5 +143,18 @@ public sealed partial class ActivationStore : IActivationSource
         double mean = sum / n;
         if (!(mean > 0)) throw new InvalidDataException("mean activation norm is zero; cannot scale");
         return Math.Sqrt(source.Dim) / mean;
+    }
+}
+
+/// <summary>
+/// Which part of a hook's activations to keep (SAELens seqpos_slice and hook_head_index): positions in
+/// [SeqPosStart, SeqPosEnd) with Python slice semantics (negative counts from the end, null is open), one head.
+/// </summary>
+public sealed record HookSelection(int? SeqPosStart = null, int? SeqPosEnd = null, int? HeadIndex = null)
+{
+    public bool Contains(int position, int length)
+    {
+        int Resolve(int? v, int open) => v is not int i ? open : Math.Clamp(i < 0 ? length + i : i, 0, length);
+        return position >= Resolve(SeqPosStart, 0) && position < Resolve(SeqPosEnd, length);
     }
 }

@@ -45,6 +45,43 @@ public class ActivationStoreTests
             for (int j = 0; j < e[i].Length; j++) Assert.Equal(e[i][j], g[i][j], 4);
     }
 
+    [SharedFact(Model)]
+    public void SeqposSliceAndHeadIndexKeepThoseRowsAndThatHead()
+    {
+        var model = LoadModel();
+        const string hook = "blocks.0.attn.hook_z";
+        var ctx = Contexts(3, 7);
+        var select = new HookSelection(SeqPosStart: 2, SeqPosEnd: -1, HeadIndex: 1);
+        int dHead = model.Config.DHead;
+        Assert.Equal(dHead, ActivationStore.Width(model, hook, select));
+        var (rows, tokens) = ActivationStore.Extract(model, hook, ctx, select: select);
+        Assert.Equal(3 * 4, rows.Rows); // positions 2..5 of each window of 7
+        Assert.Equal(dHead, rows.Cols);
+        int r = 0;
+        foreach (var c in ctx)
+        {
+            var z = model.RunWithCache(c, new[] { hook }, returnLogits: false).Cache[hook]; // [pos, head, d_head]
+            for (int p = 2; p < 6; p++, r++)
+            {
+                Assert.Equal(c[p], tokens[r]);
+                for (int j = 0; j < dHead; j++) Assert.Equal(z.Span[(p * model.Config.NHeads + 1) * dHead + j], rows[r, j], 4);
+            }
+        }
+        Assert.Throws<ArgumentException>(() => ActivationStore.Width(model, "blocks.0.hook_resid_post", select));
+    }
+
+    [Theory]
+    [InlineData(null, null, 0, 5, true)]
+    [InlineData(1, null, 0, 5, false)]
+    [InlineData(1, 3, 2, 5, true)]
+    [InlineData(1, 3, 3, 5, false)]
+    [InlineData(-2, null, 3, 5, true)]
+    [InlineData(-2, null, 2, 5, false)]
+    [InlineData(null, -1, 4, 5, false)]
+    [InlineData(-9, 99, 4, 5, true)]
+    public void SeqposSliceFollowsPythonSlices(int? start, int? end, int position, int length, bool kept) =>
+        Assert.Equal(kept, new HookSelection(start, end).Contains(position, length));
+
     [Fact]
     public void NormScalingFactorIsSqrtDOverMeanNorm()
     {
