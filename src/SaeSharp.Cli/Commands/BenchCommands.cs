@@ -31,6 +31,13 @@ public static class BenchCommands
         train.Add(trainQuick);
         train.SetAction(p => TrainBench.Run(p.InvocationConfiguration.Output, p.GetValue(trainQuick)));
         bench.Add(train);
+        var pipeline = new Command("pipeline", "Activation extraction, cache writing, and SAE training tokens/s streaming from a model vs from a cache");
+        var pipeModel = new Option<string?>("--model") { Description = "Model folder or llama2.c .bin (default: a random GPT-2-small-shaped model)" };
+        var pipeHook = new Option<string>("--hook") { Description = "Hook to extract", DefaultValueFactory = _ => "blocks.2.hook_resid_post" };
+        var pipeQuick = new Option<bool>("--quick") { Description = "Fewer, shorter contexts (a smoke run)" };
+        pipeline.Add(pipeModel); pipeline.Add(pipeHook); pipeline.Add(pipeQuick);
+        pipeline.SetAction(p => PipelineBench.Run(p.InvocationConfiguration.Output, p.GetValue(pipeModel), p.GetValue(pipeHook)!, p.GetValue(pipeQuick)));
+        bench.Add(pipeline);
         return bench;
     }
 }
