@@ -37,8 +37,12 @@ public static class TrainBench
                 adam.Update(trainable.Parameters, grads, 1e-4f, all);
                 trainable.AfterOptimizerStep();
             }
+            var loss = new SaeLossOptions { L1Coefficient = inputs.SparsityCoefficient, L0Coefficient = inputs.SparsityCoefficient, DeadMask = dead };
+            double fwd = BenchUtil.BestSeconds(() => sae.Forward(x, loss), quick ? 1 : 3);
+            double fwdBwd = BenchUtil.BestSeconds(() => trainable.ForwardBackward(x, x, inputs, grads), quick ? 1 : 3);
             double s = BenchUtil.BestSeconds(Step, quick ? 1 : 3);
-            o.WriteLine($"  {arch,-10} {BenchUtil.Ms(s)}  {B / s,9:N0} tokens/s  {s / gemm,5:F2} GEMM-times");
+            o.WriteLine($"  {arch,-10} forward {BenchUtil.Ms(fwd)} ({fwd / gemm,4:F2} GEMM)  forward+backward {BenchUtil.Ms(fwdBwd)} ({fwdBwd / gemm,4:F2} GEMM)  " +
+                        $"full step {BenchUtil.Ms(s)} {B / s,7:N0} tokens/s ({s / gemm,4:F2} GEMM)");
         }
         return 0;
     }
