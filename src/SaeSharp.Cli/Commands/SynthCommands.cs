@@ -55,6 +55,7 @@ public static class SynthCommands
             return 0;
         });
         synth.Add(mcc);
+        synth.Add(DemoCommands.BuildSynthTrain());
         return synth;
     }
 }

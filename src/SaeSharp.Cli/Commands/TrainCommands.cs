@@ -2,7 +2,6 @@ using System.CommandLine;
 using SaeSharp.Cli.Runs;
 using SaeSharp.Data;
 using SaeSharp.IO;
-using Setting = SaeSharp.IO.ConfigBinder.Setting;
 
 namespace SaeSharp.Cli.Commands;
 
@@ -18,37 +17,17 @@ public static class TrainCommands
         var hook = new Option<string?>("--hook") { Description = "Hook to train on with --model, e.g. blocks.2.hook_resid_post" };
         var dataset = new Option<string?>("--dataset") { Description = "Text dataset for --model (.txt one document per line, .jsonl 'text' field, or a folder)" };
         var tokensFile = new Option<string?>("--tokens-file") { Description = "Pretokenized token file for --model, instead of --dataset" };
-        var config = new Option<string?>("--config") { Description = "YAML file of settings (snake_case keys; unknown keys are errors)" };
         var output = new Option<string>("--out") { Description = "Run folder", DefaultValueFactory = _ => "runs/train" };
         var resume = new Option<string?>("--resume") { Description = "Continue the run in this folder from its latest checkpoint" };
-        var set = new Option<string[]>("--set") { Description = "Any setting as key=value (repeatable)", AllowMultipleArgumentsPerToken = false };
-        // The most common settings as their own flags; everything else through --config or --set.
-        var flags = new (string Key, Option Option)[]
-        {
-            ("architecture", new Option<string>("--architecture") { Description = "standard, topk, batchtopk, jumprelu, gated, ..." }),
-            ("d_sae", new Option<int>("--d-sae") { Description = "Number of latents" }),
-            ("k", new Option<int>("--k") { Description = "Latents per row (topk, batchtopk)" }),
-            ("l1_coefficient", new Option<double>("--l1-coefficient") { Description = "L1 (standard, gated) or L0 (jumprelu) coefficient" }),
-            ("lr", new Option<double>("--lr") { Description = "Learning rate" }),
-            ("steps", new Option<long>("--steps") { Description = "Optimiser steps" }),
-            ("batch_size", new Option<int>("--batch-size") { Description = "Rows per step" }),
-            ("seed", new Option<ulong>("--seed") { Description = "Seed of every random choice" }),
-        };
+        var settingOptions = new TrainSettingOptions();
         foreach (var o in new Option[] { activations, cache, model, hook, dataset, tokensFile }) train.Add(o);
-        train.Add(config); train.Add(output); train.Add(resume); train.Add(set);
-        foreach (var (_, o) in flags) train.Add(o);
+        train.Add(output); train.Add(resume);
+        settingOptions.AddTo(train);
         train.SetAction(p =>
         {
-            var settingsFromFlags = new List<KeyValuePair<string, Setting>>();
-            foreach (var (key, flag) in flags)
-            {
-                var r = p.GetResult(flag);
-                if (r is not null && r.Tokens.Count > 0) settingsFromFlags.Add(new(key, new Setting(r.Tokens[0].Value, flag.Name)));
-            }
-            settingsFromFlags.AddRange(ConfigSources.FromAssignments(p.GetValue(set)));
             string outDir = p.GetValue(resume) ?? p.GetValue(output)!;
             var defaults = p.GetValue(resume) is { } runDir ? TrainRun.LoadSettings(runDir) : new TrainSettings();
-            var settings = ConfigSources.Load(defaults, "train", p.GetValue(config), settingsFromFlags);
+            var settings = settingOptions.Bind(p, defaults);
             var (source, metadata, sourceArgs) = TrainInputs.Open(settings, p.GetValue(activations), p.GetValue(cache), p.GetValue(model), p.GetValue(hook),
                 p.GetValue(dataset), p.GetValue(tokensFile));
             var o = p.InvocationConfiguration.Output;
