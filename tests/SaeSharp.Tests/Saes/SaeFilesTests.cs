@@ -182,6 +182,27 @@ public sealed class SaeFilesTests : IDisposable
         for (int i = 0; i < oa.Length; i++) Assert.Equal(oa[i], ob[i], 4);
     }
 
+    [Theory]
+    [InlineData("matryoshka_batchtopk", "matryoshka_widths: [2, 4, 9]")]
+    [InlineData("transcoder", "d_out: 3")]
+    [InlineData("skip_transcoder", "W_skip     [3, 5]")]
+    public void SaeInfoPrintsTheNewArchitectures(string arch, string expected)
+    {
+        bool transcoder = arch.Contains("transcoder");
+        var cfg = new SaeConfig
+        {
+            Architecture = arch, DIn = 5, DSae = 9, K = transcoder ? 0 : 2, DOut = transcoder ? 3 : 0, ApplyBDecToInput = !transcoder,
+            MatryoshkaWidths = transcoder ? null : [2, 4, 9],
+        };
+        SaeFiles.Save(RandomSae(cfg, 5), _dir, new float[9]);
+        var o = new StringWriter();
+        SaeSharp.Cli.Commands.SaeCommands.Print(o, SaeFiles.Load(_dir), SaeFiles.LoadSparsity(_dir, 9));
+        string text = o.ToString();
+        Assert.Contains($"architecture: {arch}", text);
+        Assert.Contains(expected, text);
+        Assert.Contains("encoder/decoder cosine per latent", text);
+    }
+
     [Fact]
     public void MissingFilesAreClearErrors()
     {
