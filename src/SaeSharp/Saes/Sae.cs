@@ -334,13 +334,15 @@ public abstract class Sae
 
     /// <summary>
     /// Folds an activation scaling factor c (the SAE was trained on c·x) into the weights so the SAE takes
-    /// raw x and returns raw-scale reconstructions: W_enc·c, W_dec/c, b_dec/c.
+    /// raw x and returns raw-scale reconstructions: W_enc·c, W_dec/c, b_dec/c. Nothing to do under
+    /// constant_norm_rescale or layer_norm: the SAE normalises each row itself and scales its output back.
     /// </summary>
     public virtual void FoldActivationScale(float c)
     {
         if (Config.IsTranscoder)
             throw new InvalidOperationException($"{Config.Architecture}: folding one activation scale is not defined for a transcoder (its input and output activations are scaled separately)");
         if (!(c > 0) || !float.IsFinite(c)) throw new ArgumentOutOfRangeException(nameof(c), $"scaling factor must be positive and finite, got {c}");
+        if (Config.NormalizeActivations is "constant_norm_rescale" or "layer_norm") return;
         TensorPrimitives.Multiply(WEnc.Span, c, WEnc.Span);
         TensorPrimitives.Divide(WDec.Span, c, WDec.Span);
         TensorPrimitives.Divide(BDec.Span, c, BDec.Span);

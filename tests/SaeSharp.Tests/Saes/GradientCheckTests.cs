@@ -151,16 +151,17 @@ public class GradientCheckTests
 
         public static Dictionary<string, double> TopK(P p, P p0, double[,] x, SaeConfig c, SaeLossOptions o)
         {
-            var pre = Linear(SaeIn(p, x, c.ApplyBDecToInput), p, "W_enc", "b_enc");
-            var outp = Decode(TopKActs(p, pre, c), p, true);
+            var (xn, so, sh) = NormIn(x, c.NormalizeActivations);
+            var pre = Linear(SaeIn(p, xn, c.ApplyBDecToInput), p, "W_enc", "b_enc");
+            var outp = NormOut(Decode(TopKActs(p, pre, c), p, true), so, sh);
             var res = new Dictionary<string, double> { ["mse_loss"] = Mse(outp, x) };
             var dead = o.DeadMask!;
             int nDead = dead.Count(d => d), kAux = c.DIn / 2;
             double scale = Math.Min((double)nDead / kAux, 1);
             kAux = Math.Min(kAux, nDead);
             // residual is detached: computed from the unperturbed parameters
-            var pre0 = Linear(SaeIn(p0, x, c.ApplyBDecToInput), p0, "W_enc", "b_enc");
-            var out0 = Decode(TopKActs(p0, pre0, c), p0, true);
+            var pre0 = Linear(SaeIn(p0, xn, c.ApplyBDecToInput), p0, "W_enc", "b_enc");
+            var out0 = NormOut(Decode(TopKActs(p0, pre0, c), p0, true), so, sh);
             int b = pre.GetLength(0), ds = pre.GetLength(1);
             var aux = new double[b, ds];
             var resid = new double[b, c.DIn];
@@ -170,13 +171,15 @@ public class GradientCheckTests
                     aux[r, j] = pre[r, j];
                 for (int i = 0; i < c.DIn; i++) resid[r, i] = x[r, i] - out0[r, i];
             }
-            res["auxiliary_reconstruction_loss"] = o.AuxKCoefficient * scale * Mse(Decode(aux, p, false), resid);
+            // With a normalisation the aux reconstruction is scaled back like the output, without the shift (a residual).
+            res["auxiliary_reconstruction_loss"] = o.AuxKCoefficient * scale * Mse(NormOut(Decode(aux, p, false), so, new double[b]), resid);
             return res;
         }
 
         public static Dictionary<string, double> JumpRelu(P p, P p0, double[,] x, SaeConfig c, SaeLossOptions o)
         {
-            var pre = Linear(SaeIn(p, x, c.ApplyBDecToInput), p, "W_enc", "b_enc");
+            var (xn, so, sh) = NormIn(x, c.NormalizeActivations);
+            var pre = Linear(SaeIn(p, xn, c.ApplyBDecToInput), p, "W_enc", "b_enc");
             int b = pre.GetLength(0), ds = pre.GetLength(1);
             var f = new double[b, ds];
             var n = Norms(p);
@@ -191,7 +194,7 @@ public class GradientCheckTests
                 }
             return new()
             {
-                ["mse_loss"] = Mse(Decode(f, p, true), x),
+                ["mse_loss"] = Mse(NormOut(Decode(f, p, true), so, sh), x),
                 ["l0_loss"] = o.L0Coefficient * l0 / b,
                 ["pre_act_loss"] = o.PreActLossCoefficient!.Value * pa / b,
             };
@@ -199,7 +202,8 @@ public class GradientCheckTests
 
         public static Dictionary<string, double> Gated(P p, P p0, double[,] x, SaeConfig c, SaeLossOptions o)
         {
-            var sIn = SaeIn(p, x, c.ApplyBDecToInput);
+            var (xn, so, sh) = NormIn(x, c.NormalizeActivations);
+            var sIn = SaeIn(p, xn, c.ApplyBDecToInput);
             var gate = Linear(sIn, p, "W_enc", "b_gate");
             var mag = Linear(sIn, p, "W_enc", "b_mag", p.V["r_mag"].Select(Math.Exp).ToArray());
             int b = gate.GetLength(0), ds = gate.GetLength(1);
@@ -216,9 +220,9 @@ public class GradientCheckTests
                 }
             return new()
             {
-                ["mse_loss"] = Mse(Decode(f, p, true), x),
+                ["mse_loss"] = Mse(NormOut(Decode(f, p, true), so, sh), x),
                 ["l1_loss"] = o.L1Coefficient * l1 / b,
-                ["auxiliary_reconstruction_loss"] = Mse(Decode(ga, p0, true), x), // decoder detached
+                ["auxiliary_reconstruction_loss"] = Mse(NormOut(Decode(ga, p0, true), so, sh), x), // decoder detached
             };
         }
     }

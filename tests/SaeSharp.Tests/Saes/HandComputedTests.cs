@@ -207,4 +207,21 @@ public class HandComputedTests
             }
         }
     }
+
+    [Theory]
+    [InlineData("constant_norm_rescale")]
+    [InlineData("layer_norm")]
+    public void NormalisedSaesAreScaleEquivariantAndFoldNothing(string mode)
+    {
+        var sae = GradientCheckTests.RandomSae(new SaeConfig { Architecture = "standard", DIn = 6, DSae = 10, NormalizeActivations = mode }, 51);
+        var x = GradientCheckTests.RandomX(4, 6, 52);
+        var cx = x.Clone();
+        System.Numerics.Tensors.TensorPrimitives.Multiply(cx.Span, 8f, cx.Span);
+        var o1 = sae.Forward(x).Output.ToArray(); var o8 = sae.Forward(cx).Output.ToArray();
+        // constant_norm_rescale is exactly scale-free; layer_norm up to its ε = 1e-5 against std ≈ 1.
+        for (int i = 0; i < o1.Length; i++) Assert.True(Math.Abs(8 * o1[i] - o8[i]) <= 1e-3 * Math.Max(1, Math.Abs(o8[i])), $"{i}: {8 * o1[i]} vs {o8[i]}");
+        var before = sae.Params.ToDictionary(kv => kv.Key, kv => kv.Value.ToArray());
+        sae.FoldActivationScale(8);
+        foreach (var (n, t) in sae.Params) Assert.Equal(before[n], t.ToArray());
+    }
 }

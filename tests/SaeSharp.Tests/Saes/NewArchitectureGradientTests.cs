@@ -15,13 +15,14 @@ public class NewArchitectureGradientTests
     public static Dictionary<string, double> MatryoshkaRef(P p, P p0, double[,] x, SaeConfig c, SaeLossOptions o)
     {
         var res = Ref.TopK(p, p0, x, c, o);
-        var pre = Ref.Linear(Ref.SaeIn(p, x, c.ApplyBDecToInput), p, "W_enc", "b_enc");
+        var (xn, so, sh) = Ref.NormIn(x, c.NormalizeActivations);
+        var pre = Ref.Linear(Ref.SaeIn(p, xn, c.ApplyBDecToInput), p, "W_enc", "b_enc");
         var f = Ref.TopKActs(p, pre, c);
         foreach (int w in c.MatryoshkaWidths!.SkipLast(1))
         {
             var fw = (double[,])f.Clone();
             for (int r = 0; r < fw.GetLength(0); r++) for (int j = w; j < fw.GetLength(1); j++) fw[r, j] = 0;
-            res[$"inner_mse_loss_{w}"] = Ref.Mse(Ref.Decode(fw, p, true), x);
+            res[$"inner_mse_loss_{w}"] = Ref.Mse(Ref.NormOut(Ref.Decode(fw, p, true), so, sh), x);
         }
         return res;
     }
@@ -99,5 +100,40 @@ public class NewArchitectureGradientTests
         var x = RandomX(5, 6, 37);
         for (int i = 0; i < x.Length; i++) x.Span[i] = 3 * x.Span[i] + 1.5f;
         Check(sae, x, new SaeLossOptions { L1Coefficient = 0.7 }, Ref.Standard);
+    }
+
+    /// <summary>Every SAE architecture's losses with the input normalised inside the forward and the outputs de-normalised.</summary>
+    [Theory]
+    [InlineData("topk", "layer_norm")]
+    [InlineData("batchtopk", "constant_norm_rescale")]
+    [InlineData("matryoshka_batchtopk", "layer_norm")]
+    [InlineData("jumprelu", "layer_norm")]
+    [InlineData("gated", "constant_norm_rescale")]
+    [InlineData("gated", "layer_norm")]
+    public void OtherArchitecturesWithActivationNormalisation(string arch, string mode)
+    {
+        var cfg = new SaeConfig
+        {
+            Architecture = arch, DIn = 6, DSae = 10, K = arch.Contains("topk") ? 3 : 0, NormalizeActivations = mode,
+            MatryoshkaWidths = arch == "matryoshka_batchtopk" ? [4, 10] : null,
+        };
+        var sae = RandomSae(cfg, 38);
+        var x = RandomX(5, 6, 39);
+        for (int i = 0; i < x.Length; i++) x.Span[i] = 2 * x.Span[i] - 0.7f;
+        var dead = new bool[10]; dead[0] = dead[3] = dead[9] = true;
+        switch (arch)
+        {
+            case "jumprelu":
+                new Rng(6).FillUniform(sae.Params["threshold"].Span, 0.05f, 0.6f);
+                Check(sae, x, new SaeLossOptions { L0Coefficient = 0.3, JumpReluSparsityMode = "tanh", PreActLossCoefficient = 0.2, DeadMask = dead },
+                    Ref.JumpRelu, ["threshold"]);
+                break;
+            case "gated":
+                Check(sae, x, new SaeLossOptions { L1Coefficient = 0.4 }, Ref.Gated);
+                break;
+            default:
+                Check(sae, x, new SaeLossOptions { AuxKCoefficient = 0.5, DeadMask = dead }, arch == "matryoshka_batchtopk" ? MatryoshkaRef : Ref.TopK);
+                break;
+        }
     }
 }
