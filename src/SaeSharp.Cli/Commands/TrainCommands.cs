@@ -20,9 +20,9 @@ public static class TrainCommands
         // The most common settings as their own flags; everything else through --config or --set.
         var flags = new (string Key, Option Option)[]
         {
-            ("architecture", new Option<string>("--architecture") { Description = "standard, topk, batchtopk, jumprelu, gated, ..." }),
+            ("architecture", new Option<string>("--architecture") { Description = "standard, topk, batchtopk, matryoshka_batchtopk, jumprelu, gated" }),
             ("d_sae", new Option<int>("--d-sae") { Description = "Number of latents" }),
-            ("k", new Option<int>("--k") { Description = "Latents per row (topk, batchtopk)" }),
+            ("k", new Option<int>("--k") { Description = "Latents per row (topk; batchtopk and matryoshka_batchtopk on average)" }),
             ("l1_coefficient", new Option<double>("--l1-coefficient") { Description = "L1 (standard, gated) or L0 (jumprelu) coefficient" }),
             ("lr", new Option<double>("--lr") { Description = "Learning rate" }),
             ("steps", new Option<long>("--steps") { Description = "Optimiser steps" }),

@@ -77,7 +77,7 @@ public sealed record TrainSettings
     {
         if (string.IsNullOrWhiteSpace(MatryoshkaWidths)) throw new ArgumentException("matryoshka_widths: required for matryoshka_batchtopk (comma-separated prefix widths ending with d_sae)");
         try { return [.. MatryoshkaWidths.Split(',', StringSplitOptions.TrimEntries).Select(w => int.Parse(w, System.Globalization.CultureInfo.InvariantCulture))]; }
-        catch (FormatException) { throw new ArgumentException($"matryoshka_widths: expected comma-separated integers, got '{MatryoshkaWidths}'"); }
+        catch (Exception e) when (e is FormatException or OverflowException) { throw new ArgumentException($"matryoshka_widths: expected comma-separated integers, got '{MatryoshkaWidths}'"); }
     }
 
     public SaeLossOptions LossOptions() => new()
