@@ -31,13 +31,27 @@ public static class SaeCommands
         var c = sae.Config;
         string F(double v) => v.ToString("G5", CultureInfo.InvariantCulture);
         o.WriteLine($"architecture: {c.Architecture}");
-        o.WriteLine($"d_in: {c.DIn}   d_sae: {c.DSae}{(c.K > 0 ? $"   k: {c.K}" : "")}   apply_b_dec_to_input: {c.ApplyBDecToInput.ToString().ToLowerInvariant()}   normalize_activations: {c.NormalizeActivations}");
+        o.WriteLine($"d_in: {c.DIn}   d_sae: {c.DSae}{(c.IsTranscoder ? $"   d_out: {c.DOut}" : "")}{(c.K > 0 ? $"   k: {c.K}" : "")}   apply_b_dec_to_input: {c.ApplyBDecToInput.ToString().ToLowerInvariant()}   normalize_activations: {c.NormalizeActivations}");
+        if (c.MatryoshkaWidths is { } widths) o.WriteLine($"matryoshka_widths: [{string.Join(", ", widths)}]");
         foreach (var (k, v) in c.Metadata) o.WriteLine($"metadata.{k}: {v?.ToJsonString()}");
         o.WriteLine("parameters:");
         foreach (var (name, t) in sae.Params) o.WriteLine($"  {name,-10} [{t.ShapeString}]");
         var norms = SaeSharp.Tensors.Ops.RowNorms(sae.WDec);
         o.WriteLine($"decoder row norms: min {F(norms.Min())}  mean {F(norms.Average())}  max {F(norms.Max())}");
-        // Cosine between latent j's encoder column W_enc[:, j] and its decoder row W_dec[j].
+        // Cosine between latent j's encoder column W_enc[:, j] and its decoder row W_dec[j] (undefined when d_out ≠ d_in).
+        if (sae.DOut != c.DIn) o.WriteLine($"encoder/decoder cosine per latent: n/a (d_out {sae.DOut} ≠ d_in {c.DIn})");
+        else PrintCosine(o, sae, F);
+        if (log10Density is not null)
+        {
+            int dead = log10Density.Count(d => d <= -9.9f);
+            int dense = log10Density.Count(d => d > -1f);
+            o.WriteLine($"feature density (sparsity.safetensors): never fired {dead}, firing on >10% of tokens {dense}, median log10 density {F(log10Density.Order().ElementAt(log10Density.Length / 2))}");
+        }
+    }
+
+    private static void PrintCosine(TextWriter o, Sae sae, Func<double, string> F)
+    {
+        var c = sae.Config;
         var wEnc = sae.WEnc;
         var col = new float[c.DIn];
         double sum = 0, min = double.MaxValue, max = double.MinValue;
@@ -49,11 +63,5 @@ public static class SaeCommands
             sum += cos; min = Math.Min(min, cos); max = Math.Max(max, cos);
         }
         o.WriteLine($"encoder/decoder cosine per latent: min {F(min)}  mean {F(sum / c.DSae)}  max {F(max)}");
-        if (log10Density is not null)
-        {
-            int dead = log10Density.Count(d => d <= -9.9f);
-            int dense = log10Density.Count(d => d > -1f);
-            o.WriteLine($"feature density (sparsity.safetensors): never fired {dead}, firing on >10% of tokens {dense}, median log10 density {F(log10Density.Order().ElementAt(log10Density.Length / 2))}");
-        }
     }
 }

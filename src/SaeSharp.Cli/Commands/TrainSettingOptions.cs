@@ -14,9 +14,9 @@ public sealed class TrainSettingOptions
     private readonly Option<string[]> _set = new("--set") { Description = "Any setting as key=value (repeatable)", AllowMultipleArgumentsPerToken = false };
     private readonly (string Key, Option Option)[] _flags =
     {
-        ("architecture", new Option<string>("--architecture") { Description = "standard, topk, batchtopk, jumprelu, gated, ..." }),
+        ("architecture", new Option<string>("--architecture") { Description = "standard, topk, batchtopk, matryoshka_batchtopk, jumprelu, gated" }),
         ("d_sae", new Option<int>("--d-sae") { Description = "Number of latents" }),
-        ("k", new Option<int>("--k") { Description = "Latents per row (topk, batchtopk)" }),
+        ("k", new Option<int>("--k") { Description = "Latents per row (topk; batchtopk and matryoshka_batchtopk on average)" }),
         ("l1_coefficient", new Option<double>("--l1-coefficient") { Description = "L1 (standard, gated) or L0 (jumprelu) coefficient" }),
         ("lr", new Option<double>("--lr") { Description = "Learning rate" }),
         ("steps", new Option<long>("--steps") { Description = "Optimiser steps" }),

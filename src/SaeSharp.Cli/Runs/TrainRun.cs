@@ -15,7 +15,7 @@ public sealed record TrainRunResult(Sae Sae, TrainSummary Summary, double Scalin
 
 /// <summary>
 /// One SAE training run end to end: initialisation (b_dec, normalisation), the trainer with checkpoints and
-/// resume, and the final inference SAE in SAELens layout (batchtopk exported as jumprelu, the activation scale
+/// resume, and the final inference SAE in SAELens layout (batchtopk and matryoshka_batchtopk exported as jumprelu, the activation scale
 /// folded in) with sparsity.safetensors and training metadata in cfg.json.
 /// </summary>
 public static class TrainRun
@@ -85,7 +85,7 @@ public static class TrainRun
         var summary = trainer.Run(cancel, progress);
         if (summary.Interrupted) return new TrainRunResult(sae, summary, scale, outDir, clock.Elapsed);
 
-        var final = sae is TopKSae t && sae.Config.Architecture == "batchtopk" ? t.ToJumpRelu() : sae;
+        var final = sae is TopKSae { IsBatch: true } t ? t.ToJumpRelu() : sae;
         if (scale != 1) final.FoldActivationScale((float)scale);
         var meta = final.Config.Metadata;
         foreach (var (k, v) in metadata ?? []) meta[k] = v?.DeepClone();

@@ -18,7 +18,10 @@ public sealed record TrainSettings
     public double DecoderInitNorm { get; set; } = 0.1;
     /// <summary>zeros, mean, median (coordinate-wise, drrik) or geometric_median.</summary>
     public string BDecInit { get; set; } = "zeros";
-    /// <summary>none or expected_average_only_in (scale estimated before training, folded into the weights after).</summary>
+    /// <summary>
+    /// none, expected_average_only_in (scale estimated before training, folded into the weights after), or
+    /// constant_norm_rescale / layer_norm (applied per row inside the SAE, kept in its cfg.json).
+    /// </summary>
     public string NormalizeActivations { get; set; } = "none";
     public int NormalizationBatches { get; set; } = 10;
     /// <summary>Unit-norm decoder rows with the parallel gradient component removed (Anthropic / drrik).</summary>
@@ -30,6 +33,8 @@ public sealed record TrainSettings
     public string JumpreluSparsityLossMode { get; set; } = "step";
     public double? PreActLossCoefficient { get; set; }
     public double TopkThresholdLr { get; set; } = 0.01;
+    /// <summary>matryoshka_batchtopk: comma-separated increasing prefix widths ending with d_sae, e.g. "512,2048,4096".</summary>
+    public string? MatryoshkaWidths { get; set; }
 
     // Optimisation
     public long Steps { get; set; } = 1000;
@@ -72,13 +77,24 @@ public sealed record TrainSettings
         Architecture = Architecture,
         DIn = dIn,
         DSae = DSae,
-        K = Architecture is "topk" or "batchtopk" ? K : 0,
+        K = IsTopK ? K : 0,
         ApplyBDecToInput = ApplyBDecToInput,
+        NormalizeActivations = NormalizeActivations is "constant_norm_rescale" or "layer_norm" ? NormalizeActivations : "none",
+        MatryoshkaWidths = Architecture == "matryoshka_batchtopk" ? ParseWidths() : null,
         RescaleActsByDecoderNorm = RescaleActsByDecoderNorm,
         JumpReluBandwidth = JumpreluBandwidth,
         JumpReluInitThreshold = JumpreluInitThreshold,
         TopKThresholdLr = TopkThresholdLr,
     };
+
+    private bool IsTopK => Architecture is "topk" or "batchtopk" or "matryoshka_batchtopk";
+
+    private int[] ParseWidths()
+    {
+        if (string.IsNullOrWhiteSpace(MatryoshkaWidths)) throw new ArgumentException("matryoshka_widths: required for matryoshka_batchtopk (comma-separated prefix widths ending with d_sae)");
+        try { return [.. MatryoshkaWidths.Split(',', StringSplitOptions.TrimEntries).Select(w => int.Parse(w, System.Globalization.CultureInfo.InvariantCulture))]; }
+        catch (Exception e) when (e is FormatException or OverflowException) { throw new ArgumentException($"matryoshka_widths: expected comma-separated integers, got '{MatryoshkaWidths}'"); }
+    }
 
     public SaeLossOptions LossOptions() => new()
     {
@@ -100,7 +116,7 @@ public sealed record TrainSettings
         AdamBeta1 = AdamBeta1,
         AdamBeta2 = AdamBeta2,
         MaxGradNorm = MaxGradNorm,
-        SparsityCoefficient = Architecture is "topk" or "batchtopk" ? 0 : L1Coefficient,
+        SparsityCoefficient = IsTopK ? 0 : L1Coefficient,
         SparsityWarmupSteps = L1WarmUpSteps,
         DeadFeatureWindow = DeadFeatureWindow,
         FeatureSamplingWindow = FeatureSamplingWindow,
@@ -113,8 +129,11 @@ public sealed record TrainSettings
     {
         if (BDecInit is not ("zeros" or "mean" or "median" or "geometric_median"))
             throw new ArgumentException($"b_dec_init: unknown value '{BDecInit}' (expected zeros, mean, median or geometric_median)");
-        if (NormalizeActivations is not ("none" or "expected_average_only_in"))
-            throw new ArgumentException($"normalize_activations: '{NormalizeActivations}' is not supported for training (expected none or expected_average_only_in)");
+        if (!Saes.SaeConfig.NormalizeModes.Contains(NormalizeActivations))
+            throw new ArgumentException($"normalize_activations: unknown value '{NormalizeActivations}' (expected one of {string.Join(", ", Saes.SaeConfig.NormalizeModes)})");
+        if (Architecture is "transcoder" or "skip_transcoder")
+            throw new ArgumentException($"architecture: {Architecture} needs paired input/output activations, which `train` does not stream yet");
+        if (Architecture == "matryoshka_batchtopk") SaeConfig(1).Validate();
         if (JumpreluSparsityLossMode is not ("step" or "tanh"))
             throw new ArgumentException($"jumprelu_sparsity_loss_mode: unknown value '{JumpreluSparsityLossMode}' (expected step or tanh)");
         if (ContextSize < 2) throw new ArgumentException($"context_size must be at least 2, got {ContextSize}");

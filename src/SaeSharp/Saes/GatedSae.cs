@@ -8,7 +8,8 @@ namespace SaeSharp.Saes;
 /// SAELens "gated": G = (x − b_dec)·W_enc; gate π = G + b_gate; magnitude m = G·exp(r_mag) + b_mag;
 /// f = [π &gt; 0]·ReLU(m); x̂ = f·W_dec + b_dec (no b_enc). Losses: mse_loss; l1_loss = l1_coefficient·
 /// mean_b Σ ReLU(π)·‖W_dec[j]‖; auxiliary_reconstruction_loss = mean_b Σ_d (ReLU(π)·W_dec + b_dec − x)² with the
-/// decoder detached (no gradient to W_dec, b_dec through it).
+/// decoder detached (no gradient to W_dec, b_dec through it). With activation normalisation the via-gate
+/// reconstruction is de-normalised like the output before it is compared with the raw input.
 /// </summary>
 public sealed class GatedSae : Sae
 {
@@ -24,7 +25,7 @@ public sealed class GatedSae : Sae
 
     private sealed record State(Tensor G, Tensor Gate, Tensor MseGrad, float[] Norms, Tensor? AuxGrad);
 
-    public override SaeForward Forward(Tensor x, SaeLossOptions? loss = null)
+    protected override SaeForward ForwardCore(Tensor input, Tensor x, Tensor? target, ActivationNorm? norm, SaeLossOptions? loss)
     {
         var saeIn = ProcessInput(x);
         var g = Gemm.MatMul(saeIn, WEnc, compute: Compute);
@@ -44,10 +45,9 @@ public sealed class GatedSae : Sae
                 fr[j] = pr[j] > 0 && mr[j] > 0 ? mr[j] : 0;
             }
         }
-        var output = Tensor.Uninitialized(x.Rows, Config.DIn);
-        for (int r = 0; r < x.Rows; r++) BDec.Span.CopyTo(output.Row(r));
+        var output = BiasRows(x.Rows);
         Gemm.MatMul(f, WDec, output, beta: 1, compute: Compute);
-        var (mse, mseGrad) = Mse(output, x);
+        var (mse, mseGrad) = ReconstructionLoss(output, target!, norm);
         var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
         var norms = DecoderNorms(WDec);
         Tensor? auxGrad = null;
@@ -58,14 +58,14 @@ public sealed class GatedSae : Sae
             double l1 = 0;
             for (int r = 0; r < gateAct.Rows; r++) l1 += TensorPrimitives.Dot(gateAct.Row(r), norms);
             losses["l1_loss"] = loss.L1Coefficient * l1 / Math.Max(1, x.Rows);
-            var via = Tensor.Uninitialized(x.Rows, Config.DIn);
-            for (int r = 0; r < x.Rows; r++) BDec.Span.CopyTo(via.Row(r));
+            var via = BiasRows(x.Rows);
             Gemm.MatMul(gateAct, WDec, via, beta: 1, compute: Compute);
-            (losses["auxiliary_reconstruction_loss"], auxGrad) = Mse(via, x);
+            // De-normalised like the output (SAELens compares the normalised-space via-gate reconstruction with the raw input).
+            (losses["auxiliary_reconstruction_loss"], auxGrad) = ReconstructionLoss(via, target!, norm);
         }
         return new SaeForward
         {
-            Input = x, SaeIn = saeIn, Output = output, PreActs = mag, Features = f, Options = loss,
+            Input = input, Target = target, Norm = norm, SaeIn = saeIn, Output = output, PreActs = mag, Features = f, Options = loss,
             State = new State(g, gate, mseGrad, norms, auxGrad),
         }.WithLosses(losses);
     }

@@ -29,7 +29,7 @@ public sealed class JumpReluSae : Sae
     /// <summary>Rectangle kernel K(u) = 1 on (−½, ½).</summary>
     public static double Rectangle(double u) => u > -0.5 && u < 0.5 ? 1 : 0;
 
-    public override SaeForward Forward(Tensor x, SaeLossOptions? loss = null)
+    protected override SaeForward ForwardCore(Tensor input, Tensor x, Tensor? target, ActivationNorm? norm, SaeLossOptions? loss)
     {
         var saeIn = ProcessInput(x);
         var pre = DenseEncode(saeIn, WEnc, Params["b_enc"].Span);
@@ -40,10 +40,9 @@ public sealed class JumpReluSae : Sae
             var p = pre.Row(r); var o = f.Row(r);
             for (int j = 0; j < p.Length; j++) o[j] = p[j] > th[j] && p[j] > 0 ? p[j] : 0;
         }
-        var output = Tensor.Uninitialized(x.Rows, Config.DIn);
-        for (int r = 0; r < x.Rows; r++) BDec.Span.CopyTo(output.Row(r));
+        var output = BiasRows(x.Rows);
         Gemm.MatMul(f, WDec, output, beta: 1, compute: Compute);
-        var (mse, mseGrad) = Mse(output, x);
+        var (mse, mseGrad) = ReconstructionLoss(output, target!, norm);
         var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
         var norms = DecoderNorms(WDec);
         if (loss is not null)
@@ -72,7 +71,7 @@ public sealed class JumpReluSae : Sae
         }
         return new SaeForward
         {
-            Input = x, SaeIn = saeIn, Output = output, PreActs = pre, Features = f, Options = loss,
+            Input = input, Target = target, Norm = norm, SaeIn = saeIn, Output = output, PreActs = pre, Features = f, Options = loss,
             State = new State(mseGrad, norms),
         }.WithLosses(losses);
     }

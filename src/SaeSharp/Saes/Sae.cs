@@ -67,7 +67,11 @@ public sealed record SaeLossOptions
 public sealed class SaeForward
 {
     public required Tensor Input { get; init; }
-    /// <summary>The encoder's input after the b_dec subtraction (equals x when apply_b_dec_to_input is off).</summary>
+    /// <summary>The reconstruction target (the input itself unless a transcoder's separate target was given; null when none).</summary>
+    public Tensor? Target { get; init; }
+    /// <summary>The run-time activation normalisation applied to the input (null for none / expected_average_only_in).</summary>
+    public ActivationNorm? Norm { get; init; }
+    /// <summary>The encoder's input after normalisation and the b_dec subtraction (equals x when neither applies).</summary>
     public required Tensor SaeIn { get; init; }
     public required Tensor Output { get; init; }
     public required Tensor PreActs { get; init; }
@@ -109,8 +113,39 @@ public abstract class Sae
     public Tensor WDec => Params["W_dec"];
     public Tensor BDec => Params["b_dec"];
 
-    /// <summary>Forward; with <paramref name="loss"/> null only the reconstruction loss is computed.</summary>
-    public abstract SaeForward Forward(Tensor x, SaeLossOptions? loss = null);
+    /// <summary>Width of the output (d_out for transcoders, else d_in).</summary>
+    public int DOut => Config.OutDim;
+
+    /// <summary>
+    /// Forward with the input as its own reconstruction target; with <paramref name="loss"/> null only the
+    /// reconstruction loss is computed. Transcoders have no target here, so they compute no loss unless given one
+    /// through <see cref="Forward(Tensor, Tensor?, SaeLossOptions?)"/>.
+    /// </summary>
+    public SaeForward Forward(Tensor x, SaeLossOptions? loss = null) => Forward(x, null, loss);
+
+    /// <summary>
+    /// Forward against an explicit reconstruction target [B, d_out] (a transcoder's MLP output; null means the
+    /// input itself for SAEs). Applies the run-time activation normalisation (constant_norm_rescale, layer_norm) to
+    /// the input and undoes it on the output, so losses compare raw-scale outputs with the raw target.
+    /// </summary>
+    public SaeForward Forward(Tensor x, Tensor? target, SaeLossOptions? loss)
+    {
+        if (x.Rank != 2) throw new ArgumentException($"SAE input must be [batch, {Config.DIn}], got [{x.ShapeString}]");
+        x.EnsureShape("SAE input", x.Rows, Config.DIn);
+        if (target is null && !Config.IsTranscoder) target = x;
+        if (target is null && loss is not null)
+            throw new ArgumentException($"{Config.Architecture} needs a reconstruction target (the output activations) to compute training losses");
+        target?.EnsureShape("SAE target", x.Rows, DOut);
+        var norm = ActivationNorm.For(Config.NormalizeActivations, x);
+        return ForwardCore(x, norm?.Normalize(x) ?? x, target, norm, loss);
+    }
+
+    /// <summary>
+    /// The architecture's forward. <paramref name="x"/> is the normalised input (<paramref name="input"/> itself when no
+    /// normalisation applies); outputs go through <see cref="ReconstructionLoss"/> so they leave in raw scale.
+    /// <paramref name="target"/> is never null except for transcoders at inference.
+    /// </summary>
+    protected abstract SaeForward ForwardCore(Tensor input, Tensor x, Tensor? target, ActivationNorm? norm, SaeLossOptions? loss);
 
     public abstract void Backward(SaeForward f, SaeParams grads, Func<string, bool>? include = null);
 
@@ -126,6 +161,8 @@ public abstract class Sae
     /// </summary>
     public (Tensor Output, Tensor Reconstruction, Tensor Error) ForwardWithError(Tensor x)
     {
+        if (Config.IsTranscoder)
+            throw new InvalidOperationException($"{Config.Architecture}: the error term needs the output activations, which a transcoder does not see; splice its output yourself");
         var recon = Reconstruct(x);
         var err = x.Clone();
         TensorPrimitives.Subtract(err.Span, recon.Span, err.Span);
@@ -139,8 +176,6 @@ public abstract class Sae
     /// <summary>sae_in = x − b_dec when apply_b_dec_to_input, else x itself (no copy).</summary>
     protected Tensor ProcessInput(Tensor x)
     {
-        x.EnsureShape("SAE input", x.Rows, Config.DIn);
-        if (x.Rank != 2) throw new ArgumentException($"SAE input must be [batch, {Config.DIn}], got [{x.ShapeString}]");
         if (!Config.ApplyBDecToInput) return x;
         var s = x.Clone();
         Ops.SubtractRowVector(s, BDec.Span);
@@ -165,6 +200,27 @@ public abstract class Sae
         int b = Math.Max(1, g.Rows);
         TensorPrimitives.Multiply(g.Span, (float)(2 * coefficient / b), g.Span);
         return (coefficient * loss / b, g);
+    }
+
+    /// <summary>
+    /// Undoes the activation normalisation on <paramref name="y"/> in place (y·scale + shift per row; the shift
+    /// only when <paramref name="shift"/>) and returns the MSE against <paramref name="target"/> with its gradient
+    /// with respect to the normalised-space y (dL/dout·scale per row).
+    /// </summary>
+    protected static (double Loss, Tensor Grad) ReconstructionLoss(Tensor y, Tensor target, ActivationNorm? norm, double coefficient = 1, bool shift = true)
+    {
+        norm?.Denormalize(y, shift);
+        var (loss, grad) = Mse(y, target, coefficient);
+        norm?.ScaleRows(grad);
+        return (loss, grad);
+    }
+
+    /// <summary>An output buffer [B, d_out] with b_dec in every row.</summary>
+    protected Tensor BiasRows(int rows)
+    {
+        var o = Tensor.Uninitialized(rows, DOut);
+        for (int r = 0; r < rows; r++) BDec.Span.CopyTo(o.Row(r));
+        return o;
     }
 
     protected static float[] DecoderNorms(Tensor wDec) => Ops.RowNorms(wDec);
@@ -278,13 +334,100 @@ public abstract class Sae
 
     /// <summary>
     /// Folds an activation scaling factor c (the SAE was trained on c·x) into the weights so the SAE takes
-    /// raw x and returns raw-scale reconstructions: W_enc·c, W_dec/c, b_dec/c.
+    /// raw x and returns raw-scale reconstructions: W_enc·c, W_dec/c, b_dec/c. Nothing to do under
+    /// constant_norm_rescale or layer_norm: the SAE normalises each row itself and scales its output back.
     /// </summary>
     public virtual void FoldActivationScale(float c)
     {
+        if (Config.IsTranscoder)
+            throw new InvalidOperationException($"{Config.Architecture}: folding one activation scale is not defined for a transcoder (its input and output activations are scaled separately)");
         if (!(c > 0) || !float.IsFinite(c)) throw new ArgumentOutOfRangeException(nameof(c), $"scaling factor must be positive and finite, got {c}");
+        if (Config.NormalizeActivations is "constant_norm_rescale" or "layer_norm") return;
         TensorPrimitives.Multiply(WEnc.Span, c, WEnc.Span);
         TensorPrimitives.Divide(WDec.Span, c, WDec.Span);
         TensorPrimitives.Divide(BDec.Span, c, BDec.Span);
+    }
+}
+
+/// <summary>
+/// SAELens run-time activation normalisation as a per-row affine map: the SAE sees x̃ = (x − shift)/inScale and its
+/// output y leaves as y·outScale + shift. constant_norm_rescale: inScale = outScale = ‖x‖/√d_in, shift 0;
+/// layer_norm: shift = mean, inScale = std + 1e-5, outScale = std (unbiased std, as torch.std).
+/// </summary>
+public sealed class ActivationNorm
+{
+    public const double LayerNormEps = 1e-5;
+
+    private ActivationNorm(double[] inScale, double[] outScale, double[]? shift)
+    {
+        InScale = inScale; OutScale = outScale; Shift = shift;
+    }
+
+    public IReadOnlyList<double> InScale { get; }
+    public IReadOnlyList<double> OutScale { get; }
+    public IReadOnlyList<double>? Shift { get; }
+
+    /// <summary>The normalisation of rows of <paramref name="x"/> for a cfg normalize_activations mode; null when the forward does nothing.</summary>
+    public static ActivationNorm? For(string mode, Tensor x)
+    {
+        int b = x.Rows, d = x.Cols;
+        switch (mode)
+        {
+            case "none" or "expected_average_only_in": return null;
+            case "constant_norm_rescale":
+            {
+                var s = new double[b];
+                for (int r = 0; r < b; r++)
+                {
+                    double n = Math.Sqrt(TensorPrimitives.Dot(x.Row(r), x.Row(r)));
+                    s[r] = n > 0 ? n / Math.Sqrt(d) : 1; // a zero row stays zero
+                }
+                return new ActivationNorm(s, s, null);
+            }
+            case "layer_norm":
+            {
+                var mu = new double[b]; var sIn = new double[b]; var sOut = new double[b];
+                for (int r = 0; r < b; r++)
+                {
+                    var row = x.Row(r);
+                    double m = 0; foreach (float v in row) m += v; m /= d;
+                    double ss = 0; foreach (float v in row) ss += (v - m) * (v - m);
+                    double std = d > 1 ? Math.Sqrt(ss / (d - 1)) : 0;
+                    mu[r] = m; sIn[r] = std + LayerNormEps; sOut[r] = std;
+                }
+                return new ActivationNorm(sIn, sOut, mu);
+            }
+            default: throw new ArgumentException($"cfg 'normalize_activations': unknown mode '{mode}'");
+        }
+    }
+
+    /// <summary>A normalised copy of x: (x − shift)/inScale per row.</summary>
+    public Tensor Normalize(Tensor x)
+    {
+        var o = Tensor.Uninitialized(x.Rows, x.Cols);
+        for (int r = 0; r < x.Rows; r++)
+        {
+            var src = x.Row(r); var dst = o.Row(r);
+            double m = Shift?[r] ?? 0, s = InScale[r];
+            for (int i = 0; i < src.Length; i++) dst[i] = (float)((src[i] - m) / s);
+        }
+        return o;
+    }
+
+    /// <summary>y·outScale (+ shift) per row, in place.</summary>
+    public void Denormalize(Tensor y, bool shift = true)
+    {
+        for (int r = 0; r < y.Rows; r++)
+        {
+            var row = y.Row(r);
+            double s = OutScale[r], m = shift ? Shift?[r] ?? 0 : 0;
+            for (int i = 0; i < row.Length; i++) row[i] = (float)(row[i] * s + m);
+        }
+    }
+
+    /// <summary>Multiplies each row by its outScale in place (the chain rule through <see cref="Denormalize"/>).</summary>
+    public void ScaleRows(Tensor g)
+    {
+        for (int r = 0; r < g.Rows; r++) TensorPrimitives.Multiply(g.Row(r), (float)OutScale[r], g.Row(r));
     }
 }

@@ -22,6 +22,7 @@ public static class SaeFiles
         "l1_coefficient", "lp_norm", "l1_warm_up_steps", "aux_loss_coefficient", "l0_coefficient", "l0_warm_up_steps",
         "jumprelu_sparsity_loss_mode", "jumprelu_tanh_scale", "pre_act_loss_coefficient", "decoder_init_norm",
         "use_sparse_activations", "reshape_activations", "apply_b_dec_to_input", "normalize_activations",
+        "use_matryoshka_aux_loss",
     ];
 
     // Pre-6.0 top-level keys that v6 moved under metadata.
@@ -39,7 +40,7 @@ public static class SaeFiles
         AtomicFile.WriteAllText(Path.Combine(folder, ConfigFile), ConfigToJson(sae.Config).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         var w = new SafetensorsWriter();
         foreach (var (n, t) in sae.Params) w.Add(n, t);
-        if (sae is TopKSae { Config.Architecture: "batchtopk" } b) w.Add("topk_threshold", Tensor.FromArray([(float)b.TopKThreshold], 1));
+        if (sae is TopKSae { IsBatch: true } b) w.Add("topk_threshold", Tensor.FromArray([(float)b.TopKThreshold], 1));
         w.Write(Path.Combine(folder, WeightsFile));
         if (log10Density is not null) SaveSparsity(folder, log10Density);
     }
@@ -72,12 +73,14 @@ public static class SaeFiles
             ["normalize_activations"] = c.NormalizeActivations,
             ["reshape_activations"] = "none",
         };
-        if (c.Architecture is "topk" or "batchtopk")
+        if (c.Architecture is "topk" or "batchtopk" or "matryoshka_batchtopk")
         {
             o["k"] = c.K;
             o["rescale_acts_by_decoder_norm"] = c.RescaleActsByDecoderNorm;
         }
-        if (c.Architecture == "batchtopk") o["topk_threshold_lr"] = c.TopKThresholdLr;
+        if (c.Architecture is "batchtopk" or "matryoshka_batchtopk") o["topk_threshold_lr"] = c.TopKThresholdLr;
+        if (c.Architecture == "matryoshka_batchtopk") o["matryoshka_widths"] = new JsonArray([.. c.MatryoshkaWidths!.Select(w => (JsonNode)w)]);
+        if (c.IsTranscoder) o["d_out"] = c.DOut;
         if (c.Architecture == "jumprelu")
         {
             o["jumprelu_init_threshold"] = c.JumpReluInitThreshold;
@@ -115,7 +118,7 @@ public static class SaeFiles
         {
             "architecture", "d_in", "d_sae", "dtype", "device", "metadata", "k", "rescale_acts_by_decoder_norm",
             "topk_threshold_lr", "jumprelu_init_threshold", "jumprelu_bandwidth", "activation_fn", "activation_fn_str",
-            "activation_fn_kwargs", "hook_point",
+            "activation_fn_kwargs", "hook_point", "d_out", "matryoshka_widths",
         };
         foreach (var (key, value) in o)
         {
@@ -140,6 +143,8 @@ public static class SaeFiles
             TopKThresholdLr = Dbl(o, "topk_threshold_lr", source) ?? 0.01,
             JumpReluInitThreshold = Dbl(o, "jumprelu_init_threshold", source) ?? 0.01,
             JumpReluBandwidth = Dbl(o, "jumprelu_bandwidth", source) ?? 0.05,
+            DOut = Int(o, "d_out", source) ?? 0,
+            MatryoshkaWidths = IntList(o, "matryoshka_widths", source),
             Metadata = meta,
         };
         try { cfg.Validate(); }
@@ -169,7 +174,7 @@ public static class SaeFiles
         foreach (var n in f.Names)
         {
             if (sae.Params.Contains(n) || n == "log_threshold" && sae.Params.Contains("threshold")) continue;
-            if (n == "topk_threshold" && sae is TopKSae tk && cfg.Architecture == "batchtopk")
+            if (n == "topk_threshold" && sae is TopKSae { IsBatch: true } tk)
             {
                 tk.TopKThreshold = f.ReadFloat32(n).Span[0];
                 continue;
@@ -183,7 +188,7 @@ public static class SaeFiles
     {
         var e = f.Entry(name);
         if (!e.Shape.AsSpan().SequenceEqual(like.Shape))
-            throw new InvalidDataException($"{f.Path}: tensor '{name}' has shape [{string.Join(", ", e.Shape)}] but {cfgPath} (d_in, d_sae) implies [{like.ShapeString}]");
+            throw new InvalidDataException($"{f.Path}: tensor '{name}' has shape [{string.Join(", ", e.Shape)}] but {cfgPath} (d_in, d_sae, d_out) implies [{like.ShapeString}]");
         return f.ReadFloat32(name);
     }
 
@@ -227,6 +232,17 @@ public static class SaeFiles
         var v = Get(o, key);
         if (v is null) return null;
         return v is JsonValue jv && jv.TryGetValue(out int i) ? i : throw new InvalidDataException($"{src}: '{key}' must be an integer, got {v.ToJsonString()}");
+    }
+
+    private static int[]? IntList(JsonObject o, string key, string src)
+    {
+        var v = Get(o, key);
+        if (v is null) return null;
+        if (v is not JsonArray a) throw new InvalidDataException($"{src}: '{key}' must be a list of integers, got {v.ToJsonString()}");
+        var r = new int[a.Count];
+        for (int i = 0; i < r.Length; i++)
+            r[i] = a[i] is JsonValue jv && jv.TryGetValue(out int n) ? n : throw new InvalidDataException($"{src}: '{key}' must be a list of integers, got {v.ToJsonString()}");
+        return r;
     }
 
     private static double? Dbl(JsonObject o, string key, string src)

@@ -10,6 +10,9 @@ public static class SaeRegistry
         ["batchtopk"] = c => new TopKSae(c),
         ["jumprelu"] = c => new JumpReluSae(c),
         ["gated"] = c => new GatedSae(c),
+        ["matryoshka_batchtopk"] = c => new MatryoshkaBatchTopKSae(c),
+        ["transcoder"] = c => new StandardSae(c),
+        ["skip_transcoder"] = c => new StandardSae(c),
     };
 
     public static IReadOnlyCollection<string> Names => Factories.Keys;

@@ -7,30 +7,43 @@ namespace SaeSharp.Saes;
 /// <summary>
 /// SAELens "standard": f = ReLU((x − b_dec)·W_enc + b_enc), x̂ = f·W_dec + b_dec.
 /// Losses: mse_loss = mean_b Σ_d (x̂ − x)², l1_loss = l1_coefficient·mean_b ‖f ⊙ ‖W_dec rows‖‖_p.
+/// Also SAELens "transcoder" (same ReLU encoder and L1 penalty, W_dec [d_sae, d_out], b_dec [d_out], no b_dec
+/// subtraction, mse_loss against a separate target) and "skip_transcoder" (adds x·W_skipᵀ, W_skip [d_out, d_in]).
 /// </summary>
 public sealed class StandardSae : Sae
 {
     public StandardSae(SaeConfig config) : base(config)
     {
+        if (config.Architecture is not ("standard" or "transcoder" or "skip_transcoder"))
+            throw new ArgumentException($"StandardSae cannot be a '{config.Architecture}' SAE");
         Params.Add("W_enc", new Tensor(config.DIn, config.DSae));
         Params.Add("b_enc", new Tensor(config.DSae));
-        Params.Add("W_dec", new Tensor(config.DSae, config.DIn));
-        Params.Add("b_dec", new Tensor(config.DIn));
+        Params.Add("W_dec", new Tensor(config.DSae, config.OutDim));
+        Params.Add("b_dec", new Tensor(config.OutDim));
+        if (config.Architecture == "skip_transcoder") Params.Add("W_skip", new Tensor(config.OutDim, config.DIn));
     }
 
-    private sealed record State(Tensor MseGrad, float[] Norms, double[]? SparsityNorm);
+    /// <summary>skip_transcoder's skip connection [d_out, d_in]; null for the others.</summary>
+    public Tensor? WSkip => Params.Contains("W_skip") ? Params["W_skip"] : null;
 
-    public override SaeForward Forward(Tensor x, SaeLossOptions? loss = null)
+    private sealed record State(Tensor? MseGrad, float[] Norms, double[]? SparsityNorm);
+
+    protected override SaeForward ForwardCore(Tensor input, Tensor x, Tensor? target, ActivationNorm? norm, SaeLossOptions? loss)
     {
         var saeIn = ProcessInput(x);
         var pre = DenseEncode(saeIn, WEnc, Params["b_enc"].Span);
         var f = pre.Clone();
         TensorPrimitives.Max(f.Span, 0f, f.Span);
         var output = Decode(f);
-        var (mse, mseGrad) = Mse(output, x);
+        if (WSkip is { } wSkip) Gemm.MatMul(x, wSkip, output, Trans.No, Trans.Yes, 1, 1, Compute);
+        var losses = new Dictionary<string, double>();
+        Tensor? mseGrad = null;
+        if (target is not null)
+        {
+            (losses["mse_loss"], mseGrad) = ReconstructionLoss(output, target, norm);
+        }
         var norms = DecoderNorms(WDec);
         double[]? sp = null;
-        var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
         if (loss is not null)
         {
             double p = loss.LpNorm;
@@ -56,16 +69,15 @@ public sealed class StandardSae : Sae
         }
         return new SaeForward
         {
-            Input = x, SaeIn = saeIn, Output = output, PreActs = pre, Features = f, Options = loss,
+            Input = input, Target = target, Norm = norm, SaeIn = saeIn, Output = output, PreActs = pre, Features = f, Options = loss,
             State = new State(mseGrad, norms, sp),
         }.WithLosses(losses);
     }
 
-    /// <summary>x̂ = f·W_dec + b_dec.</summary>
+    /// <summary>x̂ = f·W_dec + b_dec (before any output de-normalisation; without a skip transcoder's skip term).</summary>
     public Tensor Decode(Tensor f)
     {
-        var output = Tensor.Uninitialized(f.Rows, Config.DIn);
-        for (int r = 0; r < f.Rows; r++) BDec.Span.CopyTo(output.Row(r));
+        var output = BiasRows(f.Rows);
         Gemm.MatMul(f, WDec, output, beta: 1, compute: Compute);
         return output;
     }
@@ -77,8 +89,12 @@ public sealed class StandardSae : Sae
         var feats = f.Features!;
         var dWDec = grads["W_dec"];
         var dF = new Tensor(feats.Rows, Config.DSae);
-        if (include("mse_loss"))
-            dF = DenseDecoderBackward(feats, st.MseGrad, dWDec, grads["b_dec"]);
+        if (st.MseGrad is { } mseGrad && include("mse_loss"))
+        {
+            dF = DenseDecoderBackward(feats, mseGrad, dWDec, grads["b_dec"]);
+            // out += x·W_skipᵀ: dW_skip += dOutᵀ·x (x is the raw input: transcoders take no normalisation).
+            if (WSkip is not null) Gemm.MatMul(mseGrad, f.Input, grads["W_skip"], Trans.Yes, Trans.No, 1, 1, Compute);
+        }
         if (f.Losses.ContainsKey("l1_loss") && include("l1_loss"))
         {
             double p = f.Options!.LpNorm, scale = f.Options.L1Coefficient / Math.Max(1, feats.Rows);

@@ -11,8 +11,9 @@ namespace SaeSharp.Saes;
 /// With rescale_acts_by_decoder_norm the ranking uses pre·‖W_dec[j]‖ and decode divides it back out.
 /// Decode and all weight gradients touch only the selected latents.
 /// Losses: mse_loss, and auxiliary_reconstruction_loss (AuxK) when the caller marks dead latents.
+/// With activation normalisation the AuxK reconstruction is scaled back to raw scale (no shift: it is a residual).
 /// </summary>
-public sealed class TopKSae : Sae
+public class TopKSae : Sae
 {
     public TopKSae(SaeConfig config) : base(config)
     {
@@ -22,14 +23,16 @@ public sealed class TopKSae : Sae
         Params.Add("b_dec", new Tensor(config.DIn));
     }
 
-    private bool IsBatch => Config.Architecture == "batchtopk";
+    /// <summary>batchtopk or matryoshka_batchtopk: batch-wide selection in training, a threshold at inference.</summary>
+    public bool IsBatch => Config.Architecture is "batchtopk" or "matryoshka_batchtopk";
 
     /// <summary>batchtopk inference threshold (SAELens topk_threshold buffer), updated by training forwards.</summary>
     public double TopKThreshold { get; set; }
 
-    private sealed record State(float[] DecodeValues, Tensor MseGrad, SparseCodes? AuxCodes, Tensor? AuxGrad);
+    /// <summary>What the backward needs: the decoded value of each code entry, and the loss gradients of the outputs.</summary>
+    protected record State(float[] DecodeValues, Tensor MseGrad, SparseCodes? AuxCodes, Tensor? AuxGrad);
 
-    public override SaeForward Forward(Tensor x, SaeLossOptions? loss = null)
+    protected override SaeForward ForwardCore(Tensor input, Tensor x, Tensor? target, ActivationNorm? norm, SaeLossOptions? loss)
     {
         var saeIn = ProcessInput(x);
         var pre = DenseEncode(saeIn, WEnc, Params["b_enc"].Span);
@@ -60,22 +63,26 @@ public sealed class TopKSae : Sae
         }
         var output = Tensor.Uninitialized(x.Rows, Config.DIn);
         SparseKernels.Decode(codes, WDec, output, BDec.Span, Compute, decodeValues);
-        var (mse, mseGrad) = Mse(output, x);
+        var (mse, mseGrad) = ReconstructionLoss(output, target!, norm);
         var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
 
         SparseCodes? aux = null; Tensor? auxGrad = null;
         if (loss?.DeadMask is { } dead)
         {
             if (dead.Length != Config.DSae) throw new ArgumentException($"dead mask has {dead.Length} entries, d_sae is {Config.DSae}");
-            (aux, auxGrad, double auxLoss) = AuxK(x, output, pre, dead, loss);
+            (aux, auxGrad, double auxLoss) = AuxK(target!, output, pre, dead, loss, norm);
             if (aux is not null) losses["auxiliary_reconstruction_loss"] = auxLoss;
         }
         return new SaeForward
         {
-            Input = x, SaeIn = saeIn, Output = output, PreActs = pre, Codes = codes, Options = loss,
-            State = new State(decodeValues, mseGrad, aux, auxGrad),
+            Input = input, Target = target, Norm = norm, SaeIn = saeIn, Output = output, PreActs = pre, Codes = codes, Options = loss,
+            State = ExtendState(new State(decodeValues, mseGrad, aux, auxGrad), codes, x.Rows, target, norm, loss, losses),
         }.WithLosses(losses);
     }
+
+    /// <summary>A subclass's hook to add loss terms (into <paramref name="losses"/>) and the state their backward needs.</summary>
+    protected virtual State ExtendState(State state, SparseCodes codes, int rows, Tensor? target, ActivationNorm? norm,
+        SaeLossOptions? loss, Dictionary<string, double> losses) => state;
 
     // batchtopk at inference: keep pre > threshold (after ReLU), as the exported JumpReLU does.
     private static SparseCodes Threshold(Tensor ranking, float threshold)
@@ -97,7 +104,7 @@ public sealed class TopKSae : Sae
 
     // AuxK (SAELens calculate_topk_aux_loss): the top k_aux dead pre-activations per row (no ReLU) decode,
     // without b_dec, the detached residual x − x̂; scaled by min(n_dead / k_aux, 1).
-    private (SparseCodes?, Tensor?, double) AuxK(Tensor x, Tensor output, Tensor pre, bool[] dead, SaeLossOptions loss)
+    private (SparseCodes?, Tensor?, double) AuxK(Tensor x, Tensor output, Tensor pre, bool[] dead, SaeLossOptions loss, ActivationNorm? norm)
     {
         int nDead = dead.Count(d => d);
         if (nDead == 0) return (null, null, 0);
@@ -121,7 +128,7 @@ public sealed class TopKSae : Sae
         SparseKernels.Decode(codes, WDec, recon, default, Compute);
         var residual = x.Clone();
         TensorPrimitives.Subtract(residual.Span, output.Span, residual.Span);
-        var (l, g) = Mse(recon, residual, loss.AuxKCoefficient * scale);
+        var (l, g) = ReconstructionLoss(recon, residual, norm, loss.AuxKCoefficient * scale, shift: false);
         return (codes, g, l);
     }
 
@@ -149,7 +156,7 @@ public sealed class TopKSae : Sae
         }
     }
 
-    public override void FoldDecoderNorm()
+    public sealed override void FoldDecoderNorm()
     {
         throw new InvalidOperationException($"Folding W_dec_norm is not safe for {Config.Architecture} SAEs: it may change which latents are selected (as SAELens)");
     }
@@ -157,8 +164,8 @@ public sealed class TopKSae : Sae
     /// <summary>The batchtopk SAE as the jumprelu SAE SAELens saves for inference (threshold per latent).</summary>
     public JumpReluSae ToJumpRelu()
     {
-        if (!IsBatch) throw new InvalidOperationException("only batchtopk SAEs export to jumprelu");
-        var cfg = Config with { Architecture = "jumprelu", K = 0, RescaleActsByDecoderNorm = false };
+        if (!IsBatch) throw new InvalidOperationException("only batchtopk and matryoshka_batchtopk SAEs export to jumprelu");
+        var cfg = Config with { Architecture = "jumprelu", K = 0, RescaleActsByDecoderNorm = false, MatryoshkaWidths = null };
         var j = new JumpReluSae(cfg);
         foreach (var (n, t) in Params) t.Span.CopyTo(j.Params[n].Span);
         if (Config.RescaleActsByDecoderNorm)

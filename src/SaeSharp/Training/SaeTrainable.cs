@@ -42,7 +42,7 @@ public sealed class SaeTrainable : ITrainableSae
             L0Coefficient = inputs.SparsityCoefficient,
             DeadMask = inputs.DeadMask,
         };
-        var f = Sae.Forward(input, options);
+        var f = Sae.Forward(input, ReferenceEquals(input, target) ? null : target, options);
         Sae.Backward(f, grads);
         var losses = new Dictionary<string, double>(f.Losses) { ["overall_loss"] = f.TotalLoss };
         return new TrainStepResult(losses, f.Output, f.Codes ?? ToCodes(f.Features!));
@@ -96,7 +96,8 @@ public sealed class SaeTrainable : ITrainableSae
 
     /// <summary>
     /// SAELens-style initialisation: decoder rows in random directions with norm <paramref name="decoderInitNorm"/>,
-    /// W_enc = W_decᵀ, b_enc = 0, and b_dec as given (zeros when null).
+    /// W_enc = W_decᵀ (transcoders with d_out ≠ d_in: independent random columns of that norm), b_enc = 0, W_skip = 0,
+    /// and b_dec as given (zeros when null).
     /// </summary>
     public static void Initialize(Sae sae, Rng rng, double decoderInitNorm = 0.1, float[]? bDec = null)
     {
@@ -109,11 +110,24 @@ public sealed class SaeTrainable : ITrainableSae
             float n = TensorPrimitives.Norm(row);
             TensorPrimitives.Multiply(row, (float)(decoderInitNorm / Math.Max(n, 1e-12f)), row);
         }
-        Ops.TransposeInto(wDec, sae.WEnc, accumulate: false);
+        if (sae.Config.DIn == sae.DOut) Ops.TransposeInto(wDec, sae.WEnc, accumulate: false);
+        else
+        {
+            // A transcoder whose output width differs: W_enc gets its own random columns of the same norm.
+            var wEncT = new Tensor(sae.Config.DSae, sae.Config.DIn);
+            rng.FillNormal(wEncT.Span);
+            for (int j = 0; j < wEncT.Rows; j++)
+            {
+                var row = wEncT.Row(j);
+                TensorPrimitives.Multiply(row, (float)(decoderInitNorm / Math.Max(TensorPrimitives.Norm(row), 1e-12f)), row);
+            }
+            Ops.TransposeInto(wEncT, sae.WEnc, accumulate: false);
+        }
+        if (sae.Params.Contains("W_skip")) sae.Params["W_skip"].Span.Clear(); // SAELens starts the skip connection at zero
         if (sae.Params.Contains("b_enc")) sae.Params["b_enc"].Span.Clear();
         if (bDec is not null)
         {
-            if (bDec.Length != sae.BDec.Length) throw new ArgumentException($"b_dec init has {bDec.Length} values, d_in is {sae.BDec.Length}");
+            if (bDec.Length != sae.BDec.Length) throw new ArgumentException($"b_dec init has {bDec.Length} values, the SAE's output width (d_in, or d_out for transcoders) is {sae.BDec.Length}");
             bDec.CopyTo(sae.BDec.Span);
         }
         else sae.BDec.Span.Clear();

@@ -105,4 +105,29 @@ public class SaeInfoCommandTests
         Assert.Equal(1, missing.Code);
         Directory.Delete(dir, true);
     }
+
+    [Fact]
+    public void MatryoshkaWithLayerNormTrainsExportsAsJumpReluAndShowsInInfo()
+    {
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        var rng = new SaeSharp.Tensors.Rng(3);
+        var acts = new SaeSharp.Tensors.Tensor(512, 8);
+        rng.FillNormal(acts.Span);
+        SaeSharp.IO.Npy.Write(Path.Combine(dir, "a.npy"), acts);
+        var r = CliRunner.Run("train", "--activations", Path.Combine(dir, "a.npy"), "--architecture", "matryoshka_batchtopk", "--d-sae", "16",
+            "--k", "2", "--steps", "40", "--batch-size", "32", "--out", Path.Combine(dir, "run"), "--set", "matryoshka_widths=4,8,16",
+            "--set", "normalize_activations=layer_norm");
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        var sae = SaeFiles.Load(Path.Combine(dir, "run"));
+        Assert.Equal("jumprelu", sae.Config.Architecture);
+        Assert.Equal("layer_norm", sae.Config.NormalizeActivations);
+        var info = CliRunner.Run("sae", "info", Path.Combine(dir, "run"));
+        Assert.True(info.Code == 0, info.Err);
+        Assert.Contains("normalize_activations: layer_norm", info.Out);
+        var bad = CliRunner.Run("train", "--activations", Path.Combine(dir, "a.npy"), "--architecture", "matryoshka_batchtopk", "--d-sae", "16",
+            "--k", "2", "--steps", "4", "--out", Path.Combine(dir, "bad"), "--set", "matryoshka_widths=4,8");
+        Assert.Equal(1, bad.Code);
+        Assert.Contains("matryoshka_widths", bad.Err);
+        Directory.Delete(dir, true);
+    }
 }

@@ -76,9 +76,44 @@ public class GradientCheckTests
             return n;
         }
 
+        /// <summary>SAELens run_time_activation_norm_fn_in: the normalised rows and the per-row (outScale, shift) that undo it.</summary>
+        public static (double[,] Xn, double[] OutScale, double[] Shift) NormIn(double[,] x, string mode)
+        {
+            int b = x.GetLength(0), d = x.GetLength(1);
+            var xn = (double[,])x.Clone();
+            var so = Enumerable.Repeat(1.0, b).ToArray();
+            var sh = new double[b];
+            for (int r = 0; r < b; r++)
+            {
+                double sIn = 1;
+                if (mode == "constant_norm_rescale")
+                {
+                    double n = 0; for (int i = 0; i < d; i++) n += x[r, i] * x[r, i];
+                    sIn = so[r] = Math.Sqrt(n) / Math.Sqrt(d);
+                }
+                else if (mode == "layer_norm")
+                {
+                    double m = 0; for (int i = 0; i < d; i++) m += x[r, i] / d;
+                    double v = 0; for (int i = 0; i < d; i++) v += (x[r, i] - m) * (x[r, i] - m) / (d - 1);
+                    sh[r] = m; so[r] = Math.Sqrt(v); sIn = so[r] + 1e-5;
+                }
+                for (int i = 0; i < d; i++) xn[r, i] = (x[r, i] - sh[r]) / sIn;
+            }
+            return (xn, so, sh);
+        }
+
+        /// <summary>run_time_activation_norm_fn_out: y·outScale + shift per row.</summary>
+        public static double[,] NormOut(double[,] y, double[] so, double[] sh)
+        {
+            var o = (double[,])y.Clone();
+            for (int r = 0; r < o.GetLength(0); r++) for (int i = 0; i < o.GetLength(1); i++) o[r, i] = y[r, i] * so[r] + sh[r];
+            return o;
+        }
+
         public static Dictionary<string, double> Standard(P p, P p0, double[,] x, SaeConfig c, SaeLossOptions o)
         {
-            var pre = Linear(SaeIn(p, x, c.ApplyBDecToInput), p, "W_enc", "b_enc");
+            var (xn, so, sh) = NormIn(x, c.NormalizeActivations);
+            var pre = Linear(SaeIn(p, xn, c.ApplyBDecToInput), p, "W_enc", "b_enc");
             int b = pre.GetLength(0), ds = pre.GetLength(1);
             var f = new double[b, ds];
             for (int r = 0; r < b; r++) for (int j = 0; j < ds; j++) f[r, j] = Math.Max(0, pre[r, j]);
@@ -90,11 +125,11 @@ public class GradientCheckTests
                 for (int j = 0; j < ds; j++) s += Math.Pow(Math.Abs(f[r, j] * n[j]), o.LpNorm);
                 l1 += Math.Pow(s, 1 / o.LpNorm);
             }
-            return new() { ["mse_loss"] = Mse(Decode(f, p, true), x), ["l1_loss"] = o.L1Coefficient * l1 / b };
+            return new() { ["mse_loss"] = Mse(NormOut(Decode(f, p, true), so, sh), x), ["l1_loss"] = o.L1Coefficient * l1 / b };
         }
 
         // Top-k codes: selection by (pre·norm if rescaling), decoded value ReLU(pre).
-        private static double[,] TopKActs(P p, double[,] pre, SaeConfig c)
+        internal static double[,] TopKActs(P p, double[,] pre, SaeConfig c)
         {
             int b = pre.GetLength(0), ds = pre.GetLength(1);
             var n = c.RescaleActsByDecoderNorm ? Norms(p) : Enumerable.Repeat(1.0, ds).ToArray();
@@ -116,16 +151,17 @@ public class GradientCheckTests
 
         public static Dictionary<string, double> TopK(P p, P p0, double[,] x, SaeConfig c, SaeLossOptions o)
         {
-            var pre = Linear(SaeIn(p, x, c.ApplyBDecToInput), p, "W_enc", "b_enc");
-            var outp = Decode(TopKActs(p, pre, c), p, true);
+            var (xn, so, sh) = NormIn(x, c.NormalizeActivations);
+            var pre = Linear(SaeIn(p, xn, c.ApplyBDecToInput), p, "W_enc", "b_enc");
+            var outp = NormOut(Decode(TopKActs(p, pre, c), p, true), so, sh);
             var res = new Dictionary<string, double> { ["mse_loss"] = Mse(outp, x) };
             var dead = o.DeadMask!;
             int nDead = dead.Count(d => d), kAux = c.DIn / 2;
             double scale = Math.Min((double)nDead / kAux, 1);
             kAux = Math.Min(kAux, nDead);
             // residual is detached: computed from the unperturbed parameters
-            var pre0 = Linear(SaeIn(p0, x, c.ApplyBDecToInput), p0, "W_enc", "b_enc");
-            var out0 = Decode(TopKActs(p0, pre0, c), p0, true);
+            var pre0 = Linear(SaeIn(p0, xn, c.ApplyBDecToInput), p0, "W_enc", "b_enc");
+            var out0 = NormOut(Decode(TopKActs(p0, pre0, c), p0, true), so, sh);
             int b = pre.GetLength(0), ds = pre.GetLength(1);
             var aux = new double[b, ds];
             var resid = new double[b, c.DIn];
@@ -135,13 +171,15 @@ public class GradientCheckTests
                     aux[r, j] = pre[r, j];
                 for (int i = 0; i < c.DIn; i++) resid[r, i] = x[r, i] - out0[r, i];
             }
-            res["auxiliary_reconstruction_loss"] = o.AuxKCoefficient * scale * Mse(Decode(aux, p, false), resid);
+            // With a normalisation the aux reconstruction is scaled back like the output, without the shift (a residual).
+            res["auxiliary_reconstruction_loss"] = o.AuxKCoefficient * scale * Mse(NormOut(Decode(aux, p, false), so, new double[b]), resid);
             return res;
         }
 
         public static Dictionary<string, double> JumpRelu(P p, P p0, double[,] x, SaeConfig c, SaeLossOptions o)
         {
-            var pre = Linear(SaeIn(p, x, c.ApplyBDecToInput), p, "W_enc", "b_enc");
+            var (xn, so, sh) = NormIn(x, c.NormalizeActivations);
+            var pre = Linear(SaeIn(p, xn, c.ApplyBDecToInput), p, "W_enc", "b_enc");
             int b = pre.GetLength(0), ds = pre.GetLength(1);
             var f = new double[b, ds];
             var n = Norms(p);
@@ -156,7 +194,7 @@ public class GradientCheckTests
                 }
             return new()
             {
-                ["mse_loss"] = Mse(Decode(f, p, true), x),
+                ["mse_loss"] = Mse(NormOut(Decode(f, p, true), so, sh), x),
                 ["l0_loss"] = o.L0Coefficient * l0 / b,
                 ["pre_act_loss"] = o.PreActLossCoefficient!.Value * pa / b,
             };
@@ -164,7 +202,8 @@ public class GradientCheckTests
 
         public static Dictionary<string, double> Gated(P p, P p0, double[,] x, SaeConfig c, SaeLossOptions o)
         {
-            var sIn = SaeIn(p, x, c.ApplyBDecToInput);
+            var (xn, so, sh) = NormIn(x, c.NormalizeActivations);
+            var sIn = SaeIn(p, xn, c.ApplyBDecToInput);
             var gate = Linear(sIn, p, "W_enc", "b_gate");
             var mag = Linear(sIn, p, "W_enc", "b_mag", p.V["r_mag"].Select(Math.Exp).ToArray());
             int b = gate.GetLength(0), ds = gate.GetLength(1);
@@ -181,9 +220,9 @@ public class GradientCheckTests
                 }
             return new()
             {
-                ["mse_loss"] = Mse(Decode(f, p, true), x),
+                ["mse_loss"] = Mse(NormOut(Decode(f, p, true), so, sh), x),
                 ["l1_loss"] = o.L1Coefficient * l1 / b,
-                ["auxiliary_reconstruction_loss"] = Mse(Decode(ga, p0, true), x), // decoder detached
+                ["auxiliary_reconstruction_loss"] = Mse(NormOut(Decode(ga, p0, true), so, sh), x), // decoder detached
             };
         }
     }
@@ -209,7 +248,7 @@ public class GradientCheckTests
         return x;
     }
 
-    private static double[,] ToArray2(Tensor x)
+    internal static double[,] ToArray2(Tensor x)
     {
         var a = new double[x.Rows, x.Cols];
         for (int r = 0; r < x.Rows; r++) for (int i = 0; i < x.Cols; i++) a[r, i] = x[r, i];
@@ -224,9 +263,10 @@ public class GradientCheckTests
     /// allow 2e-4 of the parameter's largest gradient entry, far below any real mistake (a dropped term or a
     /// wrong factor changes entries by O(1) of that scale).
     /// </summary>
-    internal static void Check(Sae sae, Tensor x, SaeLossOptions opt, RefLoss refLoss, string[]? skipParams = null, string[]? pseudoOnlyTerms = null)
+    internal static void Check(Sae sae, Tensor x, SaeLossOptions opt, RefLoss refLoss, string[]? skipParams = null, string[]? pseudoOnlyTerms = null,
+        Tensor? target = null)
     {
-        var fwd = sae.Forward(x, opt);
+        var fwd = sae.Forward(x, target, opt);
         var p0 = P.Of(sae);
         var xa = ToArray2(x);
         var refVals = refLoss(p0, p0, xa, sae.Config, opt);

@@ -17,11 +17,17 @@ public sealed class SaeFilesTests : IDisposable
     [InlineData("batchtopk")]
     [InlineData("jumprelu")]
     [InlineData("gated")]
+    [InlineData("matryoshka_batchtopk")]
+    [InlineData("transcoder")]
+    [InlineData("skip_transcoder")]
     public void SaveLoadRoundTripsBitExactly(string arch)
     {
+        bool transcoder = arch.Contains("transcoder");
         var cfg = new SaeConfig
         {
             Architecture = arch, DIn = 5, DSae = 9, K = arch.Contains("topk") ? 2 : 0,
+            DOut = transcoder ? 3 : 0, ApplyBDecToInput = !transcoder,
+            MatryoshkaWidths = arch == "matryoshka_batchtopk" ? [2, 4, 9] : null,
             Metadata = new JsonObject { ["model_name"] = "gpt2", ["hook_name"] = "blocks.3.hook_resid_pre" },
         };
         var sae = RandomSae(cfg, 21);
@@ -32,12 +38,13 @@ public sealed class SaeFilesTests : IDisposable
         SaeFiles.Save(sae, _dir, density);
         var back = SaeFiles.Load(_dir);
         Assert.Equal(arch, back.Config.Architecture);
-        Assert.Equal(cfg with { Metadata = back.Config.Metadata }, back.Config);
+        Assert.Equal(cfg with { Metadata = back.Config.Metadata, MatryoshkaWidths = back.Config.MatryoshkaWidths }, back.Config);
+        Assert.Equal(cfg.MatryoshkaWidths, back.Config.MatryoshkaWidths);
         Assert.Equal("blocks.3.hook_resid_pre", (string?)back.Config.Metadata["hook_name"]);
         Assert.Equal(sae.Params.Names, back.Params.Names);
         foreach (var (n, p) in sae.Params) Assert.Equal(p.ToArray(), back.Params[n].ToArray());
         // Only batchtopk keeps a threshold (its inference rule); plain topk has none to save.
-        if (sae is TopKSae { Config.Architecture: "batchtopk" } t1) Assert.Equal((float)t1.TopKThreshold, (float)((TopKSae)back).TopKThreshold);
+        if (sae is TopKSae { IsBatch: true } t1) Assert.Equal((float)t1.TopKThreshold, (float)((TopKSae)back).TopKThreshold);
         Assert.Equal(density, SaeFiles.LoadSparsity(_dir, 9));
         Assert.False(File.Exists(Path.Combine(_dir, SaeFiles.WeightsFile + ".tmp")));
     }
@@ -70,6 +77,15 @@ public sealed class SaeFilesTests : IDisposable
     [InlineData("""{"architecture": "topk", "d_in": 4, "d_sae": 8}""", "'k'")]
     [InlineData("""{"architecture": "standard", "d_in": "4", "d_sae": 8}""", "d_in")]
     [InlineData("""{"architecture": "standard", "d_in": 4, "d_sae": 8, "normalize_activations": "zscore"}""", "normalize_activations")]
+    [InlineData("""{"architecture": "matryoshka_batchtopk", "d_in": 4, "d_sae": 8, "k": 2}""", "matryoshka_widths")]
+    [InlineData("""{"architecture": "matryoshka_batchtopk", "d_in": 4, "d_sae": 8, "k": 2, "matryoshka_widths": [2, 6]}""", "matryoshka_widths")]
+    [InlineData("""{"architecture": "matryoshka_batchtopk", "d_in": 4, "d_sae": 8, "k": 2, "matryoshka_widths": [4, 2, 8]}""", "matryoshka_widths")]
+    [InlineData("""{"architecture": "matryoshka_batchtopk", "d_in": 4, "d_sae": 8, "k": 2, "matryoshka_widths": [0, 8]}""", "matryoshka_widths")]
+    [InlineData("""{"architecture": "matryoshka_batchtopk", "d_in": 4, "d_sae": 8, "k": 2, "matryoshka_widths": "8"}""", "matryoshka_widths")]
+    [InlineData("""{"architecture": "matryoshka_batchtopk", "d_in": 4, "d_sae": 8, "matryoshka_widths": [8]}""", "'k'")]
+    [InlineData("""{"architecture": "transcoder", "d_in": 4, "d_sae": 8, "apply_b_dec_to_input": false}""", "d_out")]
+    [InlineData("""{"architecture": "skip_transcoder", "d_in": 4, "d_sae": 8, "d_out": 3}""", "apply_b_dec_to_input")]
+    [InlineData("""{"architecture": "transcoder", "d_in": 4, "d_sae": 8, "d_out": 3, "apply_b_dec_to_input": false, "normalize_activations": "layer_norm"}""", "normalize_activations")]
     public void ConfigErrorsNameTheField(string json, string field)
     {
         var e = Assert.Throws<InvalidDataException>(() => SaeFiles.ConfigFromJson(json, "cfg.json"));
@@ -130,6 +146,61 @@ public sealed class SaeFilesTests : IDisposable
             var top = Enumerable.Range(0, 7).OrderByDescending(j => pre[j]).Take(2).ToHashSet();
             for (int j = 0; j < 7; j++) Assert.Equal(top.Contains(j) ? pre[j] : 0, f[r, j], 5);
         }
+    }
+
+    [Theory]
+    [InlineData("batchtopk", false)]
+    [InlineData("matryoshka_batchtopk", false)]
+    [InlineData("matryoshka_batchtopk", true)]
+    public void BatchTopKKindsExportAsJumpReluWithIdenticalOutputs(string arch, bool rescale)
+    {
+        var cfg = new SaeConfig
+        {
+            Architecture = arch, DIn = 6, DSae = 12, K = 3, RescaleActsByDecoderNorm = rescale,
+            MatryoshkaWidths = arch == "matryoshka_batchtopk" ? [3, 7, 12] : null,
+        };
+        var sae = (TopKSae)RandomSae(cfg, 41);
+        // Train-mode forwards set the threshold; then inference on fresh inputs.
+        for (int i = 0; i < 20; i++) sae.Forward(RandomX(16, 6, 100 + (ulong)i), new SaeLossOptions());
+        Assert.True(sae.TopKThreshold > 0);
+        SaeFiles.Save(sae.ToJumpRelu(), _dir);
+        var j = (JumpReluSae)SaeFiles.Load(_dir);
+        Assert.Equal("jumprelu", j.Config.Architecture);
+        Assert.Null(j.Config.MatryoshkaWidths);
+        var x = RandomX(32, 6, 999);
+        var a = sae.Forward(x); var b = j.Forward(x);
+        var fa = a.DenseFeatures().ToArray(); var fb = b.DenseFeatures().ToArray();
+        int active = fa.Count(v => v != 0);
+        Assert.True(active > 0 && active < fa.Length, "the threshold should keep some latents and drop others");
+        for (int i = 0; i < fa.Length; i++)
+        {
+            // Rescaled exports fold the decoder norms into the encoder: codes differ by that factor, outputs agree.
+            Assert.Equal(fa[i] != 0, fb[i] != 0);
+            if (!rescale) Assert.Equal(fa[i], fb[i], 5);
+        }
+        var oa = a.Output.ToArray(); var ob = b.Output.ToArray();
+        for (int i = 0; i < oa.Length; i++) Assert.Equal(oa[i], ob[i], 4);
+    }
+
+    [Theory]
+    [InlineData("matryoshka_batchtopk", "matryoshka_widths: [2, 4, 9]")]
+    [InlineData("transcoder", "d_out: 3")]
+    [InlineData("skip_transcoder", "W_skip     [3, 5]")]
+    public void SaeInfoPrintsTheNewArchitectures(string arch, string expected)
+    {
+        bool transcoder = arch.Contains("transcoder");
+        var cfg = new SaeConfig
+        {
+            Architecture = arch, DIn = 5, DSae = 9, K = transcoder ? 0 : 2, DOut = transcoder ? 3 : 0, ApplyBDecToInput = !transcoder,
+            MatryoshkaWidths = transcoder ? null : [2, 4, 9],
+        };
+        SaeFiles.Save(RandomSae(cfg, 5), _dir, new float[9]);
+        var o = new StringWriter();
+        SaeSharp.Cli.Commands.SaeCommands.Print(o, SaeFiles.Load(_dir), SaeFiles.LoadSparsity(_dir, 9));
+        string text = o.ToString();
+        Assert.Contains($"architecture: {arch}", text);
+        Assert.Contains(expected, text);
+        Assert.Contains("encoder/decoder cosine per latent", text);
     }
 
     [Fact]

@@ -1,0 +1,68 @@
+using SaeSharp.Tensors;
+using Tensor = SaeSharp.Tensors.Tensor;
+
+namespace SaeSharp.Saes;
+
+/// <summary>
+/// SAELens "matryoshka_batchtopk": a batchtopk SAE (same selection, threshold, AuxK and jumprelu export) whose
+/// training forward adds, for every proper prefix width w of matryoshka_widths, the loss
+/// inner_mse_loss_{w} = mean_b Σ_d (b_dec + Σ_{j &lt; w} f_j·W_dec[j] − x)², the reconstruction from the first w
+/// latents only (the full width is mse_loss). The inner losses are computed only in training forwards (with loss
+/// options), as SAELens; SAELens's optional use_matryoshka_aux_loss is not implemented (AuxK is the batchtopk one).
+/// </summary>
+public sealed class MatryoshkaBatchTopKSae : TopKSae
+{
+    public MatryoshkaBatchTopKSae(SaeConfig config) : base(config)
+    {
+        if (config.Architecture != "matryoshka_batchtopk")
+            throw new ArgumentException($"MatryoshkaBatchTopKSae cannot be a '{config.Architecture}' SAE");
+    }
+
+    /// <summary>The prefix widths (the last is d_sae).</summary>
+    public IReadOnlyList<int> Widths => Config.MatryoshkaWidths!;
+
+    /// <summary>The loss-term name of the prefix of width <paramref name="width"/> (SAELens's name).</summary>
+    public static string InnerLossName(int width) => $"inner_mse_loss_{width}";
+
+    private sealed record Level(int Width, float[] Values, Tensor Grad);
+
+    private sealed record MatryoshkaState(float[] DecodeValues, Tensor MseGrad, SparseCodes? AuxCodes, Tensor? AuxGrad, Level[] Levels)
+        : State(DecodeValues, MseGrad, AuxCodes, AuxGrad);
+
+    protected override State ExtendState(State state, SparseCodes codes, int rows, Tensor? target, ActivationNorm? norm,
+        SaeLossOptions? loss, Dictionary<string, double> losses)
+    {
+        if (loss is null || target is null) return state;
+        var levels = new Level[Widths.Count - 1];
+        for (int l = 0; l < levels.Length; l++)
+        {
+            int w = Widths[l];
+            // The same sparse codes with every latent at or past the width zeroed.
+            var values = codes.NewValues();
+            for (int e = 0; e < values.Length; e++) if (codes.Index[e] < w) values[e] = state.DecodeValues[e];
+            var inner = Tensor.Uninitialized(rows, DOut);
+            SparseKernels.Decode(codes, WDec, inner, BDec.Span, Compute, values);
+            (losses[InnerLossName(w)], var grad) = ReconstructionLoss(inner, target, norm);
+            levels[l] = new Level(w, values, grad);
+        }
+        return new MatryoshkaState(state.DecodeValues, state.MseGrad, state.AuxCodes, state.AuxGrad, levels);
+    }
+
+    public override void Backward(SaeForward f, SaeParams grads, Func<string, bool>? include = null)
+    {
+        include ??= _ => true;
+        base.Backward(f, grads, include);
+        if (f.State is not MatryoshkaState st) return;
+        var codes = f.Codes!;
+        foreach (var lv in st.Levels)
+        {
+            if (!include(InnerLossName(lv.Width))) continue;
+            var dPre = new float[codes.Count];
+            SparseKernels.GatherDot(codes, lv.Grad, WDec, dPre, Compute);
+            for (int e = 0; e < dPre.Length; e++) if (codes.Index[e] >= lv.Width || !(codes.Value[e] > 0)) dPre[e] = 0;
+            SparseKernels.ScatterOuterAdd(codes, lv.Values, lv.Grad, grads["W_dec"], Compute);
+            Ops.SumRows(lv.Grad, grads["b_dec"].Span, accumulate: true);
+            SparseEncoderBackward(f, codes, dPre, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
+        }
+    }
+}
