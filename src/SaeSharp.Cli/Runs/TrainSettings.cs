@@ -50,6 +50,12 @@ public sealed record TrainSettings
     public int MetricsEvery { get; set; } = 50;
     public long CheckpointEvery { get; set; } = 500;
     public ulong Seed { get; set; } = 42;
+    /// <summary>Steps between dead-latent resamplings (Anthropic / drrik); 0 = off.</summary>
+    public long ResampleInterval { get; set; }
+    /// <summary>Steps without firing after which resampling re-initialises a latent.</summary>
+    public long ResampleWindow { get; set; } = 1000;
+    /// <summary>Recent input rows that resampling draws new directions from (∝ squared error²).</summary>
+    public int ResampleSamples { get; set; } = 1024;
 
     public SaeConfig SaeConfig(int dIn) => new()
     {
@@ -91,6 +97,9 @@ public sealed record TrainSettings
         MetricsEvery = MetricsEvery,
         CheckpointEvery = CheckpointEvery,
         Seed = Seed,
+        ResampleInterval = ResampleInterval,
+        ResampleWindow = ResampleWindow,
+        ResampleSamples = ResampleSamples,
     };
 
     public void Validate()

@@ -33,6 +33,12 @@ public sealed record TrainerConfig
     /// <summary>Steps between checkpoints; 0 writes none.</summary>
     public long CheckpointEvery { get; init; }
     public ulong Seed { get; init; } = 42;
+    /// <summary>Steps between dead-latent resamplings (Anthropic / drrik); 0 disables resampling.</summary>
+    public long ResampleInterval { get; init; }
+    /// <summary>A latent is resampled when it has not fired in this many steps (drrik's sliding window).</summary>
+    public long ResampleWindow { get; init; } = 1000;
+    /// <summary>How many of the most recent input rows resampling draws its new directions from.</summary>
+    public int ResampleSamples { get; init; } = 1024;
 
     public LrSchedule Schedule => new(Lr, TotalSteps, LrScheduler, LrWarmupSteps, LrDecaySteps, LrEnd);
 
@@ -43,6 +49,9 @@ public sealed record TrainerConfig
         if (CheckpointEvery < 0) throw new ArgumentException($"checkpoint interval must be non-negative, got {CheckpointEvery}");
         if (SparsityCoefficient < 0) throw new ArgumentException($"sparsity coefficient must be non-negative, got {SparsityCoefficient}");
         if (FeatureSamplingWindow < 1) throw new ArgumentException($"feature sampling window must be at least 1, got {FeatureSamplingWindow}");
+        if (ResampleInterval < 0) throw new ArgumentException($"resample_interval must be non-negative (0 disables resampling), got {ResampleInterval}");
+        if (ResampleWindow < 1) throw new ArgumentException($"resample_window must be at least 1, got {ResampleWindow}");
+        if (ResampleSamples < 1) throw new ArgumentException($"resample_samples must be at least 1, got {ResampleSamples}");
         Schedule.Validate();
     }
 }
@@ -67,6 +76,8 @@ public sealed class Trainer
     private readonly Compute _compute;
     private readonly Adam _adam;
     private readonly FiringTracker _tracker;
+    private readonly Resampler? _resampler;
+    private long _resampledSinceLog;
     private readonly Dictionary<string, Tensor> _grads;
     private long _step;
     private long _tokens;
@@ -75,6 +86,8 @@ public sealed class Trainer
     public string CheckpointDir => Path.Combine(_runDir, "checkpoints");
     public string MetricsPath => Path.Combine(_runDir, "metrics.jsonl");
     public FiringTracker Tracker => _tracker;
+    /// <summary>The dead-latent resampler, or null when <see cref="TrainerConfig.ResampleInterval"/> is 0.</summary>
+    public Resampler? Resampler => _resampler;
     public Adam Optimizer => _adam;
     public long Step => _step;
 
@@ -86,8 +99,13 @@ public sealed class Trainer
         _compute = compute ?? Compute.All;
         _adam = new Adam(sae.Parameters, cfg.AdamBeta1, cfg.AdamBeta2);
         _tracker = new FiringTracker(sae.DSae, cfg.DeadFeatureWindow);
+        if (cfg.ResampleInterval > 0)
+            _resampler = new Resampler(sae.DIn, sae.DSae, cfg.ResampleWindow, cfg.ResampleSamples, ResamplerSeed(cfg.Seed));
         _grads = sae.Parameters.ToDictionary(kv => kv.Key, kv => new Tensor(kv.Value.Shape.ToArray()), StringComparer.Ordinal);
     }
+
+    /// <summary>The resampler's RNG seed: derived from the run seed, independent of every other stream.</summary>
+    public static ulong ResamplerSeed(ulong seed) => new Rng(seed ^ 0x5245_5341_4D50_4C45UL).NextUInt64();
 
     /// <summary>Restores the newest checkpoint in the run folder, if any; returns the step it resumes from.</summary>
     public long ResumeIfPossible()
@@ -110,6 +128,11 @@ public sealed class Trainer
             .ToDictionary(kv => kv.Key["sae.".Length..], kv => double.Parse(kv.Value, CultureInfo.InvariantCulture)));
         _source.Restore(cp.State.Where(kv => kv.Key.StartsWith("source.", StringComparison.Ordinal))
             .ToDictionary(kv => kv.Key["source.".Length..], kv => kv.Value));
+        if (_resampler is not null)
+        {
+            _resampler.Restore(cp);
+            _resampledSinceLog = long.Parse(cp.Require("resampler.since_log"), CultureInfo.InvariantCulture);
+        }
         _step = step;
         MetricsLog.TruncateAfterStep(MetricsPath, step);
         return step;
@@ -137,6 +160,11 @@ public sealed class Trainer
         cp.State["tokens_seen"] = _tokens.ToString(CultureInfo.InvariantCulture);
         foreach (var (k, v) in _source.Position) cp.State["source." + k] = v;
         foreach (var (k, v) in _sae.ScalarState) cp.State["sae." + k] = v.ToString("R", CultureInfo.InvariantCulture);
+        if (_resampler is not null)
+        {
+            _resampler.Save(cp);
+            cp.State["resampler.since_log"] = _resampledSinceLog.ToString(CultureInfo.InvariantCulture);
+        }
         cp.Save(CheckpointDir, _step);
     }
 
@@ -170,7 +198,10 @@ public sealed class Trainer
             _adam.Update(_sae.Parameters, _grads, (float)lr, _compute);
             _sae.AfterOptimizerStep();
             _tracker.Record(result.Codes);
+            _resampler?.Record(batch, result.Codes);
             _step++;
+            if (_resampler is not null && _step % _cfg.ResampleInterval == 0)
+                _resampledSinceLog += _resampler.Resample(_sae, _adam).Count;
             _tokens += batch.Rows;
             if (_step % _cfg.FeatureSamplingWindow == 0)
             {
@@ -197,6 +228,11 @@ public sealed class Trainer
                     ["grad_norm"] = gradNorm,
                     ["tokens_per_second"] = tps,
                 };
+                if (_resampler is not null)
+                {
+                    m["resampled_latents"] = _resampledSinceLog;
+                    _resampledSinceLog = 0;
+                }
                 foreach (var (k, v) in result.Losses) m[k] = v;
                 log.Write(m);
                 last = m;
