@@ -25,7 +25,9 @@ public static class TrainCommands
             ("k", new Option<int>("--k") { Description = "Latents per row (topk, batchtopk)" }),
             ("l1_coefficient", new Option<double>("--l1-coefficient") { Description = "L1 (standard, gated) or L0 (jumprelu) coefficient" }),
             ("lr", new Option<double>("--lr") { Description = "Learning rate" }),
-            ("steps", new Option<long>("--steps") { Description = "Optimiser steps" }),
+            ("steps", new Option<long>("--steps") { Description = "Optimiser steps (default 1000; not with --epochs)" }),
+            ("epochs", new Option<int>("--epochs") { Description = "drrik fit mode: passes over the activations, with a validation split; writes epochs.jsonl" }),
+            ("validation_fraction", new Option<double>("--validation-fraction") { Description = "Fit mode: last fraction of rows held out for validation (default 0.1)" }),
             ("batch_size", new Option<int>("--batch-size") { Description = "Rows per step" }),
             ("seed", new Option<ulong>("--seed") { Description = "Seed of every random choice" }),
         };
@@ -46,14 +48,15 @@ public static class TrainCommands
             var path = p.GetValue(activations) ?? throw new ArgumentException("--activations is required (a [n, d_in] .npy file)");
             var data = Npy.ReadFloat32(path);
             if (data.Rank != 2) throw new InvalidDataException($"{path}: expected a 2-D [n, d_in] array, got [{data.ShapeString}]");
-            var source = new InMemoryActivationSource(data, settings.Seed + 1);
             var o = p.InvocationConfiguration.Output;
             var (cts, reg) = Progress.InterruptToken();
             using (reg)
             {
+                var meta = new Dictionary<string, string> { ["dataset_path"] = Path.GetFullPath(path) };
                 var result = Progress.Run($"{settings.Architecture} d_sae={settings.DSae}", o, settings.MetricsEvery,
-                    report => TrainRun.Execute(settings, source, outDir, cts.Token, report,
-                        new Dictionary<string, string> { ["dataset_path"] = Path.GetFullPath(path) }));
+                    report => settings.FitMode
+                        ? TrainRun.ExecuteFit(settings, data, outDir, cts.Token, report, meta)
+                        : TrainRun.Execute(settings, new InMemoryActivationSource(data, settings.Seed + 1), outDir, cts.Token, report, meta));
                 if (result.Summary.Interrupted)
                 {
                     o.WriteLine($"interrupted at step {result.Summary.Steps}; checkpoint written. Continue with: saesharp train --resume {outDir} --activations {path}");
@@ -61,6 +64,8 @@ public static class TrainCommands
                 }
                 o.WriteLine($"trained {result.Summary.Steps} steps ({result.Summary.TokensSeen:N0} rows) in {result.Elapsed.TotalSeconds:F1} s; " +
                             $"L0 {result.Summary.LastMetrics.GetValueOrDefault("l0"):F2}, explained variance {result.Summary.LastMetrics.GetValueOrDefault("explained_variance"):F4}, dead {result.Summary.DeadLatents}");
+                if (result.Summary.LastEpoch is { } e)
+                    o.WriteLine(TrainRun.DescribeEpoch(e));
                 o.WriteLine($"saved to {Path.GetFullPath(outDir)}");
             }
             return 0;

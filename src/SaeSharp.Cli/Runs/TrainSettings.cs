@@ -32,7 +32,12 @@ public sealed record TrainSettings
     public double TopkThresholdLr { get; set; } = 0.01;
 
     // Optimisation
-    public long Steps { get; set; } = 1000;
+    /// <summary>Optimiser steps (<see cref="DefaultSteps"/> when unset); mutually exclusive with <see cref="Epochs"/>.</summary>
+    public long? Steps { get; set; }
+    /// <summary>drrik fit mode: passes over the activations array; 0 = train for <see cref="Steps"/>.</summary>
+    public int Epochs { get; set; }
+    /// <summary>Fit mode: the last fraction of rows held out for validation (drrik's validation_split).</summary>
+    public double ValidationFraction { get; set; } = 0.1;
     public int BatchSize { get; set; } = 4096;
     public double Lr { get; set; } = 3e-4;
     public LrScheduler LrScheduler { get; set; } = LrScheduler.Constant;
@@ -57,6 +62,16 @@ public sealed record TrainSettings
     /// <summary>Recent input rows that resampling draws new directions from (∝ squared error²).</summary>
     public int ResampleSamples { get; set; } = 1024;
 
+    public const long DefaultSteps = 1000;
+
+    /// <summary>The step budget of a step-based run (fit mode derives its own from epochs and the data).</summary>
+    public long TotalSteps() => Steps ?? DefaultSteps;
+
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool FitMode => Epochs > 0;
+
+    public FitOptions FitOptions() => new() { Epochs = Epochs, ValidationFraction = ValidationFraction };
+
     public SaeConfig SaeConfig(int dIn) => new()
     {
         Architecture = Architecture,
@@ -80,7 +95,7 @@ public sealed record TrainSettings
 
     public TrainerConfig TrainerConfig() => new()
     {
-        TotalSteps = Steps,
+        TotalSteps = TotalSteps(),
         BatchSize = BatchSize,
         Lr = Lr,
         LrScheduler = LrScheduler,
@@ -111,6 +126,12 @@ public sealed record TrainSettings
         if (JumpreluSparsityLossMode is not ("step" or "tanh"))
             throw new ArgumentException($"jumprelu_sparsity_loss_mode: unknown value '{JumpreluSparsityLossMode}' (expected step or tanh)");
         if (NormalizationBatches < 1) throw new ArgumentException($"normalization_batches must be at least 1, got {NormalizationBatches}");
-        TrainerConfig().Validate();
+        if (Epochs < 0) throw new ArgumentException($"epochs must be non-negative (0 trains for steps), got {Epochs}");
+        if (Epochs > 0 && Steps is not null)
+            throw new ArgumentException($"epochs and steps are mutually exclusive: with epochs = {Epochs} the run is epochs × ⌊training rows / batch_size⌋ steps; leave steps unset");
+        if (!(ValidationFraction >= 0 && ValidationFraction < 1))
+            throw new ArgumentException($"validation_fraction must be in [0, 1), got {ValidationFraction}");
+        // In fit mode the step count comes from the data; the trainer checks the schedule against it.
+        (FitMode ? TrainerConfig() with { TotalSteps = long.MaxValue / 2 } : TrainerConfig()).Validate();
     }
 }
