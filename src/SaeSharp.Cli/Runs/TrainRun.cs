@@ -67,7 +67,7 @@ public static class TrainRun
 
     /// <summary>
     /// drrik's fit mode: <see cref="TrainSettings.Epochs"/> passes over <paramref name="activations"/> with the last
-    /// <see cref="TrainSettings.ValidationFraction"/> of rows held out (see <see cref="FitRunner"/>). The normalisation
+    /// <see cref="TrainSettings.HeldOutFraction"/> of rows held out (see <see cref="FitRunner"/>). The normalisation
     /// scale and the b_dec initialisation come from the training rows only.
     /// </summary>
     public static TrainRunResult ExecuteFit(TrainSettings s, Tensor activations, string outDir, CancellationToken cancel,
@@ -78,13 +78,13 @@ public static class TrainRun
         var clock = System.Diagnostics.Stopwatch.StartNew();
         s.FitOptions().Validate();
         bool resuming = Prepare(s, outDir);
-        var (train, _) = FitRunner.Split(activations, s.ValidationFraction);
+        var (train, _) = FitRunner.Split(activations, s.HeldOutFraction());
         double scale = Scale(s, outDir, resuming, () => [train]);
         if (scale != 1)
         {
             activations = activations.Clone();
             System.Numerics.Tensors.TensorPrimitives.Multiply(activations.Span, (float)scale, activations.Span);
-            (train, _) = FitRunner.Split(activations, s.ValidationFraction);
+            (train, _) = FitRunner.Split(activations, s.HeldOutFraction());
         }
         var (sae, trainable) = CreateSae(s, activations.Cols, s.BDecInit != "zeros" && !resuming ? train : null);
         var fit = new FitRunner(trainable, activations, s.TrainerConfig(), s.FitOptions(), outDir, compute);
@@ -147,7 +147,7 @@ public static class TrainRun
         if (s.FitMode)
         {
             meta["epochs"] = s.Epochs;
-            meta["validation_fraction"] = s.ValidationFraction;
+            meta["validation_fraction"] = s.HeldOutFraction();
             if (summary.LastMetrics.TryGetValue("val_loss", out var vl) && double.IsFinite(vl)) meta["final_val_loss"] = vl;
         }
         SaeFiles.Save(final, outDir, summary.Log10Density);

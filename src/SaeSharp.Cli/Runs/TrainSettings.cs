@@ -36,8 +36,8 @@ public sealed record TrainSettings
     public long? Steps { get; set; }
     /// <summary>drrik fit mode: passes over the activations array; 0 = train for <see cref="Steps"/>.</summary>
     public int Epochs { get; set; }
-    /// <summary>Fit mode: the last fraction of rows held out for validation (drrik's validation_split).</summary>
-    public double ValidationFraction { get; set; } = 0.1;
+    /// <summary>Fit mode: the last fraction of rows held out for validation (drrik's validation_split; <see cref="DefaultValidationFraction"/> when unset).</summary>
+    public double? ValidationFraction { get; set; }
     public int BatchSize { get; set; } = 4096;
     public double Lr { get; set; } = 3e-4;
     public LrScheduler LrScheduler { get; set; } = LrScheduler.Constant;
@@ -63,6 +63,10 @@ public sealed record TrainSettings
     public int ResampleSamples { get; set; } = 1024;
 
     public const long DefaultSteps = 1000;
+    public const double DefaultValidationFraction = 0.1;
+
+    /// <summary>The fraction of rows fit mode holds out.</summary>
+    public double HeldOutFraction() => ValidationFraction ?? DefaultValidationFraction;
 
     /// <summary>The step budget of a step-based run (fit mode derives its own from epochs and the data).</summary>
     public long TotalSteps() => Steps ?? DefaultSteps;
@@ -70,7 +74,7 @@ public sealed record TrainSettings
     [System.Text.Json.Serialization.JsonIgnore]
     public bool FitMode => Epochs > 0;
 
-    public FitOptions FitOptions() => new() { Epochs = Epochs, ValidationFraction = ValidationFraction };
+    public FitOptions FitOptions() => new() { Epochs = Epochs, ValidationFraction = HeldOutFraction() };
 
     public SaeConfig SaeConfig(int dIn) => new()
     {
@@ -129,8 +133,10 @@ public sealed record TrainSettings
         if (Epochs < 0) throw new ArgumentException($"epochs must be non-negative (0 trains for steps), got {Epochs}");
         if (Epochs > 0 && Steps is not null)
             throw new ArgumentException($"epochs and steps are mutually exclusive: with epochs = {Epochs} the run is epochs × ⌊training rows / batch_size⌋ steps; leave steps unset");
-        if (!(ValidationFraction >= 0 && ValidationFraction < 1))
-            throw new ArgumentException($"validation_fraction must be in [0, 1), got {ValidationFraction}");
+        if (ValidationFraction is { } vf && !(vf >= 0 && vf < 1))
+            throw new ArgumentException($"validation_fraction must be in [0, 1), got {vf}");
+        if (Epochs == 0 && ValidationFraction is not null)
+            throw new ArgumentException("validation_fraction applies only to fit mode; set epochs too (or remove validation_fraction)");
         // In fit mode the step count comes from the data; the trainer checks the schedule against it.
         (FitMode ? TrainerConfig() with { TotalSteps = long.MaxValue / 2 } : TrainerConfig()).Validate();
     }

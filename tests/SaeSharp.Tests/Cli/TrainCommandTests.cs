@@ -131,6 +131,7 @@ public class TrainFitCommandTests
             (["--epochs", "-1"], ["epochs"]),
             (["--epochs", "2", "--validation-fraction", "1.5"], ["validation_fraction"]),
             (["--epochs", "2", "--batch-size", "4096"], ["batch_size"]),
+            (["--validation-fraction", "0.2"], ["validation_fraction", "epochs"]),
             (["--set", "resample_interval=-3"], ["resample_interval"]),
             (["--set", "resample_window=0", "--set", "resample_interval=5"], ["resample_window"]),
             (["--set", "resample_samples=0"], ["resample_samples"]),
