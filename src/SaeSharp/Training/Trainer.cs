@@ -97,6 +97,8 @@ public sealed record EpochMetrics(long Epoch, long Epochs, long Step, double Tra
 /// The training loop: batches from an <see cref="IActivationSource"/>, forward + backward by the SAE, gradient
 /// clipping, Adam with a scheduled learning rate, firing statistics, metrics.jsonl, and checkpoints from which a
 /// resumed run continues bit for bit. Cancellation (SIGINT/SIGTERM in the CLI) writes a checkpoint and returns.
+/// Optionally resamples dead latents (<see cref="Training.Resampler"/>) and, in fit mode (<see cref="FitRunner"/>),
+/// closes every epoch with training means and validation metrics.
 /// </summary>
 public sealed class Trainer
 {
