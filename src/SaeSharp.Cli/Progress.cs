@@ -19,6 +19,7 @@ public static class Progress
             return work(p =>
             {
                 if (p.Step % Math.Max(1, logEvery) == 0 || p.Step == p.TotalSteps) output.WriteLine($"{title}: {TrainRun.Describe(p)}");
+                if (p.Epoch is not null) output.WriteLine($"{title}: {TrainRun.DescribeEpoch(p.Epoch)}");
             });
         T result = default!;
         AnsiConsole.Progress()
@@ -31,6 +32,7 @@ public static class Progress
                     task.MaxValue = p.TotalSteps;
                     task.Value = p.Step;
                     task.Description = Markup.Escape($"{title}  loss {p.Loss:F4}  L0 {p.L0:F1}  EV {p.ExplainedVariance:F3}  {p.TokensPerSecond:N0} tok/s");
+                    if (p.Epoch is not null) AnsiConsole.MarkupLine(Markup.Escape($"{title}: {TrainRun.DescribeEpoch(p.Epoch)}"));
                 });
             });
         return result;

@@ -78,13 +78,13 @@ public static class DemoCommands
                 synthetic = SyntheticModel.Build(cfg);
                 o.WriteLine($"built {p.GetValue(preset)}: {cfg.NumFeatures} features in {cfg.HiddenDim} dimensions in {clock.Elapsed.TotalSeconds:F1} s");
             }
-            o.WriteLine($"training {settings.Architecture} d_sae={settings.DSae} on {settings.Steps * settings.BatchSize:N0} samples ({settings.Steps} steps of {settings.BatchSize})");
+            o.WriteLine($"training {settings.Architecture} d_sae={settings.DSae} on {settings.TotalSteps() * settings.BatchSize:N0} samples ({settings.TotalSteps()} steps of {settings.BatchSize})");
             var (cts, reg) = Progress.InterruptToken();
             using (reg)
             {
                 var results = SyntheticRun.Execute(synthetic, [(settings.Architecture, settings)], p.GetValue(output)!, o, cts.Token, p.GetValue(evalSamples));
                 var r = results[0];
-                o.WriteLine($"throughput: {settings.Steps * settings.BatchSize / r.Elapsed.TotalSeconds:N0} samples/s (generation + training)");
+                o.WriteLine($"throughput: {settings.TotalSteps() * settings.BatchSize / r.Elapsed.TotalSeconds:N0} samples/s (generation + training)");
             }
             return 0;
         });

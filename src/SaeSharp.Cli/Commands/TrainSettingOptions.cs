@@ -12,17 +12,20 @@ public sealed class TrainSettingOptions
 {
     private readonly Option<string?> _config = new("--config") { Description = "YAML file of settings (snake_case keys; unknown keys are errors)" };
     private readonly Option<string[]> _set = new("--set") { Description = "Any setting as key=value (repeatable)", AllowMultipleArgumentsPerToken = false };
-    private readonly (string Key, Option Option)[] _flags =
-    {
+    private readonly List<(string Key, Option Option)> _flags =
+    [
         ("architecture", new Option<string>("--architecture") { Description = "standard, topk, batchtopk, matryoshka_batchtopk, jumprelu, gated" }),
         ("d_sae", new Option<int>("--d-sae") { Description = "Number of latents" }),
         ("k", new Option<int>("--k") { Description = "Latents per row (topk; batchtopk and matryoshka_batchtopk on average)" }),
         ("l1_coefficient", new Option<double>("--l1-coefficient") { Description = "L1 (standard, gated) or L0 (jumprelu) coefficient" }),
         ("lr", new Option<double>("--lr") { Description = "Learning rate" }),
-        ("steps", new Option<long>("--steps") { Description = "Optimiser steps" }),
+        ("steps", new Option<long>("--steps") { Description = "Optimiser steps (default 1000; not with --epochs)" }),
         ("batch_size", new Option<int>("--batch-size") { Description = "Rows per step" }),
         ("seed", new Option<ulong>("--seed") { Description = "Seed of every random choice" }),
-    };
+    ];
+
+    /// <param name="extra">Further settings with their own flags (key, option), for one command only.</param>
+    public TrainSettingOptions(params (string Key, Option Option)[] extra) => _flags.AddRange(extra);
 
     public void AddTo(Command command)
     {

@@ -28,7 +28,7 @@ public static class SyntheticRun
         {
             var source = new SyntheticActivationSource(model, settings.Seed + 1);
             string dir = Path.Combine(outDir, name);
-            var run = Progress.Run(name, o, Math.Max(1, settings.Steps / 5), report =>
+            var run = Progress.Run(name, o, Math.Max(1, settings.TotalSteps() / 5), report =>
                 TrainRun.Execute(settings, source, dir, cancel, report, new System.Text.Json.Nodes.JsonObject { ["dataset_path"] = "synthetic:" + model.Config.NumFeatures }));
             if (run.Summary.Interrupted) throw new OperationCanceledException($"{name} interrupted at step {run.Summary.Steps}");
             var forward = run.Sae.Forward(evalHidden);

@@ -21,9 +21,7 @@ public static class TrainInputs
         if (model is null && (hook ?? dataset ?? tokensFile) is not null) throw new ArgumentException("--hook, --dataset and --tokens-file go with --model");
         if (activations is not null)
         {
-            var data = Npy.ReadFloat32(activations);
-            if (data.Rank != 2) throw new InvalidDataException($"{activations}: expected a 2-D [n, d_in] array, got [{data.ShapeString}]");
-            return (new InMemoryActivationSource(data, s.Seed + 1), new JsonObject { ["dataset_path"] = Path.GetFullPath(activations) }, $"--activations {activations}");
+            return (new InMemoryActivationSource(ReadActivations(activations), s.Seed + 1), new JsonObject { ["dataset_path"] = Path.GetFullPath(activations) }, $"--activations {activations}");
         }
         if (cache is not null)
         {
@@ -55,5 +53,13 @@ public static class TrainInputs
         };
         string args = $"--model {model} --hook {hook} " + (dataset is not null ? $"--dataset {dataset}" : $"--tokens-file {tokensFile}");
         return (store, meta, args);
+    }
+
+    /// <summary>A [n, d_in] float32 .npy matrix (drrik's activations.npy).</summary>
+    public static Tensors.Tensor ReadActivations(string path)
+    {
+        var data = Npy.ReadFloat32(path);
+        if (data.Rank != 2) throw new InvalidDataException($"{path}: expected a 2-D [n, d_in] array, got [{data.ShapeString}]");
+        return data;
     }
 }

@@ -35,56 +35,105 @@ public static class TrainRun
     public static TrainRunResult Execute(TrainSettings s, IActivationSource source, string outDir, CancellationToken cancel,
         Action<TrainProgress>? progress = null, JsonObject? metadata = null, Compute? compute = null)
     {
-        s.Validate();
+        if (s.FitMode) throw new ArgumentException("epochs needs an in-memory activations array (use ExecuteFit)");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        Directory.CreateDirectory(outDir);
-        var rng = new Rng(s.Seed);
-        var sae = SaeRegistry.Create(s.SaeConfig(source.Dim));
-        bool resuming = File.Exists(Path.Combine(outDir, "checkpoints", "latest.json"));
-        if (!resuming) AtomicFile.WriteAllText(Path.Combine(outDir, SettingsFile), JsonSerializer.Serialize(s, new JsonSerializerOptions { WriteIndented = true }));
+        bool resuming = Prepare(s, outDir);
 
         // The normalisation factor is estimated once and stored, so a resumed run scales exactly as before.
-        double scale = 1;
-        string normPath = Path.Combine(outDir, NormalizationFile);
-        if (s.NormalizeActivations == "expected_average_only_in")
+        double scale = Scale(s, outDir, resuming, () =>
         {
-            if (resuming && File.Exists(normPath))
-                scale = JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(normPath))!["scaling_factor"];
-            else
+            var sample = new List<Tensor>();
+            for (int i = 0; i < s.NormalizationBatches; i++)
             {
-                var sample = new List<Tensor>();
-                for (int i = 0; i < s.NormalizationBatches; i++)
-                {
-                    var b = Tensor.Uninitialized(s.BatchSize, source.Dim);
-                    if (!source.Next(b)) break;
-                    sample.Add(b);
-                }
-                scale = Initialization.NormScalingFactor(sample);
-                AtomicFile.WriteAllText(normPath, JsonSerializer.Serialize(new Dictionary<string, double> { ["scaling_factor"] = scale }));
+                var b = Tensor.Uninitialized(s.BatchSize, source.Dim);
+                if (!source.Next(b)) break;
+                sample.Add(b);
             }
-        }
+            return sample;
+        });
         IActivationSource trainSource = scale == 1 ? source : new ScaledSource(source, (float)scale);
 
-        float[]? bDec = null;
+        Tensor? bDecSample = null;
         if (s.BDecInit != "zeros" && !resuming)
         {
-            var sample = Tensor.Uninitialized(Math.Min(s.BatchSize * 4, 16_384), source.Dim);
-            if (!trainSource.Next(sample)) throw new InvalidDataException("the activation source ended before b_dec could be initialised");
-            bDec = s.BDecInit switch
-            {
-                "mean" => Initialization.Mean(sample),
-                "median" => Initialization.CoordinateMedian(sample),
-                _ => Initialization.GeometricMedian(sample),
-            };
+            bDecSample = Tensor.Uninitialized(Math.Min(s.BatchSize * 4, 16_384), source.Dim);
+            if (!trainSource.Next(bDecSample)) throw new InvalidDataException("the activation source ended before b_dec could be initialised");
         }
-        SaeTrainable.Initialize(sae, rng, s.DecoderInitNorm, bDec);
-        if (sae is JumpReluSae && s.UnitNormDecoder) throw new ArgumentException("unit_norm_decoder is only for architectures without a threshold");
-        var trainable = new SaeTrainable(sae, s.LossOptions(), s.UnitNormDecoder);
+        var (sae, trainable) = CreateSae(s, source.Dim, bDecSample);
         var trainer = new Trainer(trainable, trainSource, s.TrainerConfig(), outDir, compute);
         trainer.ResumeIfPossible();
         var summary = trainer.Run(cancel, progress);
-        if (summary.Interrupted) return new TrainRunResult(sae, summary, scale, outDir, clock.Elapsed);
+        return Finish(s, sae, summary, scale, outDir, metadata, clock);
+    }
 
+    /// <summary>
+    /// drrik's fit mode: <see cref="TrainSettings.Epochs"/> passes over <paramref name="activations"/> with the last
+    /// <see cref="TrainSettings.HeldOutFraction"/> of rows held out (see <see cref="FitRunner"/>). The normalisation
+    /// scale and the b_dec initialisation come from the training rows only.
+    /// </summary>
+    public static TrainRunResult ExecuteFit(TrainSettings s, Tensor activations, string outDir, CancellationToken cancel,
+        Action<TrainProgress>? progress = null, JsonObject? metadata = null, Compute? compute = null)
+    {
+        if (!s.FitMode) throw new ArgumentException("ExecuteFit needs epochs > 0");
+        if (activations.Rank != 2) throw new ArgumentException($"activations must be a [n, d_in] matrix, got [{activations.ShapeString}]");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        s.FitOptions().Validate();
+        bool resuming = Prepare(s, outDir);
+        var (train, _) = FitRunner.Split(activations, s.HeldOutFraction());
+        double scale = Scale(s, outDir, resuming, () => [train]);
+        if (scale != 1)
+        {
+            activations = activations.Clone();
+            System.Numerics.Tensors.TensorPrimitives.Multiply(activations.Span, (float)scale, activations.Span);
+            (train, _) = FitRunner.Split(activations, s.HeldOutFraction());
+        }
+        var (sae, trainable) = CreateSae(s, activations.Cols, s.BDecInit != "zeros" && !resuming ? train : null);
+        var fit = new FitRunner(trainable, activations, s.TrainerConfig(), s.FitOptions(), outDir, compute);
+        fit.ResumeIfPossible();
+        var summary = fit.Run(cancel, progress);
+        return Finish(s, sae, summary, scale, outDir, metadata, clock);
+    }
+
+    /// <summary>Validates the settings and creates the run folder; writes the settings unless resuming. Returns whether the run resumes.</summary>
+    private static bool Prepare(TrainSettings s, string outDir)
+    {
+        s.Validate();
+        Directory.CreateDirectory(outDir);
+        bool resuming = File.Exists(Path.Combine(outDir, "checkpoints", "latest.json"));
+        if (!resuming) AtomicFile.WriteAllText(Path.Combine(outDir, SettingsFile), JsonSerializer.Serialize(s, new JsonSerializerOptions { WriteIndented = true }));
+        return resuming;
+    }
+
+    private static double Scale(TrainSettings s, string outDir, bool resuming, Func<IReadOnlyList<Tensor>> sample)
+    {
+        if (s.NormalizeActivations != "expected_average_only_in") return 1;
+        string normPath = Path.Combine(outDir, NormalizationFile);
+        if (resuming && File.Exists(normPath))
+            return JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(normPath))!["scaling_factor"];
+        double scale = Initialization.NormScalingFactor(sample());
+        AtomicFile.WriteAllText(normPath, JsonSerializer.Serialize(new Dictionary<string, double> { ["scaling_factor"] = scale }));
+        return scale;
+    }
+
+    private static (Sae Sae, SaeTrainable Trainable) CreateSae(TrainSettings s, int dIn, Tensor? bDecSample)
+    {
+        var rng = new Rng(s.Seed);
+        var sae = SaeRegistry.Create(s.SaeConfig(dIn));
+        float[]? bDec = bDecSample is null ? null : s.BDecInit switch
+        {
+            "mean" => Initialization.Mean(bDecSample),
+            "median" => Initialization.CoordinateMedian(bDecSample),
+            _ => Initialization.GeometricMedian(bDecSample),
+        };
+        SaeTrainable.Initialize(sae, rng, s.DecoderInitNorm, bDec);
+        if (sae is JumpReluSae && s.UnitNormDecoder) throw new ArgumentException("unit_norm_decoder is only for architectures without a threshold");
+        return (sae, new SaeTrainable(sae, s.LossOptions(), s.UnitNormDecoder));
+    }
+
+    private static TrainRunResult Finish(TrainSettings s, Sae sae, TrainSummary summary, double scale, string outDir,
+        JsonObject? metadata, System.Diagnostics.Stopwatch clock)
+    {
+        if (summary.Interrupted) return new TrainRunResult(sae, summary, scale, outDir, clock.Elapsed);
         var final = sae is TopKSae { IsBatch: true } t ? t.ToJumpRelu() : sae;
         if (scale != 1) final.FoldActivationScale((float)scale);
         var meta = final.Config.Metadata;
@@ -96,6 +145,12 @@ public static class TrainRun
         meta["final_explained_variance"] = summary.LastMetrics.GetValueOrDefault("explained_variance");
         meta["dead_latents"] = summary.DeadLatents;
         meta["activation_scaling_factor"] = scale;
+        if (s.FitMode)
+        {
+            meta["epochs"] = s.Epochs;
+            meta["validation_fraction"] = s.HeldOutFraction();
+            if (summary.LastMetrics.TryGetValue("val_loss", out var vl) && double.IsFinite(vl)) meta["final_val_loss"] = vl;
+        }
         SaeFiles.Save(final, outDir, summary.Log10Density);
         return new TrainRunResult(final, summary, scale, outDir, clock.Elapsed);
     }
@@ -113,6 +168,9 @@ public static class TrainRun
         public IReadOnlyDictionary<string, string> Position => inner.Position;
         public void Restore(IReadOnlyDictionary<string, string> position) => inner.Restore(position);
     }
+
+    public static string DescribeEpoch(EpochMetrics e) =>
+        string.Create(CultureInfo.InvariantCulture, $"epoch {e.Epoch}/{e.Epochs}  train loss {e.TrainLoss:F5}  L0 {e.TrainL0:F2}  val loss {e.ValLoss:F5}  val L0 {e.ValL0:F2}");
 
     public static string Describe(TrainProgress p) =>
         string.Create(CultureInfo.InvariantCulture, $"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F5}  L0 {p.L0:F2}  EV {p.ExplainedVariance:F4}  {p.TokensPerSecond:N0} tok/s");

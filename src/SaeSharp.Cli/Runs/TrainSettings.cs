@@ -37,7 +37,12 @@ public sealed record TrainSettings
     public string? MatryoshkaWidths { get; set; }
 
     // Optimisation
-    public long Steps { get; set; } = 1000;
+    /// <summary>Optimiser steps (<see cref="DefaultSteps"/> when unset); mutually exclusive with <see cref="Epochs"/>.</summary>
+    public long? Steps { get; set; }
+    /// <summary>drrik fit mode: passes over the activations array; 0 = train for <see cref="Steps"/>.</summary>
+    public int Epochs { get; set; }
+    /// <summary>Fit mode: the last fraction of rows held out for validation (drrik's validation_split; <see cref="DefaultValidationFraction"/> when unset).</summary>
+    public double? ValidationFraction { get; set; }
     public int BatchSize { get; set; } = 4096;
     public double Lr { get; set; } = 3e-4;
     public LrScheduler LrScheduler { get; set; } = LrScheduler.Constant;
@@ -55,6 +60,26 @@ public sealed record TrainSettings
     public int MetricsEvery { get; set; } = 50;
     public long CheckpointEvery { get; set; } = 500;
     public ulong Seed { get; set; } = 42;
+    /// <summary>Steps between dead-latent resamplings (Anthropic / drrik); 0 = off.</summary>
+    public long ResampleInterval { get; set; }
+    /// <summary>Steps without firing after which resampling re-initialises a latent.</summary>
+    public long ResampleWindow { get; set; } = 1000;
+    /// <summary>Recent input rows that resampling draws new directions from (∝ squared error²).</summary>
+    public int ResampleSamples { get; set; } = 1024;
+
+    public const long DefaultSteps = 1000;
+    public const double DefaultValidationFraction = 0.1;
+
+    /// <summary>The fraction of rows fit mode holds out.</summary>
+    public double HeldOutFraction() => ValidationFraction ?? DefaultValidationFraction;
+
+    /// <summary>The step budget of a step-based run (fit mode derives its own from epochs and the data).</summary>
+    public long TotalSteps() => Steps ?? DefaultSteps;
+
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool FitMode => Epochs > 0;
+
+    public FitOptions FitOptions() => new() { Epochs = Epochs, ValidationFraction = HeldOutFraction() };
 
     // Model activations (train --model): SAELens's ActivationsStore settings
     public int ContextSize { get; set; } = 128;
@@ -106,7 +131,7 @@ public sealed record TrainSettings
 
     public TrainerConfig TrainerConfig() => new()
     {
-        TotalSteps = Steps,
+        TotalSteps = TotalSteps(),
         BatchSize = BatchSize,
         Lr = Lr,
         LrScheduler = LrScheduler,
@@ -123,6 +148,9 @@ public sealed record TrainSettings
         MetricsEvery = MetricsEvery,
         CheckpointEvery = CheckpointEvery,
         Seed = Seed,
+        ResampleInterval = ResampleInterval,
+        ResampleWindow = ResampleWindow,
+        ResampleSamples = ResampleSamples,
     };
 
     public void Validate()
@@ -140,6 +168,14 @@ public sealed record TrainSettings
         if (StoreBatchSizePrompts < 1) throw new ArgumentException($"store_batch_size_prompts must be at least 1, got {StoreBatchSizePrompts}");
         if (NBatchesInBuffer < 1) throw new ArgumentException($"n_batches_in_buffer must be at least 1, got {NBatchesInBuffer}");
         if (NormalizationBatches < 1) throw new ArgumentException($"normalization_batches must be at least 1, got {NormalizationBatches}");
-        TrainerConfig().Validate();
+        if (Epochs < 0) throw new ArgumentException($"epochs must be non-negative (0 trains for steps), got {Epochs}");
+        if (Epochs > 0 && Steps is not null)
+            throw new ArgumentException($"epochs and steps are mutually exclusive: with epochs = {Epochs} the run is epochs × ⌊training rows / batch_size⌋ steps; leave steps unset");
+        if (ValidationFraction is { } vf && !(vf >= 0 && vf < 1))
+            throw new ArgumentException($"validation_fraction must be in [0, 1), got {vf}");
+        if (Epochs == 0 && ValidationFraction is not null)
+            throw new ArgumentException("validation_fraction applies only to fit mode; set epochs too (or remove validation_fraction)");
+        // In fit mode the step count comes from the data; the trainer checks the schedule against it.
+        (FitMode ? TrainerConfig() with { TotalSteps = long.MaxValue / 2 } : TrainerConfig()).Validate();
     }
 }

@@ -18,25 +18,29 @@ public interface IActivationSource
 
 /// <summary>
 /// Rows of an in-memory matrix, reshuffled every epoch with a seeded <see cref="Rng"/>; optionally endless.
-/// Backs drrik-style fit mode (activations.npy) and tests.
+/// Backs drrik-style fit mode (activations.npy) and tests. With <c>dropLast</c> a batch never spans two epochs:
+/// the rows left at the end of an epoch that cannot fill a batch are skipped (torch's DataLoader drop_last), so
+/// every epoch is exactly ⌊rows / batch⌋ batches.
 /// </summary>
 public sealed class InMemoryActivationSource : IActivationSource
 {
     private readonly Tensor _data;
     private readonly bool _endless;
     private readonly bool _shuffle;
+    private readonly bool _dropLast;
     private Rng _rng;
     private int[] _order;
     private long _epoch;
     private int _cursor;
 
-    public InMemoryActivationSource(Tensor data, ulong seed, bool shuffle = true, bool endless = true)
+    public InMemoryActivationSource(Tensor data, ulong seed, bool shuffle = true, bool endless = true, bool dropLast = false)
     {
         if (data.Rank != 2 || data.Rows == 0) throw new ArgumentException($"activations must be a non-empty 2-D matrix, got [{data.ShapeString}]");
         if (Ops.HasNonFinite(data.Span)) throw new InvalidDataException("activations contain NaN or infinite values");
         _data = data;
         _endless = endless;
         _shuffle = shuffle;
+        _dropLast = dropLast;
         _rng = new Rng(seed);
         _order = NewOrder();
     }
@@ -50,6 +54,17 @@ public sealed class InMemoryActivationSource : IActivationSource
     public bool Next(Tensor batch)
     {
         if (batch.Cols != Dim) throw new ArgumentException($"batch has {batch.Cols} columns, activations have {Dim}");
+        if (_dropLast)
+        {
+            if (batch.Rows > _order.Length) throw new ArgumentException($"a batch of {batch.Rows} rows cannot be filled from {_order.Length} rows without crossing an epoch");
+            if (_order.Length - _cursor < batch.Rows)
+            {
+                if (!_endless) return false;
+                _epoch++;
+                _cursor = 0;
+                _order = NewOrder();
+            }
+        }
         for (int r = 0; r < batch.Rows; r++)
         {
             if (_cursor == _order.Length)

@@ -8,6 +8,11 @@ namespace SaeSharp.Training;
 /// <param name="Codes">The latent codes (which latents fired, with values), for firing statistics.</param>
 public sealed record TrainStepResult(IReadOnlyDictionary<string, double> Losses, Tensor Reconstruction, SparseCodes Codes);
 
+/// <summary>What an inference forward (no gradients, no training-state updates) produced.</summary>
+/// <param name="Reconstruction">x̂ for the rows [B, d_out].</param>
+/// <param name="Codes">The latent codes of the rows.</param>
+public sealed record SaeEvaluation(Tensor Reconstruction, SparseCodes Codes);
+
 /// <summary>Penalty coefficients and the dead-latent mask for one step.</summary>
 public sealed record StepInputs(double SparsityCoefficient, bool[] DeadMask);
 
@@ -23,6 +28,11 @@ public interface ITrainableSae
     IReadOnlyDictionary<string, Tensor> Parameters { get; }
     /// <summary>Forward and backward on <paramref name="input"/> (and <paramref name="target"/> for transcoders; else the input), writing into <paramref name="gradients"/>.</summary>
     TrainStepResult ForwardBackward(Tensor input, Tensor target, StepInputs inputs, IReadOnlyDictionary<string, Tensor> gradients);
+    /// <summary>
+    /// Inference forward on <paramref name="input"/>: no gradients and no change to any training state (batchtopk's
+    /// threshold EMA is left alone), for resampling dead latents and validation losses.
+    /// </summary>
+    SaeEvaluation Evaluate(Tensor input);
     /// <summary>Called between backward and the optimiser step (e.g. removing the gradient component parallel to unit-norm decoder rows).</summary>
     void BeforeOptimizerStep(IReadOnlyDictionary<string, Tensor> gradients);
     /// <summary>Called after the optimiser step (e.g. renormalising decoder rows).</summary>

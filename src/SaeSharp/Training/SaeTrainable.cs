@@ -48,6 +48,12 @@ public sealed class SaeTrainable : ITrainableSae
         return new TrainStepResult(losses, f.Output, f.Codes ?? ToCodes(f.Features!));
     }
 
+    public SaeEvaluation Evaluate(Tensor input)
+    {
+        var f = Sae.Forward(input);
+        return new SaeEvaluation(f.Output, f.Codes ?? ToCodes(f.Features!));
+    }
+
     private SaeParams GradParams(IReadOnlyDictionary<string, Tensor> gradients)
     {
         if (_gradParams is not null && ReferenceEquals(_gradSource, gradients)) return _gradParams;

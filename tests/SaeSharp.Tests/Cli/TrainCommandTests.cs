@@ -80,6 +80,102 @@ public class TrainCommandTests
     }
 }
 
+public class TrainFitCommandTests
+{
+    private static string WriteActivations(string dir, int rows)
+    {
+        var rng = new Rng(11);
+        var dict = new Tensor(24, 16);
+        rng.FillNormal(dict.Span);
+        var f = new Tensor(rows, 24);
+        for (int r = 0; r < rows; r++)
+            for (int i = 0; i < 24; i++)
+                if (rng.Bernoulli(0.08)) f[r, i] = (float)(1 + rng.NextDouble());
+        string path = Path.Combine(dir, "acts.npy");
+        Npy.Write(path, Gemm.MatMul(f, dict));
+        return path;
+    }
+
+    [Fact]
+    public void EpochsTrainWithAValidationSplitAndWriteEpochsJsonl()
+    {
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        string acts = WriteActivations(dir, 2000);
+        string run = Path.Combine(dir, "fit");
+        var r = CliRunner.Run("train", "--activations", acts, "--architecture", "standard", "--d-sae", "32", "--epochs", "4",
+            "--validation-fraction", "0.2", "--batch-size", "64", "--lr", "0.003", "--l1-coefficient", "0.05", "--out", run,
+            "--set", "unit_norm_decoder=true", "--set", "resample_interval=10", "--set", "resample_window=5", "--set", "metrics_every=5");
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        // 1600 training rows in batches of 64: 25 steps an epoch.
+        Assert.Contains("trained 100 steps", r.Out);
+        Assert.Contains("epoch 4/4", r.Out);
+        var epochs = SaeSharp.Training.FitRunner.ReadEpochs(Path.Combine(run, "epochs.jsonl"));
+        Assert.Equal([1L, 2, 3, 4], epochs.Select(e => e.Epoch));
+        Assert.Equal([25L, 50, 75, 100], epochs.Select(e => e.Step));
+        Assert.True(epochs[^1].ValLoss < epochs[0].ValLoss, string.Join(" ", epochs.Select(e => e.ValLoss)));
+        Assert.True(epochs[^1].TrainLoss < epochs[0].TrainLoss, string.Join(" ", epochs.Select(e => e.TrainLoss)));
+        Assert.All(File.ReadLines(Path.Combine(run, "metrics.jsonl")), l => Assert.Contains("\"resampled_latents\"", l));
+        var sae = SaeFiles.Load(run);
+        Assert.Equal(4, sae.Config.Metadata["epochs"]!.GetValue<int>());
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void InterruptedFitRunResumesBitForBit()
+    {
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        var data = Npy.ReadFloat32(WriteActivations(dir, 1000));
+        var settings = new SaeSharp.Cli.Runs.TrainSettings
+        {
+            Architecture = "standard", DSae = 32, Epochs = 3, ValidationFraction = 0.2, BatchSize = 64, Lr = 3e-3, L1Coefficient = 0.05,
+            UnitNormDecoder = true, BDecInit = "median", NormalizeActivations = "expected_average_only_in", MetricsEvery = 5, CheckpointEvery = 0,
+            ResampleInterval = 7, ResampleWindow = 3,
+        };
+        string straight = Path.Combine(dir, "straight"), resumed = Path.Combine(dir, "resumed");
+        var a = SaeSharp.Cli.Runs.TrainRun.ExecuteFit(settings, data, straight, CancellationToken.None);
+        Assert.False(a.Summary.Interrupted);
+        Assert.Equal(36, a.Summary.Steps); // ⌊800 / 64⌋ = 12 steps an epoch
+
+        using var cancel = new CancellationTokenSource();
+        var half = SaeSharp.Cli.Runs.TrainRun.ExecuteFit(settings, data, resumed, cancel.Token, p => { if (p.Step == 19) cancel.Cancel(); });
+        Assert.True(half.Summary.Interrupted);
+        var r = CliRunner.Run("train", "--resume", resumed, "--activations", Path.Combine(dir, "acts.npy"));
+        Assert.True(r.Code == 0, r.Err + r.Out);
+
+        using var x = SafetensorsFile.Open(Path.Combine(straight, "sae_weights.safetensors"));
+        using var y = SafetensorsFile.Open(Path.Combine(resumed, "sae_weights.safetensors"));
+        foreach (var name in x.Names) Assert.Equal(x.RawBytes(name), y.RawBytes(name));
+        Assert.Equal(File.ReadAllLines(Path.Combine(straight, "epochs.jsonl")), File.ReadAllLines(Path.Combine(resumed, "epochs.jsonl")));
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void FitAndResampleSettingsAreValidatedByName()
+    {
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        string acts = WriteActivations(dir, 200);
+        (string[] Args, string[] Expected)[] cases =
+        [
+            (["--epochs", "2", "--steps", "100"], ["epochs", "steps", "mutually exclusive"]),
+            (["--epochs", "-1"], ["epochs"]),
+            (["--epochs", "2", "--validation-fraction", "1.5"], ["validation_fraction"]),
+            (["--epochs", "2", "--batch-size", "4096"], ["batch_size"]),
+            (["--validation-fraction", "0.2"], ["validation_fraction", "epochs"]),
+            (["--set", "resample_interval=-3"], ["resample_interval"]),
+            (["--set", "resample_window=0", "--set", "resample_interval=5"], ["resample_window"]),
+            (["--set", "resample_samples=0"], ["resample_samples"]),
+        ];
+        int i = 0;
+        foreach (var (extra, expected) in cases)
+        {
+            var r = CliRunner.Run(["train", "--activations", acts, "--out", Path.Combine(dir, $"run{i++}"), .. extra]);
+            Assert.True(r.Code == 1, $"{string.Join(" ", extra)}: exit {r.Code}\n{r.Out}\n{r.Err}");
+            foreach (var word in expected) Assert.Contains(word, r.Err);
+        }
+        Directory.Delete(dir, true);
+    }
+}
+
 public class SaeInfoCommandTests
 {
     [Fact]
