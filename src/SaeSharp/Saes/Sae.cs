@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Collections;
 using System.Numerics.Tensors;
 using SaeSharp.Tensors;
@@ -225,15 +226,27 @@ public abstract class Sae
 
     protected static float[] DecoderNorms(Tensor wDec) => Ops.RowNorms(wDec);
 
-    /// <summary>Zeroes the gradient wherever the pre-activation is not positive (ReLU backward), in parallel over rows.</summary>
-    protected void ReluBackward(Tensor pre, Tensor grad)
+    /// <summary>
+    /// ReLU backward in parallel over rows: grad = pre > 0 ? grad (+ <paramref name="add"/>[j]) : 0. The optional
+    /// per-latent term folds a penalty's gradient (e.g. the L1 one) into the same pass over the [B, d_sae] tensor.
+    /// </summary>
+    protected void ReluBackward(Tensor pre, Tensor grad, float[]? add = null)
     {
         Compute.ForRange(pre.Rows, 16, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
             {
                 var p = pre.Row(r); var g = grad.Row(r);
-                for (int j = 0; j < p.Length; j++) if (!(p[j] > 0)) g[j] = 0;
+                int j = 0;
+                if (Vector512.IsHardwareAccelerated)
+                    for (; j + 16 <= p.Length; j += 16)
+                    {
+                        var gv = Vector512.Create(g.Slice(j, 16));
+                        if (add is not null) gv += Vector512.Create(add.AsSpan(j, 16));
+                        var keep = Vector512.GreaterThan(Vector512.Create(p.Slice(j, 16)), Vector512<float>.Zero);
+                        Vector512.ConditionalSelect(keep, gv, Vector512<float>.Zero).CopyTo(g.Slice(j, 16));
+                    }
+                for (; j < p.Length; j++) g[j] = p[j] > 0 ? g[j] + (add is null ? 0 : add[j]) : 0;
             }
         });
     }

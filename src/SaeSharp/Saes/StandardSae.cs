@@ -31,9 +31,30 @@ public sealed class StandardSae : Sae
     protected override SaeForward ForwardCore(Tensor input, Tensor x, Tensor? target, ActivationNorm? norm, SaeLossOptions? loss)
     {
         var saeIn = ProcessInput(x);
-        var pre = DenseEncode(saeIn, WEnc, Params["b_enc"].Span);
-        var f = pre.Clone();
-        TensorPrimitives.Max(f.Span, 0f, f.Span);
+        var pre = Gemm.MatMul(saeIn, WEnc, compute: Compute);
+        var bEnc = Params["b_enc"].Span.ToArray();
+        var norms = DecoderNorms(WDec);
+        double[]? sp = loss is null ? null : new double[pre.Rows];
+        double p = loss?.LpNorm ?? 1;
+        // pre += b_enc, f = ReLU(pre) and each row's penalty in one pass over the rows, while the row is in cache.
+        var f = Tensor.Uninitialized(pre.Rows, pre.Cols);
+        Compute.ForRange(f.Rows, 16, (r0, r1) =>
+        {
+            var w = sp is null || p == 1 ? null : new float[f.Cols];
+            for (int r = r0; r < r1; r++)
+            {
+                var row = f.Row(r);
+                TensorPrimitives.Add(pre.Row(r), bEnc, pre.Row(r));
+                TensorPrimitives.Max(pre.Row(r), 0f, row);
+                if (sp is null) continue;
+                // p = 1 (the default) is a plain dot product with the norms since f ≥ 0.
+                if (w is null) { sp[r] = TensorPrimitives.Dot(row, norms); continue; }
+                TensorPrimitives.Multiply(row, norms, w);
+                double s = 0;
+                foreach (float v in w) if (v != 0) s += Math.Pow(v, p);
+                sp[r] = Math.Pow(s, 1 / p);
+            }
+        });
         var output = Decode(f);
         if (WSkip is { } wSkip) Gemm.MatMul(x, wSkip, output, Trans.No, Trans.Yes, 1, 1, Compute);
         var losses = new Dictionary<string, double>();
@@ -42,30 +63,11 @@ public sealed class StandardSae : Sae
         {
             (losses["mse_loss"], mseGrad) = ReconstructionLoss(output, target, norm);
         }
-        var norms = DecoderNorms(WDec);
-        double[]? sp = null;
-        if (loss is not null)
+        if (sp is not null)
         {
-            double p = loss.LpNorm;
-            sp = new double[f.Rows];
-            var sparsity = sp;
-            // Rows in parallel; p = 1 (the default) is a plain dot product with the norms since f ≥ 0.
-            Compute.ForRange(f.Rows, 16, (r0, r1) =>
-            {
-                var w = new float[f.Cols];
-                for (int r = r0; r < r1; r++)
-                {
-                    var row = f.Row(r);
-                    if (p == 1) { sparsity[r] = TensorPrimitives.Dot(row, norms); continue; }
-                    TensorPrimitives.Multiply(row, norms, w);
-                    double s = 0;
-                    foreach (float v in w) if (v != 0) s += Math.Pow(v, p);
-                    sparsity[r] = Math.Pow(s, 1 / p);
-                }
-            });
             double total = 0;
             foreach (double v in sp) total += v;
-            losses["l1_loss"] = loss.L1Coefficient * total / Math.Max(1, f.Rows);
+            losses["l1_loss"] = loss!.L1Coefficient * total / Math.Max(1, f.Rows);
         }
         return new SaeForward
         {
@@ -88,13 +90,15 @@ public sealed class StandardSae : Sae
         var st = (State)f.State!;
         var feats = f.Features!;
         var dWDec = grads["W_dec"];
-        var dF = new Tensor(feats.Rows, Config.DSae);
+        Tensor? dF = null;
+        float[]? l1Add = null;
         if (st.MseGrad is { } mseGrad && include("mse_loss"))
         {
             dF = DenseDecoderBackward(feats, mseGrad, dWDec, grads["b_dec"]);
             // out += x·W_skipᵀ: dW_skip += dOutᵀ·x (x is the raw input: transcoders take no normalisation).
             if (WSkip is not null) Gemm.MatMul(mseGrad, f.Input, grads["W_skip"], Trans.Yes, Trans.No, 1, 1, Compute);
         }
+        dF ??= new Tensor(feats.Rows, Config.DSae);
         if (f.Losses.ContainsKey("l1_loss") && include("l1_loss"))
         {
             double p = f.Options!.LpNorm, scale = f.Options.L1Coefficient / Math.Max(1, feats.Rows);
@@ -102,12 +106,8 @@ public sealed class StandardSae : Sae
             if (p == 1)
             {
                 // d/df_j = scale·‖W_dec[j]‖ wherever f_j > 0; adding it everywhere is the same because the ReLU mask
-                // below zeroes the rest. d/d‖W_dec[j]‖ = scale·Σ_rows f_j.
-                var add = Array.ConvertAll(st.Norms, n => (float)(scale * n));
-                Compute.ForRange(feats.Rows, 16, (r0, r1) =>
-                {
-                    for (int r = r0; r < r1; r++) TensorPrimitives.Add(dF.Row(r), add, dF.Row(r));
-                });
+                // below zeroes the rest (the ReLU backward adds it in the same pass). d/d‖W_dec[j]‖ = scale·Σ_rows f_j.
+                l1Add = Array.ConvertAll(st.Norms, n => (float)(scale * n));
                 var colSum = new float[Config.DSae];
                 Ops.SumRows(feats, colSum);
                 for (int j = 0; j < dNorm.Length; j++) dNorm[j] = scale * colSum[j];
@@ -130,7 +130,7 @@ public sealed class StandardSae : Sae
                 }
             AddNormGradient(WDec, st.Norms, dNorm, dWDec);
         }
-        ReluBackward(f.PreActs, dF);
+        ReluBackward(f.PreActs, dF, l1Add);
         DenseEncoderBackward(f, dF, WEnc, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
     }
 }

@@ -115,15 +115,18 @@ public class TopKSae : Sae
         var deadIdx = new int[nDead];
         for (int j = 0, n = 0; j < dead.Length; j++) if (dead[j]) deadIdx[n++] = j;
         var codes = SparseCodes.Fixed(x.Rows, Config.DSae, kAux);
-        var buf = new float[nDead];
-        var sel = new int[kAux];
-        for (int r = 0; r < x.Rows; r++)
+        Compute.ForRange(x.Rows, 8, (r0, r1) =>
         {
-            var row = pre.Row(r);
-            for (int n = 0; n < nDead; n++) buf[n] = row[deadIdx[n]];
-            TopK.SelectRow(buf, kAux, codes.Value.AsSpan(r * kAux, kAux), sel);
-            for (int t = 0; t < kAux; t++) codes.Index[r * kAux + t] = deadIdx[sel[t]];
-        }
+            var buf = new float[nDead];
+            var sel = new int[kAux];
+            for (int r = r0; r < r1; r++)
+            {
+                var row = pre.Row(r);
+                for (int n = 0; n < nDead; n++) buf[n] = row[deadIdx[n]];
+                TopK.SelectRow(buf, kAux, codes.Value.AsSpan(r * kAux, kAux), sel);
+                for (int t = 0; t < kAux; t++) codes.Index[r * kAux + t] = deadIdx[sel[t]];
+            }
+        });
         var recon = Tensor.Uninitialized(x.Rows, Config.DIn);
         SparseKernels.Decode(codes, WDec, recon, default, Compute);
         var residual = x.Clone();

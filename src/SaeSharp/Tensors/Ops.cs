@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Numerics.Tensors;
 
 namespace SaeSharp.Tensors;
@@ -5,11 +6,15 @@ namespace SaeSharp.Tensors;
 /// <summary>Row-wise and whole-tensor helpers over <see cref="TensorPrimitives"/>.</summary>
 public static class Ops
 {
-    /// <summary>Adds <paramref name="bias"/> to every row of x in place.</summary>
-    public static void AddRowVector(Tensor x, ReadOnlySpan<float> bias)
+    /// <summary>Adds <paramref name="bias"/> to every row of x in place (rows in parallel).</summary>
+    public static void AddRowVector(Tensor x, ReadOnlySpan<float> bias, Compute? compute = null)
     {
         if (bias.Length != x.Cols) throw new ArgumentException($"bias has {bias.Length} elements, rows have {x.Cols}");
-        for (int r = 0; r < x.Rows; r++) TensorPrimitives.Add(x.Row(r), bias, x.Row(r));
+        var b = bias.ToArray();
+        (compute ?? Compute.All).ForRange(x.Rows, 64, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++) TensorPrimitives.Add(x.Row(r), b, x.Row(r));
+        });
     }
 
     /// <summary>Subtracts <paramref name="bias"/> from every row of x in place.</summary>
@@ -20,15 +25,28 @@ public static class Ops
     }
 
     /// <summary>Column sums of x [rows, cols] into <paramref name="result"/> (accumulated in float64 for stability).</summary>
-    public static void SumRows(Tensor x, Span<float> result, bool accumulate = false)
+    public static void SumRows(Tensor x, Span<float> result, bool accumulate = false, Compute? compute = null)
     {
         if (result.Length != x.Cols) throw new ArgumentException($"result has {result.Length} elements, rows have {x.Cols}");
         var acc = new double[x.Cols];
-        for (int r = 0; r < x.Rows; r++)
+        // Columns in parallel blocks; each column is summed in row order, so the result never depends on threads.
+        (compute ?? Compute.All).ForRange(x.Cols, 1024, (c0, c1) =>
         {
-            var row = x.Row(r);
-            for (int j = 0; j < row.Length; j++) acc[j] += row[j];
-        }
+            var a = acc.AsSpan(c0, c1 - c0);
+            for (int r = 0; r < x.Rows; r++)
+            {
+                var row = x.Row(r).Slice(c0, c1 - c0);
+                int j = 0;
+                if (Vector512.IsHardwareAccelerated)
+                    for (; j + 16 <= row.Length; j += 16)
+                    {
+                        var (lo, hi) = Vector512.Widen(Vector512.Create(row.Slice(j, 16)));
+                        (Vector512.Create<double>(a.Slice(j, 8)) + lo).CopyTo(a.Slice(j, 8));
+                        (Vector512.Create<double>(a.Slice(j + 8, 8)) + hi).CopyTo(a.Slice(j + 8, 8));
+                    }
+                for (; j < row.Length; j++) a[j] += row[j];
+            }
+        }, align: 16);
         for (int j = 0; j < acc.Length; j++) result[j] = (float)(accumulate ? result[j] + acc[j] : acc[j]);
     }
 
