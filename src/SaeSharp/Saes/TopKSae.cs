@@ -35,8 +35,10 @@ public class TopKSae : Sae
     protected override SaeForward ForwardCore(Tensor input, Tensor x, Tensor? target, ActivationNorm? norm, SaeLossOptions? loss)
     {
         var saeIn = ProcessInput(x);
-        var pre = DenseEncode(saeIn, WEnc, Params["b_enc"].Span);
         float[]? norms = Config.RescaleActsByDecoderNorm ? DecoderNorms(WDec) : null;
+        // Row top-k adds b_enc in its own pass over the rows; every other path adds it first.
+        bool fuseBias = !IsBatch && norms is null;
+        var pre = fuseBias ? Gemm.MatMul(saeIn, WEnc, compute: Compute) : DenseEncode(saeIn, WEnc, Params["b_enc"].Span);
         var ranking = pre;
         if (norms is not null)
         {
@@ -44,7 +46,7 @@ public class TopKSae : Sae
             for (int r = 0; r < ranking.Rows; r++) TensorPrimitives.Multiply(ranking.Row(r), norms, ranking.Row(r));
         }
         SparseCodes codes;
-        if (!IsBatch) codes = TopK.Rows(ranking, Config.K, relu: true, Compute);
+        if (!IsBatch) codes = TopK.Rows(ranking, Config.K, relu: true, Compute, fuseBias ? Params["b_enc"].Span.ToArray() : null);
         else if (loss is not null)
         {
             (codes, float minKept) = TopK.Batch(ranking, checked(Config.K * x.Rows), Compute);

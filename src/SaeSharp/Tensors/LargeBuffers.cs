@@ -10,7 +10,7 @@ namespace SaeSharp.Tensors;
 /// </summary>
 internal static class LargeBuffers
 {
-    public const long CollectEvery = 512L << 20;
+    public const long CollectEvery = 128L << 20;
     private static long _sinceCollect;
 
     public static void BeforeAllocate(long bytes)

@@ -1,3 +1,6 @@
+using System.Numerics;
+using System.Runtime.Intrinsics;
+
 namespace SaeSharp.Tensors;
 
 /// <summary>
@@ -21,6 +24,55 @@ public sealed class SparseCodes
         RowStart = new int[rows + 1];
         Index = new int[capacity];
         Value = new float[capacity];
+    }
+
+    /// <summary>
+    /// The non-zero entries of dense activations [rows, cols] (e.g. a ReLU SAE's latents), rows in parallel: a
+    /// vectorised count per row, then a branch-free copy of each row's entries into its slice.
+    /// </summary>
+    public static SparseCodes FromDense(Tensor dense, Compute? compute = null)
+    {
+        int rows = dense.Rows, cols = dense.Cols;
+        var c = compute ?? Compute.All;
+        var counts = new int[rows];
+        c.ForRange(rows, 16, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                var row = dense.Row(r);
+                int n = 0, j = 0;
+                if (Vector512.IsHardwareAccelerated)
+                    for (; j + 16 <= row.Length; j += 16)
+                    {
+                        var v = Vector512.Create(row.Slice(j, 16));
+                        n += 16 - BitOperations.PopCount(Vector512.Equals(v, Vector512<float>.Zero).ExtractMostSignificantBits());
+                    }
+                for (; j < row.Length; j++) if (row[j] != 0) n++;
+                counts[r] = n;
+            }
+        });
+        long total = 0;
+        foreach (int n in counts) total += n;
+        if (total > Array.MaxLength) throw new ArgumentException($"{total} non-zero activations do not fit one code array");
+        var codes = new SparseCodes(rows, cols, (int)total);
+        for (int r = 0; r < rows; r++) codes.RowStart[r + 1] = codes.RowStart[r] + counts[r];
+        c.ForRange(rows, 16, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                var row = dense.Row(r);
+                int w = codes.RowStart[r], end = codes.RowStart[r + 1];
+                // Write every element at the cursor and advance it only past non-zeros; stop once the row is full
+                // so the cursor never writes into the next row's slice.
+                for (int j = 0; j < row.Length && w < end; j++)
+                {
+                    codes.Index[w] = j;
+                    codes.Value[w] = row[j];
+                    w += row[j] != 0 ? 1 : 0;
+                }
+            }
+        });
+        return codes;
     }
 
     /// <summary>Codes with exactly <paramref name="k"/> entries per row (row top-k layout).</summary>

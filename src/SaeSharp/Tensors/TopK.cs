@@ -10,16 +10,18 @@ public static class TopK
     /// For each row of x [rows, cols], the k largest values (descending; ties by lower index) and their
     /// indices, written as <see cref="SparseCodes"/> with k entries per row. With <paramref name="relu"/>, the
     /// selected values are clamped at zero afterwards (SAELens TopK: topk, then ReLU on the values).
+    /// A <paramref name="bias"/> is first added to every row of x in place, in the same pass (an encoder bias).
     /// </summary>
-    public static SparseCodes Rows(Tensor x, int k, bool relu, Compute? compute = null)
+    public static SparseCodes Rows(Tensor x, int k, bool relu, Compute? compute = null, float[]? bias = null)
     {
         var codes = SparseCodes.Fixed(x.Rows, x.Cols, k);
-        Rows(x, k, relu, codes, compute);
+        Rows(x, k, relu, codes, compute, bias);
         return codes;
     }
 
-    public static void Rows(Tensor x, int k, bool relu, SparseCodes output, Compute? compute = null)
+    public static void Rows(Tensor x, int k, bool relu, SparseCodes output, Compute? compute = null, float[]? bias = null)
     {
+        if (bias is not null && bias.Length != x.Cols) throw new ArgumentException($"bias has {bias.Length} elements, rows have {x.Cols}");
         int rows = x.Rows, cols = x.Cols;
         if (k < 1 || k > cols) throw new ArgumentOutOfRangeException(nameof(k), $"k = {k} must be in [1, {cols}]");
         if (output.Rows != rows || output.Cols != cols || output.Index.Length < rows * k)
@@ -31,7 +33,8 @@ public static class TopK
         {
             for (int r = r0; r < r1; r++)
             {
-                var row = new ReadOnlySpan<float>(data, offset + r * cols, cols);
+                var row = new Span<float>(data, offset + r * cols, cols);
+                if (bias is not null) TensorPrimitives.Add(row, bias, row);
                 SelectRow(row, k, output.Value.AsSpan(r * k, k), output.Index.AsSpan(r * k, k));
                 if (relu)
                 {

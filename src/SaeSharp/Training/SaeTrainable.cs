@@ -65,22 +65,7 @@ public sealed class SaeTrainable : ITrainableSae
     }
 
     /// <summary>The non-zero entries of dense latent activations, for firing statistics.</summary>
-    public static SparseCodes ToCodes(Tensor features)
-    {
-        int count = 0;
-        foreach (float v in features.Span) if (v != 0) count++;
-        var codes = new SparseCodes(features.Rows, features.Cols, count);
-        int w = 0;
-        for (int r = 0; r < features.Rows; r++)
-        {
-            codes.RowStart[r] = w;
-            var row = features.Row(r);
-            for (int j = 0; j < row.Length; j++)
-                if (row[j] != 0) { codes.Index[w] = j; codes.Value[w] = row[j]; w++; }
-        }
-        codes.RowStart[features.Rows] = w;
-        return codes;
-    }
+    public static SparseCodes ToCodes(Tensor features) => SparseCodes.FromDense(features);
 
     public void BeforeOptimizerStep(IReadOnlyDictionary<string, Tensor> gradients)
     {

@@ -76,4 +76,64 @@ public class SparseKernelTests
         for (int i = 0; i < 37; i++)
             for (int j = 0; j < 70; j++) Assert.Equal(x[i, j] + 2f, y[j, i]);
     }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(5, 17)]
+    [InlineData(37, 33)]
+    [InlineData(19, 130)]
+    public void FromDenseKeepsExactlyTheNonZerosInOrder(int rows, int cols)
+    {
+        var rng = new Rng(21);
+        var dense = new Tensor(rows, cols);
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < cols; j++)
+                // Row 0 all zeros, row 1 (when there is one) all non-zero, the rest sparse with negative values too.
+                dense[r, j] = r == 0 ? 0 : r == 1 ? 1 + j : rng.Bernoulli(0.3) ? (float)(rng.NextDouble() - 0.5) : 0;
+        foreach (var compute in new[] { Compute.Single, new Compute(2), new Compute(3) })
+        {
+            var codes = SparseCodes.FromDense(dense, compute);
+            Assert.Equal(rows, codes.Rows);
+            Assert.Equal(cols, codes.Cols);
+            int e = 0;
+            for (int r = 0; r < rows; r++)
+            {
+                Assert.Equal(e, codes.RowStart[r]);
+                for (int j = 0; j < cols; j++)
+                    if (dense[r, j] != 0) { Assert.Equal(j, codes.Index[e]); Assert.Equal(dense[r, j], codes.Value[e]); e++; }
+            }
+            Assert.Equal(e, codes.RowStart[rows]);
+            Assert.Equal(e, codes.Count);
+            Assert.Equal(dense.Span.ToArray(), codes.ToDense().Span.ToArray());
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(7, 15)]
+    [InlineData(33, 1031)]
+    public void SumRowsAndAddRowVectorMatchAScalarReference(int rows, int cols)
+    {
+        var rng = new Rng(4);
+        var x = new Tensor(rows, cols);
+        rng.FillNormal(x.Span);
+        var expected = new float[cols];
+        for (int j = 0; j < cols; j++)
+        {
+            double s = 0;
+            for (int r = 0; r < rows; r++) s += x[r, j];
+            expected[j] = (float)s;
+        }
+        foreach (var compute in new[] { Compute.Single, new Compute(2), new Compute(3) })
+        {
+            var got = new float[cols];
+            Ops.SumRows(x, got, compute: compute);
+            Assert.Equal(expected, got); // float64 sums in row order: bit-identical whatever the threads
+            var y = x.Clone();
+            var bias = Enumerable.Range(0, cols).Select(j => j * 0.5f).ToArray();
+            Ops.AddRowVector(y, bias, compute);
+            for (int r = 0; r < rows; r++)
+                for (int j = 0; j < cols; j++) Assert.Equal(x[r, j] + bias[j], y[r, j]);
+        }
+    }
 }
