@@ -1,4 +1,5 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using System.Runtime.Intrinsics;
 using SaeSharp.Tensors;
 
 namespace SaeSharp.Training;
@@ -53,7 +54,25 @@ public sealed class Adam
             (compute ?? Compute.All).ForRange(p.Length, 1 << 14, (s, e) =>
             {
                 var ps = p.Span[s..e]; var gs = g.Span[s..e]; var ms = m.Span[s..e]; var vs = v.Span[s..e];
-                for (int i = 0; i < ps.Length; i++)
+                int i = 0;
+                if (Vector512.IsHardwareAccelerated)
+                {
+                    // The scalar loop below handles only the last length % 16 elements (ranges start at multiples of 16),
+                    // so which path an element takes, and so its result, does not depend on the number of threads.
+                    var vb1 = Vector512.Create(b1); var vc1 = Vector512.Create(1 - b1);
+                    var vb2 = Vector512.Create(b2); var vc2 = Vector512.Create(1 - b2);
+                    var vStep = Vector512.Create(stepSize); var vInv = Vector512.Create(invSqrtC2); var vEps = Vector512.Create(eps);
+                    for (; i + 16 <= ps.Length; i += 16)
+                    {
+                        var gi = Vector512.Create(gs.Slice(i, 16));
+                        var mi = vb1 * Vector512.Create(ms.Slice(i, 16)) + vc1 * gi;
+                        var vi = vb2 * Vector512.Create(vs.Slice(i, 16)) + vc2 * gi * gi;
+                        mi.CopyTo(ms.Slice(i, 16));
+                        vi.CopyTo(vs.Slice(i, 16));
+                        (Vector512.Create(ps.Slice(i, 16)) - vStep * mi / (Vector512.Sqrt(vi) * vInv + vEps)).CopyTo(ps.Slice(i, 16));
+                    }
+                }
+                for (; i < ps.Length; i++)
                 {
                     float gi = gs[i];
                     float mi = ms[i] = b1 * ms[i] + (1 - b1) * gi;

@@ -5,6 +5,40 @@ namespace SaeSharp.Tests.Training;
 
 public class OptimTests
 {
+    [Theory]
+    [InlineData(37)]
+    [InlineData(16)]
+    [InlineData(1000)]
+    public void VectorisedAdamFollowsTheFormulaAndDoesNotDependOnThreads(int n)
+    {
+        var rng = new Rng(8);
+        var start = new float[n];
+        rng.FillNormal(start);
+        var grads = Enumerable.Range(0, 3).Select(_ => { var g = new Tensor(n); rng.FillNormal(g.Span); return g; }).ToList();
+        float[] Run(Compute compute)
+        {
+            var p = new Dictionary<string, Tensor> { ["w"] = Tensor.FromArray((float[])start.Clone(), n) };
+            var adam = new Adam(p, 0.9f, 0.99f, 1e-6f);
+            foreach (var g in grads) adam.Update(p, new Dictionary<string, Tensor> { ["w"] = g }, 0.01f, compute);
+            return p["w"].Span.ToArray();
+        }
+        var single = Run(Compute.Single);
+        Assert.Equal(single, Run(new Compute(2)));
+        Assert.Equal(single, Run(new Compute(3)));
+        // The bias-corrected Adam formula in float64.
+        var expected = start.Select(x => (double)x).ToArray();
+        var m = new double[n]; var v = new double[n];
+        for (int step = 1; step <= grads.Count; step++)
+            for (int i = 0; i < n; i++)
+            {
+                double gi = grads[step - 1][i];
+                m[i] = 0.9 * m[i] + 0.1 * gi;
+                v[i] = 0.99 * v[i] + 0.01 * gi * gi;
+                expected[i] -= 0.01 * (m[i] / (1 - Math.Pow(0.9, step))) / (Math.Sqrt(v[i] / (1 - Math.Pow(0.99, step))) + 1e-6);
+            }
+        for (int i = 0; i < n; i++) Assert.Equal(expected[i], single[i], 5e-6);
+    }
+
     [Fact]
     public void AdamStepsMatchHandComputedValues()
     {
