@@ -9,7 +9,24 @@ namespace SaeSharp.Cli.Commands;
 /// <summary>`saesharp cache` and `saesharp extract`: activation caches and per-document activations.</summary>
 public static class DataCommands
 {
-    public static Command[] Build() => new[] { BuildCache(), BuildExtract() };
+    public static Command[] Build() => new[] { BuildPretokenize(), BuildCache(), BuildExtract() };
+
+    private static Command BuildPretokenize()
+    {
+        var cmd = new Command("pretokenize", "Encode a text dataset with a model's tokenizer into a token file (tokens + doc_offsets safetensors) for --tokens-file");
+        var tokenizer = new Option<string>("--tokenizer") { Description = "Model folder holding tokenizer.json (or tok512.bin / encoder.json + vocab.bpe), or a llama2.c .bin beside its tokenizer", Required = true };
+        var dataset = new Option<string>("--dataset") { Description = "Text dataset (.txt one document per line, .jsonl 'text' field, or a folder)", Required = true };
+        var output = new Option<string>("--out") { Description = "Token file to write (.safetensors)", Required = true };
+        var addBos = new Option<bool>("--add-bos") { Description = "Begin each document with the tokenizer's BOS (batching adds one per context anyway)" };
+        foreach (var o in new Option[] { tokenizer, dataset, output, addBos }) cmd.Add(o);
+        cmd.SetAction(p =>
+        {
+            var docs = ModelInputs.Documents(null, p.GetValue(dataset), p.GetValue(tokenizer)!, p.GetValue(addBos)).ToList();
+            TokenFile.Write(p.GetValue(output)!, docs);
+            p.InvocationConfiguration.Output.WriteLine($"wrote {docs.Count:N0} documents, {docs.Sum(d => (long)d.Length):N0} tokens to {p.GetValue(output)}");
+        });
+        return cmd;
+    }
 
     private static Command BuildCache()
     {

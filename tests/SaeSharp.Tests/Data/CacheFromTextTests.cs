@@ -28,4 +28,22 @@ public class CacheFromTextTests
         Assert.Equal(stream.Take(15).Select(t => (long)t), tokens.Skip(1).Take(15));
         Directory.Delete(dir, true);
     }
+
+    [SharedFact(Model + "/tokenizer.json")]
+    public void PretokenizeWritesTheDocumentsTokensAndBoundaries()
+    {
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        string text = Path.Combine(dir, "stories.txt");
+        var docs = new[] { "Once upon a time, there was a little girl named Lily.", "She loved to play outside." };
+        File.WriteAllLines(text, docs);
+        string tokens = Path.Combine(dir, "tokens.safetensors");
+        var (code, output, err) = SaeSharp.Tests.Cli.CliRunner.Run("pretokenize", "--tokenizer", SharedData.Path(Model), "--dataset", text, "--out", tokens, "--add-bos");
+        Assert.True(code == 0, err + output);
+        var tokenizer = Tokenizers.Load(SharedData.Path(Model));
+        var read = SaeSharp.Data.TokenFile.Read(tokens);
+        Assert.Equal(2, read.Count);
+        for (int i = 0; i < docs.Length; i++) Assert.Equal(tokenizer.Encode(docs[i], addBos: true), read[i]);
+        Assert.Equal(1, read[0][0]); // BOS
+        Directory.Delete(dir, true);
+    }
 }
