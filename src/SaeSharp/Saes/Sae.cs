@@ -227,28 +227,69 @@ public abstract class Sae
     protected static float[] DecoderNorms(Tensor wDec) => Ops.RowNorms(wDec);
 
     /// <summary>
-    /// ReLU backward in parallel over rows: grad = pre > 0 ? grad (+ <paramref name="add"/>[j]) : 0. The optional
-    /// per-latent term folds a penalty's gradient (e.g. the L1 one) into the same pass over the [B, d_sae] tensor.
+    /// ReLU backward: grad = pre > 0 ? grad (+ <paramref name="add"/>[j]) : 0, returning the column sums of the
+    /// result (the encoder-bias gradient) and, when <paramref name="reluColumnSums"/> is given, filling it with the
+    /// column sums of ReLU(pre). The optional per-latent term folds a penalty's gradient (the L1 one) into the same
+    /// pass, so the [B, d_sae] tensors are read once. Rows go in fixed blocks whose float64 partial sums are added in
+    /// block order, so the sums do not depend on the number of threads.
     /// </summary>
-    protected void ReluBackward(Tensor pre, Tensor grad, float[]? add = null)
+    protected float[] ReluBackward(Tensor pre, Tensor grad, float[]? add = null, float[]? reluColumnSums = null)
     {
-        Compute.ForRange(pre.Rows, 16, (r0, r1) =>
+        const int BlockRows = 256;
+        int rows = pre.Rows, cols = pre.Cols, blocks = Math.Max(1, (rows + BlockRows - 1) / BlockRows);
+        var gradPartial = new double[blocks * cols];
+        var reluPartial = reluColumnSums is null ? null : new double[blocks * cols];
+        Compute.For(blocks, b =>
         {
-            for (int r = r0; r < r1; r++)
+            var gs = gradPartial.AsSpan(b * cols, cols);
+            var rs = reluPartial is null ? default : reluPartial.AsSpan(b * cols, cols);
+            for (int r = b * BlockRows; r < Math.Min(rows, (b + 1) * BlockRows); r++)
             {
                 var p = pre.Row(r); var g = grad.Row(r);
                 int j = 0;
                 if (Vector512.IsHardwareAccelerated)
-                    for (; j + 16 <= p.Length; j += 16)
+                    for (; j + 16 <= cols; j += 16)
                     {
+                        var pv = Vector512.Create(p.Slice(j, 16));
                         var gv = Vector512.Create(g.Slice(j, 16));
                         if (add is not null) gv += Vector512.Create(add.AsSpan(j, 16));
-                        var keep = Vector512.GreaterThan(Vector512.Create(p.Slice(j, 16)), Vector512<float>.Zero);
-                        Vector512.ConditionalSelect(keep, gv, Vector512<float>.Zero).CopyTo(g.Slice(j, 16));
+                        var keep = Vector512.GreaterThan(pv, Vector512<float>.Zero);
+                        gv = Vector512.ConditionalSelect(keep, gv, Vector512<float>.Zero);
+                        gv.CopyTo(g.Slice(j, 16));
+                        AddWidened(gs.Slice(j, 16), gv);
+                        if (reluPartial is not null) AddWidened(rs.Slice(j, 16), Vector512.ConditionalSelect(keep, pv, Vector512<float>.Zero));
                     }
-                for (; j < p.Length; j++) g[j] = p[j] > 0 ? g[j] + (add is null ? 0 : add[j]) : 0;
+                for (; j < cols; j++)
+                {
+                    bool on = p[j] > 0;
+                    g[j] = on ? g[j] + (add is null ? 0 : add[j]) : 0;
+                    gs[j] += g[j];
+                    if (reluPartial is not null) rs[j] += on ? p[j] : 0;
+                }
             }
         });
+        var gradSums = new float[cols];
+        ReducePartials(gradPartial, blocks, gradSums);
+        if (reluPartial is not null) ReducePartials(reluPartial, blocks, reluColumnSums!);
+        return gradSums;
+    }
+
+    private static void AddWidened(Span<double> acc, Vector512<float> v)
+    {
+        var (lo, hi) = Vector512.Widen(v);
+        (Vector512.Create<double>(acc[..8]) + lo).CopyTo(acc[..8]);
+        (Vector512.Create<double>(acc.Slice(8, 8)) + hi).CopyTo(acc.Slice(8, 8));
+    }
+
+    private static void ReducePartials(double[] partials, int blocks, float[] result)
+    {
+        int cols = result.Length;
+        for (int j = 0; j < cols; j++)
+        {
+            double sum = 0;
+            for (int b = 0; b < blocks; b++) sum += partials[b * cols + j];
+            result[j] = (float)sum;
+        }
     }
 
     /// <summary>
@@ -265,13 +306,14 @@ public abstract class Sae
 
     /// <summary>
     /// Backward of a dense encoder pre = sae_in·W + b: dW += sae_inᵀ·dPre, db += Σ_rows dPre, and through the
-    /// b_dec subtraction in the input, db_dec −= W·(Σ_rows dPre).
+    /// b_dec subtraction in the input, db_dec −= W·(Σ_rows dPre). Pass the column sums when already computed.
     /// </summary>
-    protected void DenseEncoderBackward(SaeForward f, Tensor dPre, Tensor w, Tensor dW, Tensor dBias, Tensor dBDec)
+    protected void DenseEncoderBackward(SaeForward f, Tensor dPre, Tensor w, Tensor dW, Tensor dBias, Tensor dBDec, float[]? dPreColumnSums = null)
     {
         Gemm.MatMul(f.SaeIn, dPre, dW, Trans.Yes, Trans.No, 1, 1, Compute);
         var colSum = new Tensor(1, dPre.Cols);
-        Ops.SumRows(dPre, colSum.Span);
+        if (dPreColumnSums is not null) dPreColumnSums.CopyTo(colSum.Span);
+        else Ops.SumRows(dPre, colSum.Span);
         TensorPrimitives.Add(dBias.Span, colSum.Span, dBias.Span);
         if (Config.ApplyBDecToInput)
             Gemm.Multiply(Trans.No, Trans.Yes, w.Dim(0), 1, w.Dim(1), -1, w.Span, w.Dim(1), colSum.Span, colSum.Cols, 1, dBDec.Span, 1, Compute);

@@ -91,7 +91,8 @@ public sealed class StandardSae : Sae
         var feats = f.Features!;
         var dWDec = grads["W_dec"];
         Tensor? dF = null;
-        float[]? l1Add = null;
+        float[]? l1Add = null, featureSums = null;
+        double l1Scale = 0;
         if (st.MseGrad is { } mseGrad && include("mse_loss"))
         {
             dF = DenseDecoderBackward(feats, mseGrad, dWDec, grads["b_dec"]);
@@ -106,11 +107,11 @@ public sealed class StandardSae : Sae
             if (p == 1)
             {
                 // d/df_j = scale·‖W_dec[j]‖ wherever f_j > 0; adding it everywhere is the same because the ReLU mask
-                // below zeroes the rest (the ReLU backward adds it in the same pass). d/d‖W_dec[j]‖ = scale·Σ_rows f_j.
+                // zeroes the rest (the ReLU backward adds it in its pass). d/d‖W_dec[j]‖ = scale·Σ_rows f_j, and
+                // f = ReLU(pre), so that pass also sums f.
                 l1Add = Array.ConvertAll(st.Norms, n => (float)(scale * n));
-                var colSum = new float[Config.DSae];
-                Ops.SumRows(feats, colSum);
-                for (int j = 0; j < dNorm.Length; j++) dNorm[j] = scale * colSum[j];
+                featureSums = new float[Config.DSae];
+                l1Scale = scale;
             }
             else
                 for (int r = 0; r < feats.Rows; r++)
@@ -128,9 +129,10 @@ public sealed class StandardSae : Sae
                         dNorm[j] += g * row[j];
                     }
                 }
-            AddNormGradient(WDec, st.Norms, dNorm, dWDec);
+            if (featureSums is null) AddNormGradient(WDec, st.Norms, dNorm, dWDec);
         }
-        ReluBackward(f.PreActs, dF, l1Add);
-        DenseEncoderBackward(f, dF, WEnc, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
+        var dPreSums = ReluBackward(f.PreActs, dF, l1Add, featureSums);
+        if (featureSums is not null) AddNormGradient(WDec, st.Norms, Array.ConvertAll(featureSums, v => l1Scale * v), dWDec);
+        DenseEncoderBackward(f, dF, WEnc, grads["W_enc"], grads["b_enc"], grads["b_dec"], dPreSums);
     }
 }

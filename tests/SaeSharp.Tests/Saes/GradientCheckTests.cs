@@ -312,6 +312,19 @@ public class GradientCheckTests
         Check(sae, RandomX(5, 6, 2), new SaeLossOptions { L1Coefficient = 0.7, LpNorm = lp }, Ref.Standard);
     }
 
+    /// <summary>
+    /// Shapes that reach the vectorised ReLU backward (d_sae = 37: two vectors and a tail) and its row blocks
+    /// (B = 260: a full block of 256 rows and a partial one), whose column sums feed b_enc and the L1 norm term.
+    /// The input seed is one where no pre-activation lies within the finite-difference step of the ReLU kink
+    /// (with 9,620 pre-activations some seeds put one there, and the difference quotient then sees half a kink).
+    /// </summary>
+    [Fact]
+    public void StandardAtAwkwardSizes()
+    {
+        var sae = RandomSae(new SaeConfig { Architecture = "standard", DIn = 3, DSae = 37 }, 4);
+        Check(sae, RandomX(260, 3, 7), new SaeLossOptions { L1Coefficient = 0.3 }, Ref.Standard);
+    }
+
     [Theory]
     [InlineData("topk", false)]
     [InlineData("topk", true)]
