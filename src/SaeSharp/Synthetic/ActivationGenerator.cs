@@ -102,6 +102,63 @@ public sealed class LowRankCorrelation : CorrelationStructure
         }
     }
 
+    // Features are thinned in blocks of this many: one bound per block, then only candidates get a uniform each.
+    private const int ThinBlock = 32;
+
+    /// <summary>
+    /// Fires feature j iff η_j > (t_j − s_j)/√d_j, i.e. with probability Q(a_j) given s = ε·Fᵀ. Instead of one
+    /// uniform per feature, each block of <see cref="ThinBlock"/> features takes the bound Qb = Q(min a) ≥ Q(a_j),
+    /// draws candidates as Bernoulli(Qb) by geometric skips, and keeps a candidate with probability Q(a_j)/Qb
+    /// (thinning, exact). Firing probabilities are small for most features, so this draws a few uniforms per block.
+    /// </summary>
+    internal override void SampleFiring(Tensor firing, float[] thresholds, Rng rng)
+    {
+        int rows = firing.Dim(0), n = NumFeatures;
+        var eps = Tensor.Uninitialized(rows, Rank);
+        rng.FillNormal(eps.Span);
+        Gemm.MatMul(eps, Factor, firing, Trans.No, Trans.Yes, compute: Compute.Single); // s = ε·Fᵀ
+        var a = new double[n];
+        var exact = new bool[n]; // no noise or an infinite threshold: fires iff s > t, no randomness
+        for (int r = 0; r < rows; r++)
+        {
+            var row = firing.Row(r);
+            for (int j = 0; j < n; j++)
+            {
+                float t = thresholds[j], sd = _sqrtDiag[j];
+                if (float.IsInfinity(t) || sd == 0) { exact[j] = row[j] > t; a[j] = double.PositiveInfinity; }
+                else { exact[j] = false; a[j] = (t - (double)row[j]) / sd; }
+            }
+            row.Clear();
+            for (int j0 = 0; j0 < n; j0 += ThinBlock)
+            {
+                int len = Math.Min(ThinBlock, n - j0);
+                double amin = double.PositiveInfinity;
+                for (int j = j0; j < j0 + len; j++) amin = Math.Min(amin, a[j]);
+                if (double.IsPositiveInfinity(amin)) continue;
+                double bound = UpperTailBound(amin);
+                if (bound >= 1)
+                {
+                    for (int j = j0; j < j0 + len; j++)
+                        if (!double.IsPositiveInfinity(a[j]) && Fires(rng.NextDouble(), a[j])) row[j] = 1;
+                    continue;
+                }
+                if (!(bound > 0)) continue;
+                double logMiss = Math.Log(1 - bound);
+                for (int pos = -1; ;)
+                {
+                    // Failures before the next Bernoulli(bound) success: ⌊ln U / ln(1 − bound)⌋ with U in (0, 1].
+                    double skip = Math.Floor(Math.Log(1 - rng.NextDouble()) / logMiss);
+                    if (skip >= len - pos - 1) break;
+                    pos += (int)skip + 1;
+                    int j = j0 + pos;
+                    double v = rng.NextDouble() * bound;
+                    if (!double.IsPositiveInfinity(a[j]) && Fires(v, a[j])) row[j] = 1;
+                }
+            }
+            for (int j = 0; j < n; j++) if (exact[j]) row[j] = 1;
+        }
+    }
+
     // Q(a) = P(N(0,1) > a) on a grid over [-GridMax, GridMax]; used to decide most draws without evaluating Q.
     private const double GridMax = 8, GridStep = 1.0 / 64;
     private static readonly double[] UpperTail = BuildUpperTail();
@@ -114,42 +171,27 @@ public sealed class LowRankCorrelation : CorrelationStructure
         return q;
     }
 
-    /// <summary>
-    /// z_j = s_j + η_j·√d_j exceeds t_j exactly when η_j &gt; a_j = (t_j − s_j)/√d_j, which happens with probability
-    /// Q(a_j). So instead of drawing η_j (a costly normal per feature per sample) one uniform u is compared with Q(a_j);
-    /// the grid brackets Q(a_j), and Q is evaluated only when u falls inside the bracket. Same distribution, far cheaper.
-    /// </summary>
-    internal override void SampleFiring(Tensor firing, float[] thresholds, Rng rng)
+    /// <summary>u &lt; Q(a), deciding on the grid's bracketing values first and evaluating Q only in between.</summary>
+    private static bool Fires(double u, double a)
     {
-        int rows = firing.Dim(0), n = NumFeatures;
-        var eps = Tensor.Uninitialized(rows, Rank);
-        rng.FillNormal(eps.Span);
-        Gemm.MatMul(eps, Factor, firing, Trans.No, Trans.Yes, compute: Compute.Single); // s = ε·Fᵀ
         var q = UpperTail;
-        for (int r = 0; r < rows; r++)
+        double pos = (a + GridMax) / GridStep;
+        if (pos >= 0 && pos < q.Length - 1)
         {
-            var row = firing.Row(r);
-            for (int j = 0; j < n; j++)
-            {
-                float t = thresholds[j], sj = row[j], sd = _sqrtDiag[j];
-                double u = rng.NextDouble();
-                bool fires;
-                if (float.IsInfinity(t) || sd == 0) fires = sj > t;
-                else
-                {
-                    double a = (t - (double)sj) / sd;
-                    double pos = (a + GridMax) / GridStep;
-                    if (pos >= 0 && pos < q.Length - 1)
-                    {
-                        int k = (int)pos;
-                        // Q decreases: Q(grid[k]) ≥ Q(a) ≥ Q(grid[k+1]).
-                        fires = u < q[k + 1] || (u < q[k] && u < NormalQuantile.Cdf(-a));
-                    }
-                    else fires = u < NormalQuantile.Cdf(-a);
-                }
-                row[j] = fires ? 1 : 0;
-            }
+            int k = (int)pos;
+            // Q decreases: Q(grid[k]) ≥ Q(a) ≥ Q(grid[k+1]).
+            return u < q[k + 1] || (u < q[k] && u < NormalQuantile.Cdf(-a));
         }
+        return u < NormalQuantile.Cdf(-a);
+    }
+
+    /// <summary>A value ≥ Q(a): the grid point at or below a, or Q itself off the grid.</summary>
+    private static double UpperTailBound(double a)
+    {
+        double pos = (a + GridMax) / GridStep;
+        if (pos < 0) return 1;
+        if (pos < UpperTail.Length - 1) return UpperTail[(int)pos];
+        return NormalQuantile.Cdf(-a);
     }
 }
 
@@ -230,14 +272,19 @@ public sealed class ActivationGenerator
         for (int r = 0; r < rows; r++)
         {
             var a = acts.Row(r);
-            var zr = z is null ? default : z.Row(r);
-            for (int j = 0; j < n; j++)
+            if (z is null)
             {
-                bool fires = z is null ? rng.NextDouble() < FiringProbabilities[j] : zr[j] != 0;
-                if (!fires) { a[j] = 0; continue; }
-                float v = MeanMagnitudes[j];
-                if (StdMagnitudes[j] > 0) v += StdMagnitudes[j] * (float)rng.Normal();
-                a[j] = v > 0 ? v : 0;
+                for (int j = 0; j < n; j++) a[j] = rng.NextDouble() < FiringProbabilities[j] ? Magnitude(j, rng) : 0;
+                continue;
+            }
+            // Correlated firing is already decided: visit only the firing features (vectorised search for non-zeros).
+            var zr = z.Row(r);
+            a.Clear();
+            for (int j = zr.IndexOfAnyExcept(0f); j >= 0;)
+            {
+                a[j] = Magnitude(j, rng);
+                int next = zr[(j + 1)..].IndexOfAnyExcept(0f);
+                j = next < 0 ? -1 : j + 1 + next;
             }
         }
         foreach (var m in Modifiers) m.Apply(acts, rng);
@@ -249,6 +296,14 @@ public sealed class ActivationGenerator
     }
 
     /// <summary>Feature activations and the hidden activations they produce through <paramref name="dictionary"/>.</summary>
+    /// <summary>ReLU(mean + std·N(0, 1)) of a firing feature.</summary>
+    private float Magnitude(int j, Rng rng)
+    {
+        float v = MeanMagnitudes[j];
+        if (StdMagnitudes[j] > 0) v += StdMagnitudes[j] * (float)rng.Normal();
+        return v > 0 ? v : 0;
+    }
+
     public (Tensor Features, Tensor Hidden) SampleHidden(FeatureDictionary dictionary, int batch, Rng rng, Compute? compute = null)
     {
         if (dictionary.NumFeatures != NumFeatures)

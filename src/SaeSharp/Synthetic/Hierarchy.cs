@@ -264,50 +264,74 @@ public sealed class HierarchyModifier : IActivationModifier
     public bool ScaleChildrenByParent { get; }
     private readonly int _maxIndex;
 
+    // The forest flattened in preorder: node i's feature (-1 for a grouping node), its parent's position (-1 for a
+    // root), the end of its subtree, and for mutually exclusive nodes the positions of its children.
+    private readonly int[] _feature, _parent, _subtreeEnd;
+    private readonly int[]?[] _exclusiveChildren;
+
     public HierarchyModifier(IReadOnlyList<HierarchyNode> roots, bool scaleChildrenByParent = false)
     {
         Hierarchy.Validate(roots);
         Roots = roots.ToList();
         ScaleChildrenByParent = scaleChildrenByParent;
         _maxIndex = roots.SelectMany(r => r.AllFeatureIndices()).DefaultIfEmpty(-1).Max();
+        var feature = new List<int>(); var parent = new List<int>(); var end = new List<int>(); var exclusive = new List<int[]?>();
+        int Flatten(HierarchyNode node, int parentPos)
+        {
+            int pos = feature.Count;
+            feature.Add(node.FeatureIndex ?? -1); parent.Add(parentPos); end.Add(0); exclusive.Add(null);
+            var children = node.Children.Select(c => Flatten(c, pos)).ToArray();
+            if (node.MutuallyExclusiveChildren) exclusive[pos] = children;
+            end[pos] = feature.Count;
+            return pos;
+        }
+        foreach (var r in Roots) Flatten(r, -1);
+        _feature = feature.ToArray(); _parent = parent.ToArray(); _subtreeEnd = end.ToArray(); _exclusiveChildren = exclusive.ToArray();
     }
 
+    /// <summary>
+    /// Walks the flattened forest in preorder, top down: an inactive node's whole subtree is zeroed and skipped; an
+    /// active mutually exclusive node keeps one uniformly chosen active child (children with a feature, in order).
+    /// </summary>
     public void Apply(Tensor activations, Rng rng)
     {
         if (_maxIndex >= activations.Cols)
             throw new ArgumentException($"hierarchy uses feature index {_maxIndex} but activations have {activations.Cols} features");
-        var active = new List<int>();
+        int nodes = _feature.Length;
+        var value = new float[nodes];
+        var on = new List<int>();
         for (int r = 0; r < activations.Rows; r++)
         {
             var row = activations.Row(r);
-            foreach (var root in Roots) Visit(root, row, null, 1f, rng, active);
-        }
-    }
-
-    private void Visit(HierarchyNode node, Span<float> row, bool? parentActive, float parentValue, Rng rng, List<int> scratch)
-    {
-        bool isActive;
-        float value = parentValue;
-        if (node.FeatureIndex is int f)
-        {
-            if (parentActive == false) row[f] = 0;
-            else if (ScaleChildrenByParent && parentActive == true) row[f] *= parentValue;
-            isActive = row[f] > 0;
-            value = row[f];
-        }
-        else isActive = parentActive ?? true;
-
-        if (node.MutuallyExclusiveChildren && isActive)
-        {
-            scratch.Clear();
-            foreach (var c in node.Children)
-                if (c.FeatureIndex is int cf && row[cf] > 0) scratch.Add(cf);
-            if (scratch.Count > 1)
+            for (int i = 0; i < nodes;)
             {
-                int keep = scratch[rng.NextInt(scratch.Count)];
-                foreach (int cf in scratch) if (cf != keep) row[cf] = 0;
+                int f = _feature[i], p = _parent[i];
+                bool active;
+                if (f >= 0)
+                {
+                    if (ScaleChildrenByParent && p >= 0) row[f] *= value[p];
+                    active = row[f] > 0;
+                    value[i] = row[f];
+                }
+                else { active = true; value[i] = p >= 0 ? value[p] : 1f; }
+                if (!active)
+                {
+                    for (int d = i + 1; d < _subtreeEnd[i]; d++) if (_feature[d] >= 0) row[_feature[d]] = 0;
+                    i = _subtreeEnd[i];
+                    continue;
+                }
+                if (_exclusiveChildren[i] is { } children)
+                {
+                    on.Clear();
+                    foreach (int c in children) if (_feature[c] >= 0 && row[_feature[c]] > 0) on.Add(_feature[c]);
+                    if (on.Count > 1)
+                    {
+                        int keep = on[rng.NextInt(on.Count)];
+                        foreach (int cf in on) if (cf != keep) row[cf] = 0;
+                    }
+                }
+                i++;
             }
         }
-        foreach (var c in node.Children) Visit(c, row, isActive, value, rng, scratch);
     }
 }

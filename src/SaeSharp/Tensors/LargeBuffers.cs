@@ -1,8 +1,9 @@
 namespace SaeSharp.Tensors;
 
 /// <summary>
-/// Keeps big short-lived buffers (a training step's [batch, d_sae] intermediates, a forward's logits) on memory the
-/// process already touched. The GC collects the pinned heap only now and then, so each step's fresh buffers used to
+/// Keeps big short-lived buffers (a training step's [batch, d_sae] intermediates, a forward's logits, a generator's
+/// blocks) on memory the process already touched. Tensors of <see cref="Tensor.PinnedThreshold"/> floats or more live
+/// on the pinned object heap, which the GC collects only in full collections, now and then, so each step's fresh buffers used to
 /// land on new pages, and first-touching a page costs microseconds on virtual machines: 0.6 s per 256 MB buffer
 /// here. A blocking collection after every <see cref="CollectEvery"/> bytes of big allocations frees the previous
 /// step's buffers for reuse (the GC retains the memory; see RetainVMGarbageCollection). The collection itself is

@@ -161,7 +161,7 @@ public sealed class Tensor
     {
         if (length >= PinnedThreshold)
         {
-            if (length >= HugePageThreshold) LargeBuffers.BeforeAllocate((long)length * sizeof(float));
+            LargeBuffers.BeforeAllocate((long)length * sizeof(float));
             var a = GC.AllocateUninitializedArray<float>(length, pinned: true);
             if (length >= HugePageThreshold) HugePages.Advise(a);
             if (zeroed) Array.Clear(a);

@@ -6,6 +6,53 @@ namespace SaeSharp.Tests.Synthetic;
 
 public class HierarchyTests
 {
+    // The modifier's rules written as the plain recursive walk over the nodes, the reference for the flattened walk.
+    private static void ReferenceVisit(HierarchyNode node, Span<float> row, bool? parentActive, float parentValue, bool scale, Rng rng)
+    {
+        bool isActive;
+        float value = parentValue;
+        if (node.FeatureIndex is int f)
+        {
+            if (parentActive == false) row[f] = 0;
+            else if (scale && parentActive == true) row[f] *= parentValue;
+            isActive = row[f] > 0;
+            value = row[f];
+        }
+        else isActive = parentActive ?? true;
+        if (node.MutuallyExclusiveChildren && isActive)
+        {
+            var on = new List<int>();
+            foreach (var c in node.Children) if (c.FeatureIndex is int cf && row[cf] > 0) on.Add(cf);
+            if (on.Count > 1)
+            {
+                int keep = on[rng.NextInt(on.Count)];
+                foreach (int cf in on) if (cf != keep) row[cf] = 0;
+            }
+        }
+        foreach (var c in node.Children) ReferenceVisit(c, row, isActive, value, scale, rng);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void FlattenedWalkEqualsTheRecursiveRules(bool scale)
+    {
+        var rng = new Rng(17);
+        // Random forests with grouping (feature-less) nodes mixed in, and activations where about half fire.
+        var forest = Hierarchy.RandomForest(6, 2, 4, 3, 0.5, rng, numFeatures: 400);
+        forest.Add(new HierarchyNode(null, [new HierarchyNode(390), new HierarchyNode(391, [new HierarchyNode(392), new HierarchyNode(393)], true)], true));
+        var acts = new Tensor(300, 400);
+        for (int i = 0; i < acts.Length; i++) acts.Span[i] = rng.Bernoulli(0.5) ? 0.5f + (float)rng.NextDouble() : 0;
+        var expected = acts.Clone();
+        var refRng = new Rng(3);
+        for (int r = 0; r < expected.Rows; r++)
+            foreach (var root in forest) ReferenceVisit(root, expected.Row(r), null, 1f, scale, refRng);
+        var modRng = new Rng(3);
+        new HierarchyModifier(forest, scale).Apply(acts, modRng);
+        Assert.Equal(expected.Span.ToArray(), acts.Span.ToArray());
+        Assert.Equal(refRng.NextUInt64(), modRng.NextUInt64()); // the same draws, in the same order
+    }
+
     private static IEnumerable<(HierarchyNode Parent, HierarchyNode Child)> Edges(HierarchyNode n)
     {
         foreach (var c in n.Children) { yield return (n, c); foreach (var e in Edges(c)) yield return e; }
