@@ -21,7 +21,7 @@ public static class BenchCommands
         models.Add(quickModels);
         models.SetAction(p => ModelBench.Run(p.InvocationConfiguration.Output, p.GetValue(quickModels), p.GetValue(stories)));
         bench.Add(models);
-        var synth = new Command("synth", "Samples/s generating synth-sae-bench-16k batches");
+        var synth = new Command("synth", "Samples/s generating synth-sae-bench-16k batches, and generating while training a 4096-wide TopK SAE on them");
         var synthQuick = new Option<bool>("--quick") { Description = "Fewer batches, no orthogonalisation timing" };
         synth.Add(synthQuick);
         synth.SetAction(p => SynthBench.Run(p.InvocationConfiguration.Output, p.GetValue(synthQuick)));
