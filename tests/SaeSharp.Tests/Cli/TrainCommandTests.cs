@@ -1,3 +1,4 @@
+using SaeSharp.Tests.Training;
 using SaeSharp.IO;
 using SaeSharp.Saes;
 using SaeSharp.Tensors;
@@ -7,17 +8,10 @@ namespace SaeSharp.Tests.Cli;
 
 public class TrainCommandTests
 {
-    private static string WriteActivations(string dir, int rows = 4096, int d = 16)
+    internal static string WriteActivations(string dir, int rows = 4096)
     {
-        var rng = new Rng(11);
-        var dict = new Tensor(24, d);
-        rng.FillNormal(dict.Span);
-        var f = new Tensor(rows, 24);
-        for (int r = 0; r < rows; r++)
-            for (int i = 0; i < 24; i++)
-                if (rng.Bernoulli(0.08)) f[r, i] = (float)(1 + rng.NextDouble());
         string path = Path.Combine(dir, "acts.npy");
-        Npy.Write(path, Gemm.MatMul(f, dict));
+        Npy.Write(path, SparseDictionaryData.Sample(rows, 11));
         return path;
     }
 
@@ -82,19 +76,7 @@ public class TrainCommandTests
 
 public class TrainFitCommandTests
 {
-    private static string WriteActivations(string dir, int rows)
-    {
-        var rng = new Rng(11);
-        var dict = new Tensor(24, 16);
-        rng.FillNormal(dict.Span);
-        var f = new Tensor(rows, 24);
-        for (int r = 0; r < rows; r++)
-            for (int i = 0; i < 24; i++)
-                if (rng.Bernoulli(0.08)) f[r, i] = (float)(1 + rng.NextDouble());
-        string path = Path.Combine(dir, "acts.npy");
-        Npy.Write(path, Gemm.MatMul(f, dict));
-        return path;
-    }
+    private static string WriteActivations(string dir, int rows) => TrainCommandTests.WriteActivations(dir, rows);
 
     [Fact]
     public void EpochsTrainWithAValidationSplitAndWriteEpochsJsonl()

@@ -7,19 +7,6 @@ namespace SaeSharp.Tests.Training;
 
 public class FitRunnerTests
 {
-    // 24 random directions in 16 dimensions, each active with p = 0.08 and magnitude in [1, 2).
-    private static Tensor SparseData(int rows, ulong seed = 3)
-    {
-        var rng = new Rng(seed);
-        var dict = new Tensor(24, 16);
-        rng.FillNormal(dict.Span);
-        var f = new Tensor(rows, 24);
-        for (int r = 0; r < rows; r++)
-            for (int i = 0; i < 24; i++)
-                if (rng.Bernoulli(0.08)) f[r, i] = (float)(1 + rng.NextDouble());
-        return Gemm.MatMul(f, dict);
-    }
-
     private static SaeTrainable Standard(int dIn, ulong seed = 1)
     {
         var sae = SaeRegistry.Create(new SaeConfig { Architecture = "standard", DIn = dIn, DSae = 32 });
@@ -30,7 +17,7 @@ public class FitRunnerTests
     [Fact]
     public void EpochMetricsAreLoggedAndTheLossFalls()
     {
-        var data = SparseData(4000);
+        var data = SparseDictionaryData.Sample(4000, 3);
         var dir = Directory.CreateTempSubdirectory().FullName;
         var cfg = new TrainerConfig { BatchSize = 64, Lr = 3e-3, SparsityCoefficient = 0.05, MetricsEvery = 1000 };
         var fit = new FitRunner(Standard(16), data, cfg, new FitOptions { Epochs = 6, ValidationFraction = 0.1 }, dir, new Compute(2));
@@ -88,7 +75,7 @@ public class FitRunnerTests
     public void ValidationRowsNeverEnterTrainingBatches()
     {
         // Row r carries the marker r in column 0; the last 100 of 1000 rows are held out.
-        var data = SparseData(1000);
+        var data = SparseDictionaryData.Sample(1000, 3);
         for (int r = 0; r < data.Rows; r++) data[r, 0] = r;
         var dir = Directory.CreateTempSubdirectory().FullName;
         var spy = new Spy(Standard(16));
@@ -112,7 +99,7 @@ public class FitRunnerTests
     [Fact]
     public void InterruptedFitResumesBitForBit()
     {
-        var data = SparseData(1000);
+        var data = SparseDictionaryData.Sample(1000, 3);
         var cfg = new TrainerConfig { BatchSize = 64, Lr = 3e-3, SparsityCoefficient = 0.05, MetricsEvery = 5, ResampleInterval = 10, ResampleWindow = 5 };
         var options = new FitOptions { Epochs = 3, ValidationFraction = 0.2 };
         var straightDir = Directory.CreateTempSubdirectory().FullName;

@@ -175,17 +175,6 @@ public class ResamplerTests
         }
     }
 
-    private static Tensor SparseData(int rows, ulong seed)
-    {
-        var rng = new Rng(seed);
-        var dict = Random(rng, 24, 16);
-        var f = new Tensor(rows, 24);
-        for (int r = 0; r < rows; r++)
-            for (int i = 0; i < 24; i++)
-                if (rng.Bernoulli(0.08)) f[r, i] = (float)(1 + rng.NextDouble());
-        return Gemm.MatMul(f, dict);
-    }
-
     private static (SaeTrainable Sae, Trainer Trainer) Make(Tensor data, string dir, TrainerConfig cfg, ulong seed)
     {
         // top-1 over 48 latents with 8 rows a step: at most 32 latents fire in a 4-step window, so every resampling
@@ -199,7 +188,7 @@ public class ResamplerTests
     [Fact]
     public void RunWithResamplingResumesBitForBit()
     {
-        var data = SparseData(2048, 3);
+        var data = SparseDictionaryData.Sample(2048, 3);
         var cfg = new TrainerConfig
         {
             TotalSteps = 26, BatchSize = 8, Lr = 3e-3, MetricsEvery = 10, CheckpointEvery = 0,
