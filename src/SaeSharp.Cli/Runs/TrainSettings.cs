@@ -39,6 +39,8 @@ public sealed record TrainSettings
     // Optimisation
     /// <summary>Optimiser steps (<see cref="DefaultSteps"/> when unset); mutually exclusive with <see cref="Epochs"/>.</summary>
     public long? Steps { get; set; }
+    /// <summary>SAELens training_tokens: the streaming budget in rows; steps = training_tokens / batch_size. Not with steps or epochs.</summary>
+    public long? TrainingTokens { get; set; }
     /// <summary>drrik fit mode: passes over the activations array; 0 = train for <see cref="Steps"/>.</summary>
     public int Epochs { get; set; }
     /// <summary>Fit mode: the last fraction of rows held out for validation (drrik's validation_split; <see cref="DefaultValidationFraction"/> when unset).</summary>
@@ -74,7 +76,7 @@ public sealed record TrainSettings
     public double HeldOutFraction() => ValidationFraction ?? DefaultValidationFraction;
 
     /// <summary>The step budget of a step-based run (fit mode derives its own from epochs and the data).</summary>
-    public long TotalSteps() => Steps ?? DefaultSteps;
+    public long TotalSteps() => Steps ?? (TrainingTokens is long t ? t / BatchSize : DefaultSteps);
 
     [System.Text.Json.Serialization.JsonIgnore]
     public bool FitMode => Epochs > 0;
@@ -169,6 +171,10 @@ public sealed record TrainSettings
         if (NBatchesInBuffer < 1) throw new ArgumentException($"n_batches_in_buffer must be at least 1, got {NBatchesInBuffer}");
         if (NormalizationBatches < 1) throw new ArgumentException($"normalization_batches must be at least 1, got {NormalizationBatches}");
         if (Epochs < 0) throw new ArgumentException($"epochs must be non-negative (0 trains for steps), got {Epochs}");
+        if (TrainingTokens is not null && (Steps is not null || Epochs > 0))
+            throw new ArgumentException("training_tokens sets the number of steps (training_tokens / batch_size); give it, steps or epochs, not several");
+        if (TrainingTokens is long tokens && tokens < BatchSize)
+            throw new ArgumentException($"training_tokens must be at least batch_size ({BatchSize}), got {tokens}");
         if (Epochs > 0 && Steps is not null)
             throw new ArgumentException($"epochs and steps are mutually exclusive: with epochs = {Epochs} the run is epochs × ⌊training rows / batch_size⌋ steps; leave steps unset");
         if (ValidationFraction is { } vf && !(vf >= 0 && vf < 1))

@@ -70,6 +70,23 @@ public class TrainCommandTests
         r = CliRunner.Run("train", "--activations", Path.Combine(dir, "missing.npy"), "--out", Path.Combine(dir, "z"));
         Assert.Equal(1, r.Code);
         Assert.Contains("missing.npy", r.Err);
+        r = CliRunner.Run("train", "--activations", acts, "--out", Path.Combine(dir, "w"), "--steps", "5", "--set", "training_tokens=640");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("training_tokens", r.Err);
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void TrainingTokensSetTheStreamingBudget()
+    {
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        string acts = WriteActivations(dir, rows: 256);
+        var r = CliRunner.Run("train", "--activations", acts, "--architecture", "topk", "--d-sae", "32", "--k", "3", "--batch-size", "64",
+            "--set", "training_tokens=700", "--out", Path.Combine(dir, "run"));
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        var meta = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "run", "cfg.json")))!["metadata"]!;
+        Assert.Equal(10, (long)meta["training_steps"]!); // ⌊700 / 64⌋
+        Assert.Equal(640, (long)meta["training_tokens"]!);
         Directory.Delete(dir, true);
     }
 }
