@@ -70,7 +70,7 @@ public sealed class LowRankCorrelation : CorrelationStructure
     public Tensor Factor { get; }
     /// <summary>d [n], non-negative.</summary>
     public Tensor Diagonal { get; }
-    private readonly float[] _sqrtDiag;
+    private readonly float[] _sqrtDiag, _invSqrtDiag;
     public override int NumFeatures => Factor.Dim(0);
     public int Rank => Factor.Dim(1);
 
@@ -87,6 +87,7 @@ public sealed class LowRankCorrelation : CorrelationStructure
         Factor = factor;
         Diagonal = diagonal;
         _sqrtDiag = diagonal.ToArray().Select(MathF.Sqrt).ToArray();
+        _invSqrtDiag = _sqrtDiag.Select(sd => sd > 0 ? 1 / sd : float.PositiveInfinity).ToArray();
     }
 
     internal override void SampleLatent(Tensor z, Rng rng)
@@ -103,7 +104,7 @@ public sealed class LowRankCorrelation : CorrelationStructure
     }
 
     // Features are thinned in blocks of this many: one bound per block, then only candidates get a uniform each.
-    private const int ThinBlock = 32;
+    private const int ThinBlock = 64;
 
     /// <summary>
     /// Fires feature j iff η_j > (t_j − s_j)/√d_j, i.e. with probability Q(a_j) given s = ε·Fᵀ. Instead of one
@@ -117,29 +118,31 @@ public sealed class LowRankCorrelation : CorrelationStructure
         var eps = Tensor.Uninitialized(rows, Rank);
         rng.FillNormal(eps.Span);
         Gemm.MatMul(eps, Factor, firing, Trans.No, Trans.Yes, compute: Compute.Single); // s = ε·Fᵀ
-        var a = new double[n];
-        var exact = new bool[n]; // no noise or an infinite threshold: fires iff s > t, no randomness
+        // Features without noise or with an infinite threshold fire iff s > t, with no randomness.
+        var exact = Enumerable.Range(0, n).Where(j => float.IsInfinity(thresholds[j]) || _sqrtDiag[j] == 0).ToArray();
+        var exactFires = new bool[exact.Length];
+        var a = new float[n];
         for (int r = 0; r < rows; r++)
         {
             var row = firing.Row(r);
-            for (int j = 0; j < n; j++)
+            System.Numerics.Tensors.TensorPrimitives.Subtract(thresholds, row, a);
+            System.Numerics.Tensors.TensorPrimitives.Multiply(a, _invSqrtDiag, a); // a_j = (t_j − s_j) / √d_j
+            for (int e = 0; e < exact.Length; e++)
             {
-                float t = thresholds[j], sd = _sqrtDiag[j];
-                if (float.IsInfinity(t) || sd == 0) { exact[j] = row[j] > t; a[j] = double.PositiveInfinity; }
-                else { exact[j] = false; a[j] = (t - (double)row[j]) / sd; }
+                exactFires[e] = row[exact[e]] > thresholds[exact[e]];
+                a[exact[e]] = float.PositiveInfinity;
             }
             row.Clear();
             for (int j0 = 0; j0 < n; j0 += ThinBlock)
             {
                 int len = Math.Min(ThinBlock, n - j0);
-                double amin = double.PositiveInfinity;
-                for (int j = j0; j < j0 + len; j++) amin = Math.Min(amin, a[j]);
+                double amin = System.Numerics.Tensors.TensorPrimitives.Min(a.AsSpan(j0, len));
                 if (double.IsPositiveInfinity(amin)) continue;
                 double bound = UpperTailBound(amin);
                 if (bound >= 1)
                 {
                     for (int j = j0; j < j0 + len; j++)
-                        if (!double.IsPositiveInfinity(a[j]) && Fires(rng.NextDouble(), a[j])) row[j] = 1;
+                        if (!float.IsPositiveInfinity(a[j]) && Fires(rng.NextDouble(), a[j])) row[j] = 1;
                     continue;
                 }
                 if (!(bound > 0)) continue;
@@ -152,10 +155,10 @@ public sealed class LowRankCorrelation : CorrelationStructure
                     pos += (int)skip + 1;
                     int j = j0 + pos;
                     double v = rng.NextDouble() * bound;
-                    if (!double.IsPositiveInfinity(a[j]) && Fires(v, a[j])) row[j] = 1;
+                    if (!float.IsPositiveInfinity(a[j]) && Fires(v, a[j])) row[j] = 1;
                 }
             }
-            for (int j = 0; j < n; j++) if (exact[j]) row[j] = 1;
+            for (int e = 0; e < exact.Length; e++) if (exactFires[e]) row[exact[e]] = 1;
         }
     }
 
@@ -252,23 +255,24 @@ public sealed class ActivationGenerator
         int blocks = (batch + BlockRows - 1) / BlockRows;
         var rngs = new Rng[blocks];
         for (int b = 0; b < blocks; b++) rngs[b] = rng.Fork();
-        (compute ?? Compute.All).For(blocks, b =>
+        // Each part reuses one firing buffer across its blocks (a fresh 4 MB buffer per block costs page faults).
+        (compute ?? Compute.All).ForRange(blocks, 1, (b0, b1) =>
         {
-            int r0 = b * BlockRows, rows = Math.Min(BlockRows, batch - r0);
-            SampleBlock(acts.RowSlice(r0, rows), rngs[b]);
+            var z = Correlation is null ? null : Tensor.Uninitialized(BlockRows, NumFeatures);
+            for (int b = b0; b < b1; b++)
+            {
+                int r0 = b * BlockRows, rows = Math.Min(BlockRows, batch - r0);
+                SampleBlock(acts.RowSlice(r0, rows), rngs[b], z?.RowSlice(0, rows));
+            }
         });
         return acts;
     }
 
-    private void SampleBlock(Tensor acts, Rng rng)
+    /// <param name="z">[rows, features] scratch for the correlated firing decisions; null without a correlation.</param>
+    private void SampleBlock(Tensor acts, Rng rng, Tensor? z)
     {
         int rows = acts.Dim(0), n = NumFeatures;
-        Tensor? z = null;
-        if (Correlation is not null)
-        {
-            z = Tensor.Uninitialized(rows, n);
-            Correlation.SampleFiring(z, _thresholds!, rng);
-        }
+        if (z is not null) Correlation!.SampleFiring(z, _thresholds!, rng);
         for (int r = 0; r < rows; r++)
         {
             var a = acts.Row(r);
