@@ -37,7 +37,7 @@ public static class SynthBench
 
         const int batch = 1024;
         var rng = new Rng(1);
-        model.Sample(batch, rng, compute); // warm-up (JIT)
+        for (int w = 0; w < 3; w++) model.Sample(batch, rng, compute); // warm-up: tiered JIT reaches optimised code after a few calls
         int rounds = quick ? 3 : 10;
         long samples = 0; double l0 = 0;
         sw.Restart();
