@@ -121,11 +121,12 @@ public class TopKSae : Sae
         {
             var buf = new float[nDead];
             var sel = new int[kAux];
+            var keys = new ulong[nDead];
             for (int r = r0; r < r1; r++)
             {
                 var row = pre.Row(r);
                 for (int n = 0; n < nDead; n++) buf[n] = row[deadIdx[n]];
-                TopK.SelectRow(buf, kAux, codes.Value.AsSpan(r * kAux, kAux), sel);
+                TopK.SelectRowByIndex(buf, kAux, codes.Value.AsSpan(r * kAux, kAux), sel, keys);
                 for (int t = 0; t < kAux; t++) codes.Index[r * kAux + t] = deadIdx[sel[t]];
             }
         });

@@ -45,6 +45,52 @@ public static class TopK
         });
     }
 
+    /// <summary>
+    /// The same k entries as <see cref="SelectRow"/> (the largest, ties to the lower index), in increasing index
+    /// order, for large k: a quickselect over (value, index) keys is O(n) where the heap is O(n log k).
+    /// <paramref name="scratch"/> needs row.Length slots.
+    /// </summary>
+    public static void SelectRowByIndex(ReadOnlySpan<float> row, int k, Span<float> values, Span<int> indices, Span<ulong> scratch)
+    {
+        int n = row.Length;
+        if (k < 1 || k > n) throw new ArgumentOutOfRangeException(nameof(k), $"k = {k} must be in [1, {n}]");
+        var keys = scratch[..n];
+        // Larger key = larger value, then lower index, so the keys are distinct and the top k are well defined.
+        for (int i = 0; i < n; i++) keys[i] = ((ulong)SortableBits(row[i]) << 32) | (uint)(n - 1 - i);
+        LargestFirst(keys, k);
+        for (int t = 0; t < k; t++) indices[t] = n - 1 - (int)(uint)keys[t];
+        indices[..k].Sort();
+        for (int t = 0; t < k; t++) values[t] = row[indices[t]];
+    }
+
+    // Float bits mapped so that unsigned order is float order.
+    private static uint SortableBits(float f)
+    {
+        uint u = BitConverter.SingleToUInt32Bits(f);
+        return (u & 0x80000000u) != 0 ? ~u : u | 0x80000000u;
+    }
+
+    /// <summary>Quickselect (median-of-three Hoare partition): moves the k largest of distinct keys to the front.</summary>
+    private static void LargestFirst(Span<ulong> a, int k)
+    {
+        int lo = 0, hi = a.Length - 1, target = k - 1;
+        while (lo < hi)
+        {
+            ulong x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi];
+            ulong pivot = Math.Max(Math.Min(x, y), Math.Min(Math.Max(x, y), z));
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (a[i] > pivot) i++;
+                while (a[j] < pivot) j--;
+                if (i <= j) { (a[i], a[j]) = (a[j], a[i]); i++; j--; }
+            }
+            if (target <= j) hi = j;
+            else if (target >= i) lo = i;
+            else break;
+        }
+    }
+
     /// <summary>Top-k of one row into values/indices sorted descending (ties by lower index).</summary>
     public static void SelectRow(ReadOnlySpan<float> row, int k, Span<float> values, Span<int> indices)
     {

@@ -30,6 +30,28 @@ public class TopKTests
         }
     }
 
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(17, 5)]
+    [InlineData(33, 33)]
+    [InlineData(2341, 256)]
+    [InlineData(100, 99)]
+    public void SelectRowByIndexPicksTheSameEntriesAsTheHeap(int n, int k)
+    {
+        var rng = new Rng((ulong)(n * 31 + k));
+        for (int trial = 0; trial < 20; trial++)
+        {
+            // Few distinct values (many ties), negatives and zeros of both signs.
+            var row = Enumerable.Range(0, n).Select(_ => trial % 2 == 0 ? (float)rng.NextInt(7) - 3 : (float)rng.NextDouble() - 0.5f).ToArray();
+            var hv = new float[k]; var hi = new int[k];
+            TopK.SelectRow(row, k, hv, hi);
+            var qv = new float[k]; var qi = new int[k];
+            TopK.SelectRowByIndex(row, k, qv, qi, new ulong[n]);
+            Assert.Equal(hi.OrderBy(i => i), qi);
+            Assert.Equal(qi.Select(i => row[i]), qv);
+        }
+    }
+
     [Fact]
     public void ReluClampsSelectedValuesButKeepsK()
     {
