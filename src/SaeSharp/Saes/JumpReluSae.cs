@@ -33,13 +33,16 @@ public sealed class JumpReluSae : Sae
     {
         var saeIn = ProcessInput(x);
         var pre = DenseEncode(saeIn, WEnc, Params["b_enc"].Span);
-        var th = Threshold.Span;
+        var th = Threshold.Span.ToArray();
         var f = Tensor.Uninitialized(pre.Rows, pre.Cols);
-        for (int r = 0; r < pre.Rows; r++)
+        Compute.ForRange(pre.Rows, 16, (r0, r1) =>
         {
-            var p = pre.Row(r); var o = f.Row(r);
-            for (int j = 0; j < p.Length; j++) o[j] = p[j] > th[j] && p[j] > 0 ? p[j] : 0;
-        }
+            for (int r = r0; r < r1; r++)
+            {
+                var p = pre.Row(r); var o = f.Row(r);
+                for (int j = 0; j < p.Length; j++) o[j] = p[j] > th[j] && p[j] > 0 ? p[j] : 0;
+            }
+        });
         var output = BiasRows(x.Rows);
         Gemm.MatMul(f, WDec, output, beta: 1, compute: Compute);
         var (mse, mseGrad) = ReconstructionLoss(output, target!, norm);
@@ -48,26 +51,28 @@ public sealed class JumpReluSae : Sae
         if (loss is not null)
         {
             int b = Math.Max(1, x.Rows);
-            double l0 = 0;
             bool tanh = CheckMode(loss);
-            for (int r = 0; r < x.Rows; r++)
+            bool[]? dead = loss.PreActLossCoefficient is not null && loss.DeadMask is { } d && d.Contains(true) ? d : null;
+            if (dead is not null) CheckDead(dead);
+            // Per-row sums in parallel, added in row order: the same totals for any thread count.
+            var l0Rows = new double[x.Rows];
+            var preActRows = new double[x.Rows];
+            Compute.ForRange(x.Rows, 16, (r0, r1) =>
             {
-                var p = pre.Row(r); var fr = f.Row(r);
-                for (int j = 0; j < p.Length; j++)
-                    l0 += tanh ? Math.Tanh(loss.JumpReluTanhScale * fr[j] * norms[j]) : (p[j] > th[j] ? 1 : 0);
-            }
-            losses["l0_loss"] = loss.L0Coefficient * l0 / b;
-            if (loss.PreActLossCoefficient is { } pac && loss.DeadMask is { } dead && dead.Contains(true))
-            {
-                CheckDead(dead);
-                double s = 0;
-                for (int r = 0; r < x.Rows; r++)
+                for (int r = r0; r < r1; r++)
                 {
-                    var p = pre.Row(r);
-                    for (int j = 0; j < p.Length; j++) if (dead[j]) s += Math.Max(0.0, (double)th[j] - p[j]) * norms[j];
+                    var p = pre.Row(r); var fr = f.Row(r);
+                    double l0 = 0, pa = 0;
+                    for (int j = 0; j < p.Length; j++)
+                    {
+                        l0 += tanh ? Math.Tanh(loss.JumpReluTanhScale * fr[j] * norms[j]) : (p[j] > th[j] ? 1 : 0);
+                        if (dead is not null && dead[j]) pa += Math.Max(0.0, (double)th[j] - p[j]) * norms[j];
+                    }
+                    l0Rows[r] = l0; preActRows[r] = pa;
                 }
-                losses["pre_act_loss"] = pac * s / b;
-            }
+            });
+            losses["l0_loss"] = loss.L0Coefficient * l0Rows.Sum() / b;
+            if (dead is not null) losses["pre_act_loss"] = loss.PreActLossCoefficient!.Value * preActRows.Sum() / b;
         }
         return new SaeForward
         {
@@ -98,46 +103,51 @@ public sealed class JumpReluSae : Sae
         double eps = Config.JumpReluBandwidth;
         int b = Math.Max(1, feats.Rows);
         var dF = include("mse_loss") ? DenseDecoderBackward(feats, st.MseGrad, dWDec, grads["b_dec"]) : new Tensor(feats.Rows, Config.DSae);
-        var dPre = new Tensor(feats.Rows, Config.DSae);
-        var dNorm = new double[Config.DSae];
-        var dThAcc = new double[Config.DSae];
+        var dPre = Tensor.Uninitialized(feats.Rows, Config.DSae);
         var opt = f.Options;
         bool l0 = opt is not null && f.Losses.ContainsKey("l0_loss") && include("l0_loss");
         bool tanh = opt is not null && CheckMode(opt);
         bool preAct = f.Losses.ContainsKey("pre_act_loss") && include("pre_act_loss");
-        for (int r = 0; r < feats.Rows; r++)
+        var thArr = th.ToArray();
+        // Rows in parallel blocks; the threshold, decoder-norm and encoder-bias gradients are column sums.
+        var sums = RowBlockSums(feats.Rows, Config.DSae, 3, (r0, r1, acc) =>
         {
-            var p = pre.Row(r); var fr = feats.Row(r); var dfr = dF.Row(r); var dpr = dPre.Row(r);
-            for (int j = 0; j < p.Length; j++)
+            double[] dThAcc = acc[0], dNorm = acc[1], dPreSum = acc[2];
+            for (int r = r0; r < r1; r++)
             {
-                double u = (p[j] - (double)th[j]) / eps;
-                double kern = Rectangle(u);
-                double df = dfr[j];
-                // tanh(a·f·‖W_dec‖) has slope a·‖W_dec‖ at f = 0 too: inactive latents still feed the threshold's STE.
-                if (l0 && tanh)
+                var p = pre.Row(r); var fr = feats.Row(r); var dfr = dF.Row(r); var dpr = dPre.Row(r);
+                for (int j = 0; j < p.Length; j++)
                 {
-                    double a = opt!.JumpReluTanhScale, t = Math.Tanh(a * fr[j] * st.Norms[j]);
-                    double c = opt.L0Coefficient / b * a * (1 - t * t);
-                    df += c * st.Norms[j];
-                    dNorm[j] += c * fr[j];
+                    double u = (p[j] - (double)thArr[j]) / eps;
+                    double kern = Rectangle(u);
+                    double df = dfr[j];
+                    // tanh(a·f·‖W_dec‖) has slope a·‖W_dec‖ at f = 0 too: inactive latents still feed the threshold's STE.
+                    if (l0 && tanh)
+                    {
+                        double a = opt!.JumpReluTanhScale, t = Math.Tanh(a * fr[j] * st.Norms[j]);
+                        double c = opt.L0Coefficient / b * a * (1 - t * t);
+                        df += c * st.Norms[j];
+                        dNorm[j] += c * fr[j];
+                    }
+                    if (l0 && !tanh) dThAcc[j] += -opt!.L0Coefficient / b * kern / eps;
+                    // JumpReLU: pass-through where active; threshold pseudo-gradient inside the kernel window.
+                    double dp = fr[j] != 0 ? df : 0;
+                    if (df != 0) dThAcc[j] += -(thArr[j] / eps) * kern * df;
+                    if (preAct && opt!.DeadMask![j] && thArr[j] > p[j])
+                    {
+                        double c = opt.PreActLossCoefficient!.Value / b;
+                        dp -= c * st.Norms[j];
+                        dThAcc[j] += c * st.Norms[j];
+                        dNorm[j] += c * ((double)thArr[j] - p[j]);
+                    }
+                    dpr[j] = (float)dp;
+                    dPreSum[j] += dpr[j];
                 }
-                if (l0 && !tanh) dThAcc[j] += -opt!.L0Coefficient / b * kern / eps;
-                // JumpReLU: pass-through where active; threshold pseudo-gradient inside the kernel window.
-                double dp = fr[j] != 0 ? df : 0;
-                if (df != 0) dThAcc[j] += -(th[j] / eps) * kern * df;
-                if (preAct && opt!.DeadMask![j] && th[j] > p[j])
-                {
-                    double c = opt.PreActLossCoefficient!.Value / b;
-                    dp -= c * st.Norms[j];
-                    dThAcc[j] += c * st.Norms[j];
-                    dNorm[j] += c * ((double)th[j] - p[j]);
-                }
-                dpr[j] = (float)dp;
             }
-        }
-        for (int j = 0; j < dTh.Length; j++) dTh[j] += (float)dThAcc[j];
-        AddNormGradient(WDec, st.Norms, dNorm, dWDec);
-        DenseEncoderBackward(f, dPre, WEnc, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
+        });
+        for (int j = 0; j < dTh.Length; j++) dTh[j] += (float)sums[0][j];
+        AddNormGradient(WDec, st.Norms, sums[1], dWDec);
+        DenseEncoderBackward(f, dPre, WEnc, grads["W_enc"], grads["b_enc"], grads["b_dec"], Array.ConvertAll(sums[2], v => (float)v));
     }
 
     protected override void ScaleLatents(float[] s)

@@ -227,23 +227,46 @@ public abstract class Sae
     protected static float[] DecoderNorms(Tensor wDec) => Ops.RowNorms(wDec);
 
     /// <summary>
+    /// Runs <paramref name="body"/>(r0, r1, accumulators) over fixed blocks of rows in parallel, each block with its
+    /// own zeroed float64 accumulators (<paramref name="count"/> arrays of <paramref name="cols"/>), and returns their
+    /// sums taken in block order, so per-column reductions over a batch do not depend on the number of threads.
+    /// </summary>
+    protected double[][] RowBlockSums(int rows, int cols, int count, Action<int, int, double[][]> body)
+    {
+        const int BlockRows = 256;
+        int blocks = Math.Max(1, (rows + BlockRows - 1) / BlockRows);
+        var partial = new double[blocks][][];
+        Compute.For(blocks, blk =>
+        {
+            var acc = new double[count][];
+            for (int c = 0; c < count; c++) acc[c] = new double[cols];
+            body(blk * BlockRows, Math.Min(rows, (blk + 1) * BlockRows), acc);
+            partial[blk] = acc;
+        });
+        var total = new double[count][];
+        for (int c = 0; c < count; c++)
+        {
+            total[c] = new double[cols];
+            for (int blk = 0; blk < blocks; blk++) TensorPrimitives.Add(total[c], partial[blk][c], total[c]);
+        }
+        return total;
+    }
+
+    /// <summary>
     /// ReLU backward: grad = pre > 0 ? grad (+ <paramref name="add"/>[j]) : 0, returning the column sums of the
     /// result (the encoder-bias gradient) and, when <paramref name="reluColumnSums"/> is given, filling it with the
     /// column sums of ReLU(pre). The optional per-latent term folds a penalty's gradient (the L1 one) into the same
-    /// pass, so the [B, d_sae] tensors are read once. Rows go in fixed blocks whose float64 partial sums are added in
-    /// block order, so the sums do not depend on the number of threads.
+    /// pass, so the [B, d_sae] tensors are read once.
     /// </summary>
     protected float[] ReluBackward(Tensor pre, Tensor grad, float[]? add = null, float[]? reluColumnSums = null)
     {
-        const int BlockRows = 256;
-        int rows = pre.Rows, cols = pre.Cols, blocks = Math.Max(1, (rows + BlockRows - 1) / BlockRows);
-        var gradPartial = new double[blocks * cols];
-        var reluPartial = reluColumnSums is null ? null : new double[blocks * cols];
-        Compute.For(blocks, b =>
+        int cols = pre.Cols;
+        bool relu = reluColumnSums is not null;
+        var sums = RowBlockSums(pre.Rows, cols, relu ? 2 : 1, (r0, r1, acc) =>
         {
-            var gs = gradPartial.AsSpan(b * cols, cols);
-            var rs = reluPartial is null ? default : reluPartial.AsSpan(b * cols, cols);
-            for (int r = b * BlockRows; r < Math.Min(rows, (b + 1) * BlockRows); r++)
+            var gs = acc[0].AsSpan();
+            var rs = relu ? acc[1].AsSpan() : default;
+            for (int r = r0; r < r1; r++)
             {
                 var p = pre.Row(r); var g = grad.Row(r);
                 int j = 0;
@@ -257,21 +280,19 @@ public abstract class Sae
                         gv = Vector512.ConditionalSelect(keep, gv, Vector512<float>.Zero);
                         gv.CopyTo(g.Slice(j, 16));
                         AddWidened(gs.Slice(j, 16), gv);
-                        if (reluPartial is not null) AddWidened(rs.Slice(j, 16), Vector512.ConditionalSelect(keep, pv, Vector512<float>.Zero));
+                        if (relu) AddWidened(rs.Slice(j, 16), Vector512.ConditionalSelect(keep, pv, Vector512<float>.Zero));
                     }
                 for (; j < cols; j++)
                 {
                     bool on = p[j] > 0;
                     g[j] = on ? g[j] + (add is null ? 0 : add[j]) : 0;
                     gs[j] += g[j];
-                    if (reluPartial is not null) rs[j] += on ? p[j] : 0;
+                    if (relu) rs[j] += on ? p[j] : 0;
                 }
             }
         });
-        var gradSums = new float[cols];
-        ReducePartials(gradPartial, blocks, gradSums);
-        if (reluPartial is not null) ReducePartials(reluPartial, blocks, reluColumnSums!);
-        return gradSums;
+        if (relu) for (int j = 0; j < cols; j++) reluColumnSums![j] = (float)sums[1][j];
+        return Array.ConvertAll(sums[0], v => (float)v);
     }
 
     private static void AddWidened(Span<double> acc, Vector512<float> v)
@@ -279,17 +300,6 @@ public abstract class Sae
         var (lo, hi) = Vector512.Widen(v);
         (Vector512.Create<double>(acc[..8]) + lo).CopyTo(acc[..8]);
         (Vector512.Create<double>(acc.Slice(8, 8)) + hi).CopyTo(acc.Slice(8, 8));
-    }
-
-    private static void ReducePartials(double[] partials, int blocks, float[] result)
-    {
-        int cols = result.Length;
-        for (int j = 0; j < cols; j++)
-        {
-            double sum = 0;
-            for (int b = 0; b < blocks; b++) sum += partials[b * cols + j];
-            result[j] = (float)sum;
-        }
     }
 
     /// <summary>
