@@ -35,16 +35,19 @@ public sealed class GatedSae : Sae
         TensorPrimitives.Exp(Params["r_mag"].Span, scale);
         var mag = Tensor.Uninitialized(g.Rows, g.Cols);
         var f = Tensor.Uninitialized(g.Rows, g.Cols);
-        var bMag = Params["b_mag"].Span;
-        for (int r = 0; r < g.Rows; r++)
+        var bMag = Params["b_mag"].Span.ToArray();
+        Compute.ForRange(g.Rows, 16, (r0, r1) =>
         {
-            var gr = g.Row(r); var mr = mag.Row(r); var fr = f.Row(r); var pr = gate.Row(r);
-            for (int j = 0; j < gr.Length; j++)
+            for (int r = r0; r < r1; r++)
             {
-                mr[j] = gr[j] * scale[j] + bMag[j];
-                fr[j] = pr[j] > 0 && mr[j] > 0 ? mr[j] : 0;
+                var gr = g.Row(r); var mr = mag.Row(r); var fr = f.Row(r); var pr = gate.Row(r);
+                for (int j = 0; j < gr.Length; j++)
+                {
+                    mr[j] = gr[j] * scale[j] + bMag[j];
+                    fr[j] = pr[j] > 0 && mr[j] > 0 ? mr[j] : 0;
+                }
             }
-        }
+        });
         var output = BiasRows(x.Rows);
         Gemm.MatMul(f, WDec, output, beta: 1, compute: Compute);
         var (mse, mseGrad) = ReconstructionLoss(output, target!, norm);
@@ -53,11 +56,18 @@ public sealed class GatedSae : Sae
         Tensor? auxGrad = null;
         if (loss is not null)
         {
-            var gateAct = gate.Clone();
-            TensorPrimitives.Max(gateAct.Span, 0f, gateAct.Span);
-            double l1 = 0;
-            for (int r = 0; r < gateAct.Rows; r++) l1 += TensorPrimitives.Dot(gateAct.Row(r), norms);
-            losses["l1_loss"] = loss.L1Coefficient * l1 / Math.Max(1, x.Rows);
+            // ReLU of the gate and each row's L1 term in one parallel pass; the rows' terms are added in order.
+            var gateAct = Tensor.Uninitialized(gate.Rows, gate.Cols);
+            var l1Rows = new double[gate.Rows];
+            Compute.ForRange(gate.Rows, 16, (r0, r1) =>
+            {
+                for (int r = r0; r < r1; r++)
+                {
+                    TensorPrimitives.Max(gate.Row(r), 0f, gateAct.Row(r));
+                    l1Rows[r] = TensorPrimitives.Dot(gateAct.Row(r), norms);
+                }
+            });
+            losses["l1_loss"] = loss.L1Coefficient * l1Rows.Sum() / Math.Max(1, x.Rows);
             var via = BiasRows(x.Rows);
             Gemm.MatMul(gateAct, WDec, via, beta: 1, compute: Compute);
             // De-normalised like the output (SAELens compares the normalised-space via-gate reconstruction with the raw input).
@@ -77,42 +87,49 @@ public sealed class GatedSae : Sae
         var feats = f.Features!; var mag = f.PreActs;
         var scale = new float[Config.DSae];
         TensorPrimitives.Exp(Params["r_mag"].Span, scale);
-        var dG = new Tensor(feats.Rows, Config.DSae);
-        var dRMag = new double[Config.DSae]; var dBMag = new double[Config.DSae]; var dBGate = new double[Config.DSae];
-        var dNorm = new double[Config.DSae];
+        var dG = Tensor.Uninitialized(feats.Rows, Config.DSae);
         int b = Math.Max(1, feats.Rows);
         Tensor? dF = include("mse_loss") ? DenseDecoderBackward(feats, st.MseGrad, grads["W_dec"], grads["b_dec"]) : null;
         bool l1 = f.Losses.ContainsKey("l1_loss") && include("l1_loss");
         Tensor? dVia = f.Losses.ContainsKey("auxiliary_reconstruction_loss") && include("auxiliary_reconstruction_loss")
             ? Gemm.MatMul(st.AuxGrad!, WDec, Trans.No, Trans.Yes, Compute) : null;
         double l1c = l1 ? f.Options!.L1Coefficient / b : 0;
-        for (int r = 0; r < feats.Rows; r++)
+        // Rows in parallel blocks; the per-latent gradients (r_mag, b_mag, b_gate, the decoder norms and the column
+        // sums of dG for b_dec) are thread-independent column sums.
+        var sums = RowBlockSums(feats.Rows, Config.DSae, 5, (r0, r1, acc) =>
         {
-            var gr = st.G.Row(r); var pr = st.Gate.Row(r); var fr = feats.Row(r); var dgr = dG.Row(r);
-            for (int j = 0; j < gr.Length; j++)
+            double[] dRMag = acc[0], dBMag = acc[1], dBGate = acc[2], dNorm = acc[3], dGSum = acc[4];
+            for (int r = r0; r < r1; r++)
             {
-                double dg = 0;
-                if (dF is not null && fr[j] != 0)
+                var gr = st.G.Row(r); var pr = st.Gate.Row(r); var fr = feats.Row(r); var dgr = dG.Row(r);
+                var dfr = dF is null ? default : dF.Row(r);
+                var dvr = dVia is null ? default : dVia.Row(r);
+                for (int j = 0; j < gr.Length; j++)
                 {
-                    double dm = dF[r, j];
-                    dg += dm * scale[j];
-                    dRMag[j] += dm * gr[j] * scale[j];
-                    dBMag[j] += dm;
+                    double dg = 0;
+                    if (dF is not null && fr[j] != 0)
+                    {
+                        double dm = dfr[j];
+                        dg += dm * scale[j];
+                        dRMag[j] += dm * gr[j] * scale[j];
+                        dBMag[j] += dm;
+                    }
+                    if (pr[j] > 0)
+                    {
+                        double dGate = l1c * st.Norms[j] + (dVia is null ? 0 : dvr[j]);
+                        if (l1) dNorm[j] += l1c * pr[j];
+                        dg += dGate;
+                        dBGate[j] += dGate;
+                    }
+                    dgr[j] = (float)dg;
+                    dGSum[j] += dgr[j];
                 }
-                if (pr[j] > 0)
-                {
-                    double dGate = l1c * st.Norms[j] + (dVia is null ? 0 : dVia[r, j]);
-                    if (l1) dNorm[j] += l1c * pr[j];
-                    dg += dGate;
-                    dBGate[j] += dGate;
-                }
-                dgr[j] = (float)dg;
             }
-        }
-        Add(grads["r_mag"], dRMag); Add(grads["b_mag"], dBMag); Add(grads["b_gate"], dBGate);
-        AddNormGradient(WDec, st.Norms, dNorm, grads["W_dec"]);
+        });
+        Add(grads["r_mag"], sums[0]); Add(grads["b_mag"], sums[1]); Add(grads["b_gate"], sums[2]);
+        AddNormGradient(WDec, st.Norms, sums[3], grads["W_dec"]);
         var scratch = new Tensor(Config.DSae);
-        DenseEncoderBackward(f, dG, WEnc, grads["W_enc"], scratch, grads["b_dec"]);
+        DenseEncoderBackward(f, dG, WEnc, grads["W_enc"], scratch, grads["b_dec"], Array.ConvertAll(sums[4], v => (float)v));
     }
 
     private static void Add(Tensor t, double[] v) { var s = t.Span; for (int i = 0; i < v.Length; i++) s[i] += (float)v[i]; }
