@@ -27,7 +27,7 @@ public static class TrainBench
         var runs = new (string Arch, bool Dead)[]
         {
             ("topk", false), ("topk", true), ("batchtopk", false), ("batchtopk", true), ("matryoshka_batchtopk", false),
-            ("standard", false), ("jumprelu", false), ("gated", false),
+            ("standard", false), ("jumprelu", false), ("gated", false), ("transcoder", false), ("skip_transcoder", false),
         };
         foreach (var (arch, withDead) in runs)
         {
@@ -36,6 +36,8 @@ public static class TrainBench
             {
                 Architecture = arch, DIn = dIn, DSae = dSae, K = topK ? k : 0,
                 MatryoshkaWidths = arch == "matryoshka_batchtopk" ? [dSae / 16, dSae / 4, dSae] : null,
+                // Transcoders map d_in to d_out (here d_out = d_in, the batch standing in for the target) and take no b_dec shift.
+                DOut = arch.Contains("transcoder") ? dIn : 0, ApplyBDecToInput = !arch.Contains("transcoder"),
             });
             SaeTrainable.Initialize(sae, new Rng(1));
             var trainable = new SaeTrainable(sae);
@@ -44,18 +46,20 @@ public static class TrainBench
             var dead = new bool[dSae];
             if (withDead) for (int j = 0; j < dSae; j += 7) dead[j] = true;
             var inputs = new StepInputs(topK ? 0 : 5, dead);
+            // A transcoder's target is another tensor (the MLP output); here a copy of the batch.
+            var target = arch.Contains("transcoder") ? x.Clone() : x;
             void Step()
             {
-                trainable.ForwardBackward(x, x, inputs, grads);
+                trainable.ForwardBackward(x, target, inputs, grads);
                 trainable.BeforeOptimizerStep(grads);
                 Adam.ClipGradNorm(grads.Values, 1.0);
                 adam.Update(trainable.Parameters, grads, 1e-4f, all);
                 trainable.AfterOptimizerStep();
             }
             var loss = new SaeLossOptions { L1Coefficient = inputs.SparsityCoefficient, L0Coefficient = inputs.SparsityCoefficient, DeadMask = dead };
-            double fwd = BenchUtil.BestSeconds(() => sae.Forward(x, loss), quick ? 1 : 3);
+            double fwd = BenchUtil.BestSeconds(() => sae.Forward(x, target, loss), quick ? 1 : 3);
             var gradParams = sae.Params.ZerosLike();
-            double fwdBwd = BenchUtil.BestSeconds(() => { gradParams.Clear(); sae.Backward(sae.Forward(x, loss), gradParams); }, quick ? 1 : 3);
+            double fwdBwd = BenchUtil.BestSeconds(() => { gradParams.Clear(); sae.Backward(sae.Forward(x, target, loss), gradParams); }, quick ? 1 : 3);
             double s = BenchUtil.BestSeconds(Step, quick ? 1 : 3);
             string name = withDead ? arch + " +AuxK" : arch;
             o.WriteLine($"  {name,-21} forward {BenchUtil.Ms(fwd)} ({fwd / gemm,4:F2} GEMM)  forward+backward {BenchUtil.Ms(fwdBwd)} ({fwdBwd / gemm,4:F2} GEMM)  " +
