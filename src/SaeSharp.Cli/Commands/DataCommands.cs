@@ -6,7 +6,7 @@ using SaeSharp.Models;
 
 namespace SaeSharp.Cli.Commands;
 
-/// <summary>`saesharp cache` and `saesharp extract`: activation caches and per-document activations.</summary>
+/// <summary>`saesharp pretokenize`, `saesharp cache` and `saesharp extract`: token files, activation caches and per-document activations.</summary>
 public static class DataCommands
 {
     public static Command[] Build() => new[] { BuildPretokenize(), BuildCache(), BuildExtract() };
@@ -41,7 +41,9 @@ public static class DataCommands
         var dtype = new Option<string>("--dtype") { Description = "f32 or bf16", DefaultValueFactory = _ => "f32" };
         var perShard = new Option<int>("--contexts-per-shard") { DefaultValueFactory = _ => 256 };
         var prompts = new Option<int>("--batch-prompts") { DefaultValueFactory = _ => 8 };
-        foreach (var o in new Option[] { model, hook, dataset, tokensFile, tokens, ctx, outDir, dtype, perShard, prompts }) cmd.Add(o);
+        // The same batching as `train --model` (and its defaults), so a cache holds what streaming would train on.
+        var separator = new Option<string>("--sequence-separator-token") { Description = "Between concatenated documents: bos, eos, none or a token id", DefaultValueFactory = _ => "bos" };
+        foreach (var o in new Option[] { model, hook, dataset, tokensFile, tokens, ctx, outDir, dtype, perShard, prompts, separator }) cmd.Add(o);
         cmd.SetAction(p =>
         {
             var dt = p.GetValue(dtype)!.ToLowerInvariant() switch
@@ -54,7 +56,7 @@ public static class DataCommands
             if (c < 2 || n < c) throw new ArgumentException($"--context-size must be >= 2 and --tokens >= context size (got {c}, {n})");
             var m = HookedTransformer.Load(p.GetValue(model)!);
             var docs = ModelInputs.Documents(p.GetValue(tokensFile), p.GetValue(dataset), p.GetValue(model)!, addBos: false); // the batcher adds BOS per context
-            var windows = ModelInputs.Contexts(docs, m.Config, c, prependBos: m.Config.BosTokenId is not null)
+            var windows = ModelInputs.Contexts(docs, m.Config, c, prependBos: m.Config.BosTokenId is not null, p.GetValue(separator)!)
                 .Take((int)Math.Min(int.MaxValue, n / c)).ToList();
             if (windows.Count == 0) throw new InvalidDataException($"token file holds fewer than {c} tokens");
             var man = ActivationCache.Write(p.GetValue(outDir)!, m, p.GetValue(hook)!, windows, p.GetValue(perShard), p.GetValue(prompts), dt);

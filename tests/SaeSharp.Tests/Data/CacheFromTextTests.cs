@@ -12,18 +12,20 @@ public class CacheFromTextTests
     {
         var dir = Directory.CreateTempSubdirectory().FullName;
         string text = Path.Combine(dir, "stories.txt");
-        var docs = new[] { "Once upon a time, there was a little girl named Lily.", "She loved to play outside in the park with her dog.",
-            "One day, she saw a big, red ball under a tree and ran to get it." };
-        File.WriteAllLines(text, Enumerable.Repeat(docs, 6).SelectMany(d => d));
+        // Short documents, so the first 16-token context crosses document boundaries.
+        var docs = new[] { "Once upon a time.", "Lily ran.", "The dog saw a big red ball." };
+        File.WriteAllLines(text, Enumerable.Repeat(docs, 12).SelectMany(d => d));
         var (code, output, err) = SaeSharp.Tests.Cli.CliRunner.Run("cache", "--model", SharedData.Path(Model), "--hook", "blocks.1.hook_resid_post",
             "--dataset", text, "--tokens", "64", "--context-size", "16", "--out", Path.Combine(dir, "cache"));
         Assert.True(code == 0, err + output);
         using var shard = SafetensorsFile.Open(Path.Combine(dir, "cache", "shard_00000.safetensors"));
         var tokens = shard.ReadInt64("tokens");
         Assert.Equal(64, tokens.Length);
-        // Each context starts with BOS (1); the rest continues the concatenated, tokenised documents.
+        // Each context starts with BOS (1); the rest continues the tokenised documents, concatenated with BOS between
+        // them (SAELens's default sequence_separator_token, as `train --model` uses).
         var tokenizer = Tokenizers.Load(SharedData.Path(Model));
-        var stream = docs.SelectMany(d => tokenizer.Encode(d)).ToArray();
+        var stream = docs.SelectMany(d => tokenizer.Encode(d).Prepend(1)).Skip(1).ToArray();
+        Assert.Contains(1, stream.Take(15)); // the first context crosses a document boundary
         Assert.Equal(1, tokens[0]);
         Assert.Equal(stream.Take(15).Select(t => (long)t), tokens.Skip(1).Take(15));
         Directory.Delete(dir, true);
