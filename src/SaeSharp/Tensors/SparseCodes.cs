@@ -75,6 +75,24 @@ public sealed class SparseCodes
         return codes;
     }
 
+    /// <summary>How many entries of each latent (column) are positive, i.e. how many rows it fired on; rows in parallel.</summary>
+    public int[] FiringCounts(Compute? compute = null)
+    {
+        var c = compute ?? Compute.All;
+        int parts = Math.Max(1, Math.Min(c.Threads, Rows));
+        var partial = new int[parts][];
+        c.For(parts, part =>
+        {
+            var counts = new int[Cols];
+            int r0 = (int)((long)Rows * part / parts), r1 = (int)((long)Rows * (part + 1) / parts);
+            for (int e = RowStart[r0]; e < RowStart[r1]; e++) if (Value[e] > 0) counts[Index[e]]++;
+            partial[part] = counts;
+        });
+        var total = partial[0];
+        for (int p = 1; p < parts; p++) for (int j = 0; j < Cols; j++) total[j] += partial[p][j];
+        return total;
+    }
+
     /// <summary>Codes with exactly <paramref name="k"/> entries per row (row top-k layout).</summary>
     public static SparseCodes Fixed(int rows, int cols, int k)
     {

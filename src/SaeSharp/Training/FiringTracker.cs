@@ -29,9 +29,10 @@ public sealed class FiringTracker
     /// <summary>Records one training step whose latent codes are <paramref name="codes"/> (a latent fires when its value is positive).</summary>
     public void Record(SparseCodes codes)
     {
+        if (codes.Cols != Latents) throw new ArgumentException($"codes have {codes.Cols} latents, tracker has {Latents}");
+        var counts = codes.FiringCounts();
         var fired = new bool[Latents];
-        for (int e = 0; e < codes.Count; e++)
-            if (codes.Value[e] > 0) { fired[codes.Index[e]] = true; WindowCounts[codes.Index[e]]++; }
+        for (int j = 0; j < Latents; j++) { WindowCounts[j] += counts[j]; fired[j] = counts[j] > 0; }
         Advance(fired, codes.Rows);
     }
 

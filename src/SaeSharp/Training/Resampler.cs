@@ -60,9 +60,8 @@ public sealed class Resampler
     {
         if (batch.Cols != DIn) throw new ArgumentException($"batch has {batch.Cols} columns, the resampler expects {DIn}");
         if (codes.Cols != Latents) throw new ArgumentException($"codes have {codes.Cols} latents, the resampler expects {Latents}");
-        var fired = new bool[Latents];
-        for (int e = 0; e < codes.Count; e++) if (codes.Value[e] > 0) fired[codes.Index[e]] = true;
-        for (int j = 0; j < Latents; j++) StepsSinceFired[j] = fired[j] ? 0 : StepsSinceFired[j] + 1;
+        var counts = codes.FiringCounts();
+        for (int j = 0; j < Latents; j++) StepsSinceFired[j] = counts[j] > 0 ? 0 : StepsSinceFired[j] + 1;
         int keep = Math.Min(batch.Rows, Samples);
         for (int r = batch.Rows - keep; r < batch.Rows; r++)
         {

@@ -105,6 +105,9 @@ public class SparseKernelTests
             Assert.Equal(e, codes.RowStart[rows]);
             Assert.Equal(e, codes.Count);
             Assert.Equal(dense.Span.ToArray(), codes.ToDense().Span.ToArray());
+            // Firing counts: rows where each latent is positive (negative entries are codes but do not fire).
+            var expected = Enumerable.Range(0, cols).Select(j => Enumerable.Range(0, rows).Count(r => dense[r, j] > 0)).ToArray();
+            Assert.Equal(expected, codes.FiringCounts(compute));
         }
     }
 
