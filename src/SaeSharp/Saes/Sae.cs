@@ -31,7 +31,7 @@ public sealed class SaeParams : IEnumerable<KeyValuePair<string, Tensor>>
         return g;
     }
 
-    public void Clear() { foreach (var (_, t) in _items) t.Span.Clear(); }
+    public void Clear() { foreach (var (_, t) in _items) Ops.Clear(t); }
 
     public IEnumerator<KeyValuePair<string, Tensor>> GetEnumerator() => _items.GetEnumerator();
     IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();

@@ -6,6 +6,19 @@ namespace SaeSharp.Tensors;
 /// <summary>Row-wise and whole-tensor helpers over <see cref="TensorPrimitives"/>.</summary>
 public static class Ops
 {
+    /// <summary>Elements per chunk when a flat buffer is processed in parallel pieces of a fixed size.</summary>
+    public const int ChunkLength = 1 << 16;
+
+    /// <summary>How many <see cref="ChunkLength"/> pieces cover <paramref name="length"/> elements.</summary>
+    public static int Chunks(int length) => (length + ChunkLength - 1) / ChunkLength;
+
+    /// <summary>Piece <paramref name="i"/> of a flat buffer cut into <see cref="ChunkLength"/> pieces.</summary>
+    public static Span<float> Chunk(Span<float> data, int i) => data.Slice(i * ChunkLength, Math.Min(ChunkLength, data.Length - i * ChunkLength));
+
+    /// <summary>Zeroes a tensor, in parallel pieces.</summary>
+    public static void Clear(Tensor x, Compute? compute = null) =>
+        (compute ?? Compute.All).For(Chunks(x.Length), i => Chunk(x.Span, i).Clear());
+
     /// <summary>Adds <paramref name="bias"/> to every row of x in place (rows in parallel).</summary>
     public static void AddRowVector(Tensor x, ReadOnlySpan<float> bias, Compute? compute = null)
     {

@@ -95,16 +95,23 @@ public sealed class Adam
     }
 
     /// <summary>Scales all gradients so their global L2 norm is at most <paramref name="maxNorm"/>; returns the norm before clipping.</summary>
-    public static double ClipGradNorm(IEnumerable<Tensor> gradients, double maxNorm)
+    public static double ClipGradNorm(IEnumerable<Tensor> gradients, double maxNorm, Compute? compute = null)
     {
         var list = gradients.ToList();
+        var c = compute ?? Compute.All;
+        // Fixed chunks summed in order, so the norm does not depend on the number of threads.
         double sq = 0;
-        foreach (var g in list) { double n = TensorPrimitives.Norm(g.Span); sq += n * n; }
+        foreach (var g in list)
+        {
+            var partial = new double[Ops.Chunks(g.Length)];
+            c.For(partial.Length, i => partial[i] = TensorPrimitives.SumOfSquares(Ops.Chunk(g.Span, i)));
+            foreach (double p in partial) sq += p;
+        }
         double norm = Math.Sqrt(sq);
         if (maxNorm > 0 && norm > maxNorm)
         {
             float scale = (float)(maxNorm / (norm + 1e-6));
-            foreach (var g in list) TensorPrimitives.Multiply(g.Span, scale, g.Span);
+            foreach (var g in list) c.For(Ops.Chunks(g.Length), i => { var s = Ops.Chunk(g.Span, i); TensorPrimitives.Multiply(s, scale, s); });
         }
         return norm;
     }

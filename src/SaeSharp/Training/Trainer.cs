@@ -251,7 +251,7 @@ public sealed class Trainer
                 if (!double.IsFinite(value))
                     throw new InvalidDataException($"step {_step + 1}: loss '{name}' is {value}; training stopped (the last checkpoint is untouched)");
             _sae.BeforeOptimizerStep(_grads);
-            double gradNorm = Adam.ClipGradNorm(_grads.Values, _cfg.MaxGradNorm);
+            double gradNorm = Adam.ClipGradNorm(_grads.Values, _cfg.MaxGradNorm, _compute);
             if (!double.IsFinite(gradNorm))
                 throw new InvalidDataException($"step {_step + 1}: gradient norm is {gradNorm}; training stopped (the last checkpoint is untouched)");
             double lr = schedule.At(_step);

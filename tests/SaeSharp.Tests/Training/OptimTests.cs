@@ -90,6 +90,21 @@ public class OptimTests
     }
 
     [Fact]
+    public void ClipGradNormOverManyChunksIsExactAndThreadIndependent()
+    {
+        // 200,003 elements: three full parallel pieces and a partial one; norm² = Σ i² for the first, 4·n for the second.
+        int n = 200_003;
+        Tensor[] Make() => [Tensor.FromArray(Enumerable.Range(0, n).Select(i => (float)(i % 7)).ToArray(), n), Tensor.FromArray(Enumerable.Repeat(2f, n).ToArray(), n)];
+        double expected = Math.Sqrt(Enumerable.Range(0, n).Sum(i => (double)(i % 7) * (i % 7)) + 4.0 * n);
+        var a = Make(); var b = Make();
+        double na = Adam.ClipGradNorm(a, 10.0, Compute.Single), nb = Adam.ClipGradNorm(b, 10.0, new Compute(3));
+        Assert.Equal(expected, na, 6);
+        Assert.Equal(na, nb);
+        Assert.Equal(a[0].Span.ToArray(), b[0].Span.ToArray());
+        Assert.Equal(10.0, Math.Sqrt(a.Sum(t => t.Span.ToArray().Sum(v => (double)v * v))), 3);
+    }
+
+    [Fact]
     public void SchedulesAtChosenSteps()
     {
         var constant = new LrSchedule(1e-3, 100, WarmupSteps: 10);
