@@ -14,13 +14,15 @@ public static class TrainBench
     public static int Run(TextWriter o, bool quick)
     {
         int B = quick ? 1024 : 4096, dIn = 512, dSae = quick ? 4096 : 16384, k = 32;
+        // Best of five: on a shared VM single timings vary by ±10%.
+        int repeats = quick ? 1 : 5;
         var all = Compute.All;
         var rng = new Rng(5);
         var x = Tensor.Uninitialized(B, dIn);
         rng.FillNormal(x.Span);
         var a = Tensor.Uninitialized(B, dIn); var w = Tensor.Uninitialized(dIn, dSae); var c = Tensor.Uninitialized(B, dSae);
         rng.FillNormal(a.Span); rng.FillNormal(w.Span);
-        double gemm = BenchUtil.BestSeconds(() => Gemm.MatMul(a, w, c, compute: all), quick ? 1 : 3);
+        double gemm = BenchUtil.BestSeconds(() => Gemm.MatMul(a, w, c, compute: all), repeats);
         o.WriteLine($"training step, B={B}, d_in={dIn}, d_sae={dSae}, k={k}, {all.Threads} threads; one dense {B}x{dIn}x{dSae} GEMM: {BenchUtil.Ms(gemm).Trim()}");
         // Top-k kinds run twice: with no dead latents (the sparse path alone) and with one latent in seven dead, which
         // adds AuxK (k_aux = d_in/2 dead latents per row through the same sparse kernels).
@@ -57,10 +59,10 @@ public static class TrainBench
                 trainable.AfterOptimizerStep();
             }
             var loss = new SaeLossOptions { L1Coefficient = inputs.SparsityCoefficient, L0Coefficient = inputs.SparsityCoefficient, DeadMask = dead };
-            double fwd = BenchUtil.BestSeconds(() => sae.Forward(x, target, loss), quick ? 1 : 3);
+            double fwd = BenchUtil.BestSeconds(() => sae.Forward(x, target, loss), repeats);
             var gradParams = sae.Params.ZerosLike();
-            double fwdBwd = BenchUtil.BestSeconds(() => { gradParams.Clear(); sae.Backward(sae.Forward(x, target, loss), gradParams); }, quick ? 1 : 3);
-            double s = BenchUtil.BestSeconds(Step, quick ? 1 : 3);
+            double fwdBwd = BenchUtil.BestSeconds(() => { gradParams.Clear(); sae.Backward(sae.Forward(x, target, loss), gradParams); }, repeats);
+            double s = BenchUtil.BestSeconds(Step, repeats);
             string name = withDead ? arch + " +AuxK" : arch;
             o.WriteLine($"  {name,-21} forward {BenchUtil.Ms(fwd)} ({fwd / gemm,4:F2} GEMM)  forward+backward {BenchUtil.Ms(fwdBwd)} ({fwdBwd / gemm,4:F2} GEMM)  " +
                         $"full step {BenchUtil.Ms(s)} {B / s,7:N0} tokens/s ({s / gemm,4:F2} GEMM)");
