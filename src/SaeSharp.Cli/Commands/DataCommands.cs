@@ -32,7 +32,7 @@ public static class DataCommands
     {
         var cmd = new Command("cache", "Write model activations at a hook to a sharded safetensors cache (resumable)");
         var model = new Option<string>("--model") { Description = "Model folder (Hugging Face) or llama2.c .bin", Required = true };
-        var hook = new Option<string>("--hook") { Description = "Hook name, e.g. blocks.0.hook_resid_post", Required = true };
+        var hook = new Option<string>("--hook") { Description = "Hook name, e.g. blocks.0.hook_resid_post; several, comma-separated, are concatenated per position", Required = true };
         var dataset = new Option<string?>("--dataset") { Description = "Text dataset (.txt one document per line, .jsonl 'text' field, or a folder), encoded with the model's tokenizer" };
         var tokensFile = new Option<string?>("--tokens-file") { Description = "Pretokenized safetensors token file" };
         var tokens = new Option<long>("--tokens") { Description = "Number of tokens to cache", Required = true };

@@ -16,7 +16,7 @@ public static class TrainCommands
         var activations = new Option<string?>("--activations") { Description = "Activations as a [n, d_in] .npy file (drrik's activations.npy)" };
         var cache = new Option<string?>("--cache") { Description = "Activation cache folder written by `saesharp cache`" };
         var model = new Option<string?>("--model") { Description = "Stream activations from this model (Hugging Face folder or llama2.c .bin) run over --dataset" };
-        var hook = new Option<string?>("--hook") { Description = "Hook to train on with --model, e.g. blocks.2.hook_resid_post" };
+        var hook = new Option<string?>("--hook") { Description = "Hook to train on with --model, e.g. blocks.2.hook_resid_post; several, comma-separated, are concatenated per position" };
         var dataset = new Option<string?>("--dataset") { Description = "Text dataset for --model (.txt one document per line, .jsonl 'text' field, or a folder)" };
         var tokensFile = new Option<string?>("--tokens-file") { Description = "Pretokenized token file for --model, instead of --dataset" };
         var output = new Option<string>("--out") { Description = "Run folder", DefaultValueFactory = _ => "runs/train" };

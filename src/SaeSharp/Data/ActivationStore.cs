@@ -27,7 +27,7 @@ public sealed partial class ActivationStore : IActivationSource
         int storeBatchSizePrompts, int nBatchesInBuffer, ulong seed, IEnumerable<int>? excludeTokens = null, double mixFraction = 0.5,
         HookSelection? select = null)
     {
-        if (!model.HookNames.Contains(hook)) throw new ArgumentException($"unknown hook '{hook}'");
+        foreach (var h in Hooks(hook)) if (!model.HookNames.Contains(h)) throw new ArgumentException($"unknown hook '{h}'");
         if (storeBatchSizePrompts < 1) throw new ArgumentException($"store batch size must be >= 1 prompt, got {storeBatchSizePrompts}");
         _model = model;
         _hook = hook;
@@ -63,42 +63,68 @@ public sealed partial class ActivationStore : IActivationSource
         return Extract(_model, _hook, batch, _exclude, _select).Rows;
     }
 
-    /// <summary>Row width at <paramref name="hook"/>: the product of the non-position dims, or one head's width.</summary>
+    /// <summary>The hooks of a hook spec: one name, or several separated by commas (their activations concatenated).</summary>
+    public static string[] Hooks(string spec) => spec.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+
+    /// <summary>
+    /// Row width at <paramref name="hook"/>: the product of the non-position dims, or one head's width; for several
+    /// comma-separated hooks, the sum of their widths.
+    /// </summary>
     public static int Width(HookedTransformer model, string hook, HookSelection? select = null)
     {
-        var t = model.RunWithCache(new[] { 0 }, new[] { hook }, returnLogits: false).Cache[hook];
-        int width = t.Length / t.Dim(0);
-        if (select?.HeadIndex is not int h) return width;
-        if (t.Rank != 3) throw new ArgumentException($"hook_head_index: hook '{hook}' has no head dimension (shape [{t.ShapeString}])");
-        if (h < 0 || h >= t.Dim(1)) throw new ArgumentException($"hook_head_index: {h} is out of range for {t.Dim(1)} heads at '{hook}'");
-        return t.Dim(2);
+        var hooks = Hooks(hook);
+        var cache = model.RunWithCache(new[] { 0 }, hooks, returnLogits: false).Cache;
+        int total = 0;
+        foreach (var name in hooks)
+        {
+            var t = cache[name];
+            int width = t.Length / t.Dim(0);
+            if (select?.HeadIndex is int h)
+            {
+                if (t.Rank != 3) throw new ArgumentException($"hook_head_index: hook '{name}' has no head dimension (shape [{t.ShapeString}])");
+                if (h < 0 || h >= t.Dim(1)) throw new ArgumentException($"hook_head_index: {h} is out of range for {t.Dim(1)} heads at '{name}'");
+                width = t.Dim(2);
+            }
+            total += width;
+        }
+        return total;
     }
+
     /// <summary>
-    /// Activations [n, width] at <paramref name="hook"/> for every position of <paramref name="batch"/> whose token
-    /// is not in <paramref name="exclude"/>, in (sequence, position) order, with the token id of each row.
+    /// Activations [n, width] at <paramref name="hook"/> (several comma-separated hooks: concatenated in that order)
+    /// for every position of <paramref name="batch"/> whose token is not in <paramref name="exclude"/> and that the
+    /// selection keeps, in (sequence, position) order, with the token id of each row. The model runs once, up to the
+    /// last hook's block.
     /// </summary>
     public static (Tensor Rows, int[] Tokens) Extract(HookedTransformer model, string hook, IReadOnlyList<int[]> batch,
         IReadOnlySet<int>? exclude = null, HookSelection? select = null)
     {
-        var m = LayerRegex().Match(hook);
-        int? stop = m.Success ? int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) + 1 : null;
-        var outp = model.RunBatch(batch, new[] { hook }, stop, returnLogits: false);
-        var acts = outp.Cache[hook];
-        int t = batch.Max(s => s.Length);
-        int stride = acts.Length / (batch.Count * t);
-        // A head index keeps one head's slice of each position's [heads, d_head] block.
-        int dim = stride, offset = 0;
-        if (select?.HeadIndex is int h)
+        var hooks = Hooks(hook);
+        int? stop = 0;
+        foreach (var name in hooks)
         {
-            dim = acts.Dim(acts.Rank - 1);
-            offset = h * dim;
-            if (acts.Rank < 3 || offset + dim > stride) throw new ArgumentException($"hook_head_index {h} does not fit hook '{hook}' of shape [{acts.ShapeString}]");
+            var m = LayerRegex().Match(name);
+            stop = m.Success && stop is int s0 ? Math.Max(s0, int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) + 1) : null;
         }
+        var outp = model.RunBatch(batch, hooks, stop, returnLogits: false);
+        int t = batch.Max(s => s.Length);
+        // Each hook's slice of a position: its stride in the cache, the offset and width kept (one head with a head index).
+        var parts = hooks.Select(name =>
+        {
+            var acts = outp.Cache[name];
+            int stride = acts.Length / (batch.Count * t), dim = stride, offset = 0;
+            if (select?.HeadIndex is int h)
+            {
+                dim = acts.Dim(acts.Rank - 1);
+                offset = h * dim;
+                if (acts.Rank < 3 || offset + dim > stride) throw new ArgumentException($"hook_head_index {h} does not fit hook '{name}' of shape [{acts.ShapeString}]");
+            }
+            return (Data: acts, Stride: stride, Offset: offset, Dim: dim);
+        }).ToArray();
         bool Keep(int[] s, int p) => (exclude is null || !exclude.Contains(s[p])) && (select is null || select.Contains(p, s.Length));
         int kept = 0;
         foreach (var s in batch) for (int p = 0; p < s.Length; p++) if (Keep(s, p)) kept++;
-        var src = acts.Span;
-        var rows = new Tensor(kept, dim);
+        var rows = new Tensor(kept, parts.Sum(x => x.Dim));
         var toks = new int[kept];
         int r = 0;
         for (int b = 0; b < batch.Count; b++)
@@ -106,7 +132,13 @@ public sealed partial class ActivationStore : IActivationSource
             {
                 if (!Keep(batch[b], p)) continue;
                 toks[r] = batch[b][p];
-                src.Slice((b * t + p) * stride + offset, dim).CopyTo(rows.Row(r++));
+                var row = rows.Row(r++);
+                int at = 0;
+                foreach (var x in parts)
+                {
+                    x.Data.Span.Slice((b * t + p) * x.Stride + x.Offset, x.Dim).CopyTo(row.Slice(at, x.Dim));
+                    at += x.Dim;
+                }
             }
         return (rows, toks);
     }

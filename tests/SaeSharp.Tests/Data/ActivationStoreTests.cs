@@ -70,6 +70,29 @@ public class ActivationStoreTests
         Assert.Throws<ArgumentException>(() => ActivationStore.Width(model, "blocks.0.hook_resid_post", select));
     }
 
+    [SharedFact(Model)]
+    public void SeveralHooksAreConcatenatedPerPosition()
+    {
+        var model = LoadModel();
+        var ctx = Contexts(3, 6);
+        var exclude = new HashSet<int> { 1 };
+        const string spec = "blocks.1.hook_resid_post, blocks.0.mlp.hook_post";
+        var (both, tokens) = ActivationStore.Extract(model, spec, ctx, exclude);
+        var (first, t1) = ActivationStore.Extract(model, "blocks.1.hook_resid_post", ctx, exclude);
+        var (second, _) = ActivationStore.Extract(model, "blocks.0.mlp.hook_post", ctx, exclude);
+        Assert.Equal(t1, tokens);
+        Assert.Equal(first.Cols + second.Cols, both.Cols);
+        Assert.Equal(both.Cols, ActivationStore.Width(model, spec));
+        for (int r = 0; r < both.Rows; r++)
+        {
+            Assert.Equal(first.Row(r).ToArray(), both.Row(r)[..first.Cols].ToArray());
+            Assert.Equal(second.Row(r).ToArray(), both.Row(r)[first.Cols..].ToArray());
+        }
+        var store = new ActivationStore(model, spec, ctx, 6, storeBatchSizePrompts: 2, nBatchesInBuffer: 1, seed: 3, excludeTokens: exclude);
+        Assert.Equal(both.Cols, store.Dim);
+        Assert.Throws<ArgumentException>(() => new ActivationStore(model, "blocks.0.hook_resid_post,blocks.9.nope", ctx, 6, 2, 1, 3));
+    }
+
     [Theory]
     [InlineData(null, null, 0, 5, true)]
     [InlineData(1, null, 0, 5, false)]
