@@ -53,16 +53,7 @@ public sealed class MatryoshkaBatchTopKSae : TopKSae
         include ??= _ => true;
         base.Backward(f, grads, include);
         if (f.State is not MatryoshkaState st) return;
-        var codes = f.Codes!;
         foreach (var lv in st.Levels)
-        {
-            if (!include(InnerLossName(lv.Width))) continue;
-            var dPre = new float[codes.Count];
-            SparseKernels.GatherDot(codes, lv.Grad, WDec, dPre, Compute);
-            for (int e = 0; e < dPre.Length; e++) if (codes.Index[e] >= lv.Width || !(codes.Value[e] > 0)) dPre[e] = 0;
-            SparseKernels.ScatterOuterAdd(codes, lv.Values, lv.Grad, grads["W_dec"], Compute);
-            Ops.SumRows(lv.Grad, grads["b_dec"].Span, accumulate: true);
-            SparseEncoderBackward(f, codes, dPre, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
-        }
+            if (include(InnerLossName(lv.Width))) ReconstructionBackward(f, lv.Values, lv.Grad, grads, lv.Width);
     }
 }

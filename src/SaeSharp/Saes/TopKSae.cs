@@ -142,24 +142,29 @@ public class TopKSae : Sae
     {
         include ??= _ => true;
         var st = (State)f.State!;
-        var codes = f.Codes!;
-        var dWDec = grads["W_dec"];
-        if (include("mse_loss"))
-        {
-            var dPre = new float[codes.Count];
-            SparseKernels.GatherDot(codes, st.MseGrad, WDec, dPre, Compute);
-            for (int e = 0; e < dPre.Length; e++) if (!(codes.Value[e] > 0)) dPre[e] = 0;
-            SparseKernels.ScatterOuterAdd(codes, st.DecodeValues, st.MseGrad, dWDec, Compute);
-            Ops.SumRows(st.MseGrad, grads["b_dec"].Span, accumulate: true);
-            SparseEncoderBackward(f, codes, dPre, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
-        }
+        if (include("mse_loss")) ReconstructionBackward(f, st.DecodeValues, st.MseGrad, grads);
         if (st.AuxCodes is { } aux && include("auxiliary_reconstruction_loss"))
         {
             var dPre = new float[aux.Count];
             SparseKernels.GatherDot(aux, st.AuxGrad!, WDec, dPre, Compute);
-            SparseKernels.ScatterOuterAdd(aux, aux.Value, st.AuxGrad!, dWDec, Compute);
+            SparseKernels.ScatterOuterAdd(aux, aux.Value, st.AuxGrad!, grads["W_dec"], Compute);
             SparseEncoderBackward(f, aux, dPre, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
         }
+    }
+
+    /// <summary>
+    /// Backward of a reconstruction b_dec + Σ_e values[e]·W_dec[index(e)] given its gradient <paramref name="dOut"/>:
+    /// the decoder, b_dec and, through the codes that passed the ReLU and lie below <paramref name="width"/>, the encoder.
+    /// </summary>
+    protected void ReconstructionBackward(SaeForward f, float[] values, Tensor dOut, SaeParams grads, int width = int.MaxValue)
+    {
+        var codes = f.Codes!;
+        var dPre = new float[codes.Count];
+        SparseKernels.GatherDot(codes, dOut, WDec, dPre, Compute);
+        for (int e = 0; e < dPre.Length; e++) if (codes.Index[e] >= width || !(codes.Value[e] > 0)) dPre[e] = 0;
+        SparseKernels.ScatterOuterAdd(codes, values, dOut, grads["W_dec"], Compute);
+        Ops.SumRows(dOut, grads["b_dec"].Span, accumulate: true);
+        SparseEncoderBackward(f, codes, dPre, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
     }
 
     public sealed override void FoldDecoderNorm()
