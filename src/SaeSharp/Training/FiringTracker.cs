@@ -27,27 +27,18 @@ public sealed class FiringTracker
     }
 
     /// <summary>Records one training step whose latent codes are <paramref name="codes"/> (a latent fires when its value is positive).</summary>
-    public void Record(SparseCodes codes)
-    {
-        if (codes.Cols != Latents) throw new ArgumentException($"codes have {codes.Cols} latents, tracker has {Latents}");
-        var counts = codes.FiringCounts();
-        var fired = new bool[Latents];
-        for (int j = 0; j < Latents; j++) { WindowCounts[j] += counts[j]; fired[j] = counts[j] > 0; }
-        Advance(fired, codes.Rows);
-    }
+    public void Record(SparseCodes codes) => Record(codes.FiringCounts(), codes.Rows);
 
     /// <summary>Records one step from dense latent activations [batch, latents].</summary>
-    public void Record(Tensor activations)
+    public void Record(Tensor activations) => Record(SparseCodes.FromDense(activations));
+
+    /// <summary>Records one step of <paramref name="tokens"/> rows given how many rows each latent fired on.</summary>
+    public void Record(int[] firingCounts, int tokens)
     {
-        if (activations.Cols != Latents) throw new ArgumentException($"activations have {activations.Cols} latents, tracker has {Latents}");
+        if (firingCounts.Length != Latents) throw new ArgumentException($"firing counts cover {firingCounts.Length} latents, tracker has {Latents}");
         var fired = new bool[Latents];
-        for (int r = 0; r < activations.Rows; r++)
-        {
-            var row = activations.Row(r);
-            for (int j = 0; j < row.Length; j++)
-                if (row[j] > 0) { fired[j] = true; WindowCounts[j]++; }
-        }
-        Advance(fired, activations.Rows);
+        for (int j = 0; j < Latents; j++) { WindowCounts[j] += firingCounts[j]; fired[j] = firingCounts[j] > 0; }
+        Advance(fired, tokens);
     }
 
     private void Advance(bool[] fired, int tokens)

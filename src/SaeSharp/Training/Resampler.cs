@@ -56,12 +56,12 @@ public sealed class Resampler
     }
 
     /// <summary>Records one training step: its input rows (the newest go into the reservoir) and which latents fired.</summary>
-    public void Record(Tensor batch, SparseCodes codes)
+    /// <param name="firingCounts">How many rows each latent fired on (<see cref="SparseCodes.FiringCounts"/>).</param>
+    public void Record(Tensor batch, int[] firingCounts)
     {
         if (batch.Cols != DIn) throw new ArgumentException($"batch has {batch.Cols} columns, the resampler expects {DIn}");
-        if (codes.Cols != Latents) throw new ArgumentException($"codes have {codes.Cols} latents, the resampler expects {Latents}");
-        var counts = codes.FiringCounts();
-        for (int j = 0; j < Latents; j++) StepsSinceFired[j] = counts[j] > 0 ? 0 : StepsSinceFired[j] + 1;
+        if (firingCounts.Length != Latents) throw new ArgumentException($"firing counts cover {firingCounts.Length} latents, the resampler expects {Latents}");
+        for (int j = 0; j < Latents; j++) StepsSinceFired[j] = firingCounts[j] > 0 ? 0 : StepsSinceFired[j] + 1;
         int keep = Math.Min(batch.Rows, Samples);
         for (int r = batch.Rows - keep; r < batch.Rows; r++)
         {

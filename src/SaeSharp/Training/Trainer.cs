@@ -257,8 +257,9 @@ public sealed class Trainer
             double lr = schedule.At(_step);
             _adam.Update(_sae.Parameters, _grads, (float)lr, _compute);
             _sae.AfterOptimizerStep();
-            _tracker.Record(result.Codes);
-            _resampler?.Record(batch, result.Codes);
+            var firingCounts = result.Codes.FiringCounts(_compute);
+            _tracker.Record(firingCounts, batch.Rows);
+            _resampler?.Record(batch, firingCounts);
             _step++;
             if (_resampler is not null && _step % _cfg.ResampleInterval == 0)
                 _resampledSinceLog += _resampler.Resample(_sae, _adam).Count;

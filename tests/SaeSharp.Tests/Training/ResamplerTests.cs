@@ -41,7 +41,7 @@ public class ResamplerTests
 
         var resampler = new Resampler(dIn, dSae, window: 3, samples: rows, seed: 9);
         var alive = Enumerable.Range(0, 10).ToArray();
-        for (int s = 0; s < 3; s++) resampler.Record(Random(rng, rows, dIn), Firing(rows, dSae, alive));
+        for (int s = 0; s < 3; s++) resampler.Record(Random(rng, rows, dIn), Firing(rows, dSae, alive).FiringCounts());
         int[] expectedDead = [10, 11, 12, 13, 14, 15];
         Assert.Equal(expectedDead, resampler.DeadLatents());
 
@@ -155,7 +155,7 @@ public class ResamplerTests
         var adam = new Adam(sae.Parameters);
         var resampler = new Resampler(2, dSae, window: 1, samples: 3, seed: 4);
         // Rows of norm 1, 2 and 3: errors 1, 4, 9, weights 1, 16, 81.
-        resampler.Record(Tensor.FromArray([1, 0, 0, 2, 3, 0], 3, 2), new SparseCodes(3, dSae, 0));
+        resampler.Record(Tensor.FromArray([1, 0, 0, 2, 3, 0], 3, 2), new int[dSae]);
         var result = resampler.Resample(sae, adam);
         Assert.Equal(dSae, result.Count);
         double[] p = [1 / 98.0, 16 / 98.0, 81 / 98.0];
