@@ -26,12 +26,17 @@ public static class TrainBench
         o.WriteLine($"training step, B={B}, d_in={dIn}, d_sae={dSae}, k={k}, {all.Threads} threads; one dense {B}x{dIn}x{dSae} GEMM: {BenchUtil.Ms(gemm).Trim()}");
         // Top-k kinds run twice: with no dead latents (the sparse path alone) and with one latent in seven dead, which
         // adds AuxK (k_aux = d_in/2 dead latents per row through the same sparse kernels).
-        var runs = new (string Arch, bool Dead)[]
+        // standard runs twice too: freshly initialised (about half the latents fire, so every product is dense) and
+        // with its encoder biases set so that `TrainedL0` latents fire per row, as in a trained SAE, where it takes
+        // the sparse-code path.
+        const int TrainedL0 = 64;
+        var runs = new (string Arch, bool Dead, bool Trained)[]
         {
-            ("topk", false), ("topk", true), ("batchtopk", false), ("batchtopk", true), ("matryoshka_batchtopk", false),
-            ("standard", false), ("jumprelu", false), ("gated", false), ("transcoder", false), ("skip_transcoder", false),
+            ("topk", false, false), ("topk", true, false), ("batchtopk", false, false), ("batchtopk", true, false),
+            ("matryoshka_batchtopk", false, false), ("standard", false, false), ("standard", false, true), ("jumprelu", false, false),
+            ("gated", false, false), ("transcoder", false, false), ("skip_transcoder", false, false),
         };
-        foreach (var (arch, withDead) in runs)
+        foreach (var (arch, withDead, trained) in runs)
         {
             bool topK = arch.Contains("topk");
             var sae = SaeRegistry.Create(new SaeConfig
@@ -42,6 +47,7 @@ public static class TrainBench
                 DOut = arch.Contains("transcoder") ? dIn : 0, ApplyBDecToInput = !arch.Contains("transcoder"),
             });
             SaeTrainable.Initialize(sae, new Rng(1));
+            if (trained) SetFiringRate(sae, x, (double)TrainedL0 / dSae);
             var trainable = new SaeTrainable(sae);
             var grads = sae.Params.ToDictionary(kv => kv.Key, kv => new Tensor(kv.Value.Shape.ToArray()));
             var adam = new Adam(trainable.Parameters);
@@ -63,10 +69,30 @@ public static class TrainBench
             var gradParams = sae.Params.ZerosLike();
             double fwdBwd = BenchUtil.BestSeconds(() => { gradParams.Clear(); sae.Backward(sae.Forward(x, target, loss), gradParams); }, repeats);
             double s = BenchUtil.BestSeconds(Step, repeats);
-            string name = withDead ? arch + " +AuxK" : arch;
+            string name = withDead ? arch + " +AuxK" : trained ? $"{arch} L0 {TrainedL0}" : arch;
             o.WriteLine($"  {name,-21} forward {BenchUtil.Ms(fwd)} ({fwd / gemm,4:F2} GEMM)  forward+backward {BenchUtil.Ms(fwdBwd)} ({fwdBwd / gemm,4:F2} GEMM)  " +
                         $"full step {BenchUtil.Ms(s)} {B / s,7:N0} tokens/s ({s / gemm,4:F2} GEMM)");
         }
         return 0;
+    }
+
+    // b_enc[j] = −(latent j's pre-activation at the given upper quantile over the batch): each latent fires on that
+    // share of rows, so the mean L0 is rate·d_sae.
+    private static void SetFiringRate(Sae sae, Tensor x, double rate)
+    {
+        var bEnc = sae.Params["b_enc"];
+        Ops.Clear(bEnc);
+        var pre = sae.Forward(x).PreActs;
+        int keep = Math.Max(1, (int)Math.Round(rate * x.Rows));
+        Compute.All.ForRange(bEnc.Length, 64, (j0, j1) =>
+        {
+            var column = new float[x.Rows];
+            for (int j = j0; j < j1; j++)
+            {
+                for (int r = 0; r < x.Rows; r++) column[r] = pre[r, j];
+                Array.Sort(column);
+                bEnc.Span[j] = -column[x.Rows - keep - 1];
+            }
+        });
     }
 }

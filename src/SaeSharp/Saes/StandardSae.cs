@@ -26,6 +26,15 @@ public sealed class StandardSae : Sae
     /// <summary>skip_transcoder's skip connection [d_out, d_in]; null for the others.</summary>
     public Tensor? WSkip => Params.Contains("W_skip") ? Params["W_skip"] : null;
 
+    /// <summary>
+    /// Below this share of non-zero latents the forward and backward work from the sparse codes (decode, decoder and
+    /// encoder gradients over the firing entries only) instead of dense GEMMs. A sparse entry costs about 20 times a
+    /// dense one (it streams a whole weight row); at B 4096, d_in 512, d_sae 16384 forward+backward measured equal
+    /// near 6% (1.9 s both), sparse 1.6 s at 4%, 0.64 s at 1%. A trained SAE sits far below (L0 of tens to hundreds
+    /// of 16k latents), a freshly initialised one near 50%. 0 forces dense, 1 sparse.
+    /// </summary>
+    public double SparseDensity { get; set; } = 0.05;
+
     private sealed record State(Tensor? MseGrad, float[] Norms, double[]? SparsityNorm);
 
     protected override SaeForward ForwardCore(Tensor input, Tensor x, Tensor? target, ActivationNorm? norm, SaeLossOptions? loss)
@@ -36,7 +45,8 @@ public sealed class StandardSae : Sae
         var norms = DecoderNorms(WDec);
         double[]? sp = loss is null ? null : new double[pre.Rows];
         double p = loss?.LpNorm ?? 1;
-        // pre += b_enc, f = ReLU(pre) and each row's penalty in one pass over the rows, while the row is in cache.
+        var counts = new int[pre.Rows];
+        // pre += b_enc, f = ReLU(pre), its non-zero count and each row's penalty in one pass over the rows, while the row is in cache.
         var f = Tensor.Uninitialized(pre.Rows, pre.Cols);
         Compute.ForRange(f.Rows, 16, (r0, r1) =>
         {
@@ -46,6 +56,7 @@ public sealed class StandardSae : Sae
                 var row = f.Row(r);
                 TensorPrimitives.Add(pre.Row(r), bEnc, pre.Row(r));
                 TensorPrimitives.Max(pre.Row(r), 0f, row);
+                counts[r] = SparseCodes.CountNonZero(row);
                 if (sp is null) continue;
                 // p = 1 (the default) is a plain dot product with the norms since f ≥ 0.
                 if (w is null) { sp[r] = TensorPrimitives.Dot(row, norms); continue; }
@@ -55,7 +66,17 @@ public sealed class StandardSae : Sae
                 sp[r] = Math.Pow(s, 1 / p);
             }
         });
-        var output = Decode(f);
+        long nonZero = 0;
+        foreach (int c in counts) nonZero += c;
+        // The Lp (p ≠ 1) penalty's backward is written for dense latents only.
+        var codes = p == 1 && nonZero <= SparseDensity * f.Rows * f.Cols ? SparseCodes.FromDense(f, counts, Compute) : null;
+        Tensor output;
+        if (codes is null) output = Decode(f);
+        else
+        {
+            output = Tensor.Uninitialized(f.Rows, DOut);
+            SparseKernels.Decode(codes, WDec, output, BDec.Span, Compute);
+        }
         if (WSkip is { } wSkip) Gemm.MatMul(x, wSkip, output, Trans.No, Trans.Yes, 1, 1, Compute);
         var losses = new Dictionary<string, double>();
         Tensor? mseGrad = null;
@@ -71,8 +92,8 @@ public sealed class StandardSae : Sae
         }
         return new SaeForward
         {
-            Input = input, Target = target, Norm = norm, SaeIn = saeIn, Output = output, PreActs = pre, Features = f, Options = loss,
-            State = new State(mseGrad, norms, sp),
+            Input = input, Target = target, Norm = norm, SaeIn = saeIn, Output = output, PreActs = pre, Features = f, Codes = codes,
+            Options = loss, State = new State(mseGrad, norms, sp),
         }.WithLosses(losses);
     }
 
@@ -88,6 +109,7 @@ public sealed class StandardSae : Sae
     {
         include ??= _ => true;
         var st = (State)f.State!;
+        if (f.Codes is not null) { SparseBackward(f, st, grads, include); return; }
         var feats = f.Features!;
         var dWDec = grads["W_dec"];
         Tensor? dF = null;
@@ -134,5 +156,34 @@ public sealed class StandardSae : Sae
         var dPreSums = ReluBackward(f.PreActs, dF, l1Add, featureSums);
         if (featureSums is not null) AddNormGradient(WDec, st.Norms, Array.ConvertAll(featureSums, v => l1Scale * v), dWDec);
         DenseEncoderBackward(f, dF, WEnc, grads["W_enc"], grads["b_enc"], grads["b_dec"], dPreSums);
+    }
+
+    // The backward of the sparse forward: the ReLU passes gradient only where f > 0, which are exactly the code
+    // entries, so every product runs over them (p = 1 only, as the forward chose).
+    private void SparseBackward(SaeForward f, State st, SaeParams grads, Func<string, bool> include)
+    {
+        var codes = f.Codes!;
+        var dPre = codes.NewValues();
+        if (st.MseGrad is { } dOut && include("mse_loss"))
+        {
+            SparseKernels.GatherDot(codes, dOut, WDec, dPre, Compute);
+            SparseKernels.ScatterOuterAdd(codes, codes.Value, dOut, grads["W_dec"], Compute);
+            Ops.SumRows(dOut, grads["b_dec"].Span, accumulate: true);
+            if (WSkip is not null) Gemm.MatMul(dOut, f.Input, grads["W_skip"], Trans.Yes, Trans.No, 1, 1, Compute);
+        }
+        if (f.Losses.ContainsKey("l1_loss") && include("l1_loss"))
+        {
+            // d/df_j = scale·‖W_dec[j]‖ on each firing entry; d/d‖W_dec[j]‖ = scale·Σ_rows f_j.
+            double scale = f.Options!.L1Coefficient / Math.Max(1, codes.Rows);
+            var dNorm = new double[Config.DSae];
+            for (int e = 0; e < codes.Count; e++)
+            {
+                int j = codes.Index[e];
+                dPre[e] += (float)(scale * st.Norms[j]);
+                dNorm[j] += scale * codes.Value[e];
+            }
+            AddNormGradient(WDec, st.Norms, dNorm, grads["W_dec"]);
+        }
+        SparseEncoderBackward(f, codes, dPre, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
     }
 }

@@ -28,51 +28,64 @@ public sealed class SparseCodes
 
     /// <summary>
     /// The non-zero entries of dense activations [rows, cols] (e.g. a ReLU SAE's latents), rows in parallel: a
-    /// vectorised count per row, then a branch-free copy of each row's entries into its slice.
+    /// vectorised count per row, then a copy of each row's entries into its slice.
     /// </summary>
     public static SparseCodes FromDense(Tensor dense, Compute? compute = null)
     {
-        int rows = dense.Rows, cols = dense.Cols;
         var c = compute ?? Compute.All;
-        var counts = new int[rows];
-        c.ForRange(rows, 16, (r0, r1) =>
+        var counts = new int[dense.Rows];
+        c.ForRange(dense.Rows, 16, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++) counts[r] = CountNonZero(dense.Row(r));
+        });
+        return FromDense(dense, counts, c);
+    }
+
+    /// <summary><see cref="FromDense(Tensor, Compute?)"/> given each row's non-zero count (from a pass that already read the rows).</summary>
+    public static SparseCodes FromDense(Tensor dense, int[] rowCounts, Compute? compute = null)
+    {
+        int rows = dense.Rows;
+        if (rowCounts.Length != rows) throw new ArgumentException($"{rowCounts.Length} row counts for {rows} rows");
+        long total = 0;
+        foreach (int n in rowCounts) total += n;
+        if (total > Array.MaxLength) throw new ArgumentException($"{total} non-zero activations do not fit one code array");
+        var codes = new SparseCodes(rows, dense.Cols, (int)total);
+        for (int r = 0; r < rows; r++) codes.RowStart[r + 1] = codes.RowStart[r] + rowCounts[r];
+        (compute ?? Compute.All).ForRange(rows, 16, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
             {
                 var row = dense.Row(r);
-                int n = 0, j = 0;
+                int w = codes.RowStart[r], end = codes.RowStart[r + 1], j = 0;
+                // Visit only the set bits of each 16-lane non-zero mask; a sparse row costs one compare per 16 entries.
                 if (Vector512.IsHardwareAccelerated)
                     for (; j + 16 <= row.Length; j += 16)
                     {
-                        var v = Vector512.Create(row.Slice(j, 16));
-                        n += 16 - BitOperations.PopCount(Vector512.Equals(v, Vector512<float>.Zero).ExtractMostSignificantBits());
+                        ulong mask = ~Vector512.Equals(Vector512.Create(row.Slice(j, 16)), Vector512<float>.Zero).ExtractMostSignificantBits() & 0xFFFF;
+                        for (; mask != 0 && w < end; mask &= mask - 1)
+                        {
+                            int t = j + BitOperations.TrailingZeroCount(mask);
+                            codes.Index[w] = t;
+                            codes.Value[w++] = row[t];
+                        }
                     }
-                for (; j < row.Length; j++) if (row[j] != 0) n++;
-                counts[r] = n;
-            }
-        });
-        long total = 0;
-        foreach (int n in counts) total += n;
-        if (total > Array.MaxLength) throw new ArgumentException($"{total} non-zero activations do not fit one code array");
-        var codes = new SparseCodes(rows, cols, (int)total);
-        for (int r = 0; r < rows; r++) codes.RowStart[r + 1] = codes.RowStart[r] + counts[r];
-        c.ForRange(rows, 16, (r0, r1) =>
-        {
-            for (int r = r0; r < r1; r++)
-            {
-                var row = dense.Row(r);
-                int w = codes.RowStart[r], end = codes.RowStart[r + 1];
-                // Write every element at the cursor and advance it only past non-zeros; stop once the row is full
-                // so the cursor never writes into the next row's slice.
-                for (int j = 0; j < row.Length && w < end; j++)
-                {
-                    codes.Index[w] = j;
-                    codes.Value[w] = row[j];
-                    w += row[j] != 0 ? 1 : 0;
-                }
+                for (; j < row.Length && w < end; j++)
+                    if (row[j] != 0) { codes.Index[w] = j; codes.Value[w++] = row[j]; }
+                if (w != end) throw new ArgumentException($"row {r} has {w - codes.RowStart[r]} non-zero entries, its count says {end - codes.RowStart[r]}");
             }
         });
         return codes;
+    }
+
+    /// <summary>How many entries of <paramref name="row"/> are not zero (NaN counts as non-zero).</summary>
+    public static int CountNonZero(ReadOnlySpan<float> row)
+    {
+        int n = 0, j = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; j + 16 <= row.Length; j += 16)
+                n += 16 - BitOperations.PopCount(Vector512.Equals(Vector512.Create(row.Slice(j, 16)), Vector512<float>.Zero).ExtractMostSignificantBits());
+        for (; j < row.Length; j++) if (row[j] != 0) n++;
+        return n;
     }
 
     /// <summary>How many entries of each latent (column) are positive, i.e. how many rows it fired on; rows in parallel.</summary>

@@ -325,6 +325,66 @@ public class GradientCheckTests
         Check(sae, RandomX(260, 3, 7), new SaeLossOptions { L1Coefficient = 0.3 }, Ref.Standard);
     }
 
+    /// <summary>The sparse-code path (forced for every density) against the same finite differences, awkward sizes included.</summary>
+    [Theory]
+    [InlineData(true, 5, 6, 10)]
+    [InlineData(false, 5, 6, 10)]
+    [InlineData(true, 260, 3, 37)]
+    public void StandardSparsePath(bool applyBDec, int rows, int dIn, int dSae)
+    {
+        var sae = (StandardSae)RandomSae(new SaeConfig { Architecture = "standard", DIn = dIn, DSae = dSae, ApplyBDecToInput = applyBDec }, 4);
+        sae.SparseDensity = 1;
+        var x = RandomX(rows, dIn, 7);
+        Assert.NotNull(sae.Forward(x, new SaeLossOptions()).Codes);
+        Check(sae, x, new SaeLossOptions { L1Coefficient = 0.3 }, Ref.Standard);
+    }
+
+    /// <summary>
+    /// At a trained SAE's sparsity (negative encoder biases, about 2% of latents firing) the sparse path gives the
+    /// dense path's losses, outputs and every gradient, and the default setting picks it on its own.
+    /// </summary>
+    [Fact]
+    public void StandardSparseAndDensePathsAgree()
+    {
+        var sae = (StandardSae)RandomSae(new SaeConfig { Architecture = "standard", DIn = 19, DSae = 301 }, 9);
+        var x = RandomX(67, 19, 10);
+        // Each latent's bias at minus its 98th-percentile pre-activation over the batch: about 2% fire.
+        var bEnc = sae.Params["b_enc"];
+        Ops.Clear(bEnc);
+        var pre = sae.Forward(x).PreActs;
+        for (int j = 0; j < bEnc.Length; j++)
+            bEnc.Span[j] = -Enumerable.Range(0, x.Rows).Select(r => pre[r, j]).OrderBy(v => v).ElementAt(65);
+        var opt = new SaeLossOptions { L1Coefficient = 0.4 };
+        var auto = sae.Forward(x, opt);
+        Assert.NotNull(auto.Codes);
+        int firing = auto.Codes!.Count;
+        Assert.InRange(firing, 1, 0.03 * 67 * 301);
+
+        (SaeForward F, SaeParams G) Run(double density)
+        {
+            sae.SparseDensity = density;
+            var f = sae.Forward(x, opt);
+            Assert.Equal(density > 0, f.Codes is not null);
+            var g = sae.Params.ZerosLike();
+            sae.Backward(f, g);
+            return (f, g);
+        }
+        var (fd, gd) = Run(0);
+        var (fs, gs) = Run(1);
+        foreach (var (name, v) in fd.Losses) Assert.Equal(v, fs.Losses[name], 5);
+        AssertClose(fd.Output.ToArray(), fs.Output.ToArray(), "output");
+        AssertClose(fd.DenseFeatures().ToArray(), fs.DenseFeatures().ToArray(), "features");
+        foreach (var name in sae.Params.Names) AssertClose(gd[name].ToArray(), gs[name].ToArray(), name);
+    }
+
+    private static void AssertClose(float[] expected, float[] actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        float scale = expected.Max(Math.Abs) + 1e-12f;
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5f * scale, $"{what}[{i}]: dense {expected[i]}, sparse {actual[i]}");
+    }
+
     [Theory]
     [InlineData("topk", false)]
     [InlineData("topk", true)]

@@ -67,12 +67,16 @@ public class NewArchitectureGradientTests
     }
 
     [Theory]
-    [InlineData("transcoder")]
-    [InlineData("skip_transcoder")]
-    public void Transcoders(string arch)
+    [InlineData("transcoder", false)]
+    [InlineData("skip_transcoder", false)]
+    [InlineData("transcoder", true)]
+    [InlineData("skip_transcoder", true)]
+    public void Transcoders(string arch, bool sparsePath)
     {
         var cfg = new SaeConfig { Architecture = arch, DIn = 6, DSae = 10, DOut = 4, ApplyBDecToInput = false };
         var sae = RandomSae(cfg, 33);
+        // Forcing the sparse-code path checks its d_out-wide decoder products.
+        ((StandardSae)sae).SparseDensity = sparsePath ? 1 : 0;
         var x = RandomX(5, 6, 34);
         var target = RandomX(5, 4, 35);
         var ta = ToArray2(target);
