@@ -332,10 +332,7 @@ public abstract class Sae
     /// <summary>Sparse-code version of <see cref="DenseEncoderBackward"/>: dPre given per code entry.</summary>
     protected void SparseEncoderBackward(SaeForward f, SparseCodes codes, float[] dPre, Tensor dW, Tensor dBias, Tensor dBDec)
     {
-        // dW_enc is [d_in, d_sae]; scatter into its transpose so each latent's row is contiguous, then add it back.
-        var dWt = new Tensor(dW.Dim(1), dW.Dim(0));
-        SparseKernels.ScatterOuterAdd(codes, dPre, f.SaeIn, dWt, Compute);
-        Ops.TransposeInto(dWt, dW, accumulate: true, Compute);
+        SparseKernels.ScatterOuterAddTransposed(codes, dPre, f.SaeIn, dW, Compute);
         var colSum = new Tensor(1, codes.Cols);
         for (int e = 0; e < codes.Count; e++) colSum[codes.Index[e]] += dPre[e];
         TensorPrimitives.Add(dBias.Span, colSum.Span, dBias.Span);

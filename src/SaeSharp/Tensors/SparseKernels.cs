@@ -86,6 +86,52 @@ public static class SparseKernels
         });
     }
 
+    /// <summary>
+    /// gradientᵀ[index[e]] += coefficient[e]·dense[row(e)], with gradient [d, d_sae] (an encoder weight's layout):
+    /// the same sums as <see cref="ScatterOuterAdd"/> into the transpose, in the same order, so the results are
+    /// equal. Latents go in blocks of 64 (four 64-byte lines of each gradient row, so few pages are touched per
+    /// block): a block's rows are summed in a buffer that stays in cache, then added across, with no [d_sae, d]
+    /// intermediate.
+    /// </summary>
+    public static void ScatterOuterAddTransposed(SparseCodes codes, ReadOnlySpan<float> coefficients, Tensor dense, Tensor gradient, Compute? compute = null)
+    {
+        if (gradient.Rank != 2 || gradient.Dim(1) != codes.Cols)
+            throw new ArgumentException($"ScatterOuterAddTransposed: gradient must be [d, {codes.Cols}], got [{gradient.ShapeString}]");
+        int d = gradient.Dim(0), cols = codes.Cols;
+        dense.EnsureShape("ScatterOuterAddTransposed dense", codes.Rows, d);
+        if (coefficients.Length < codes.Count) throw new ArgumentException($"ScatterOuterAddTransposed has {coefficients.Length} coefficients, need {codes.Count}");
+        var coef = coefficients[..codes.Count].ToArray();
+        var (colStart, entry) = codes.ByColumn();
+        var entryRow = codes.EntryRows();
+        const int Block = 64;
+        int blocks = (cols + Block - 1) / Block;
+        var gd = gradient.Data; int go = gradient.Offset;
+        (compute ?? Compute.All).ForRange(blocks, 4, (b0, b1) =>
+        {
+            var acc = new float[Block * d];
+            for (int b = b0; b < b1; b++)
+            {
+                int j0 = b * Block, width = Math.Min(Block, cols - j0);
+                if (colStart[j0] == colStart[j0 + width]) continue;
+                Array.Clear(acc);
+                for (int t = 0; t < width; t++)
+                {
+                    var a = acc.AsSpan(t * d, d);
+                    for (int u = colStart[j0 + t]; u < colStart[j0 + t + 1]; u++)
+                    {
+                        int e = entry[u];
+                        if (coef[e] != 0) TensorPrimitives.MultiplyAdd(dense.Row(entryRow[e]), coef[e], a, a);
+                    }
+                }
+                for (int i = 0; i < d; i++)
+                {
+                    int row = go + i * cols + j0;
+                    for (int t = 0; t < width; t++) gd[row + t] += acc[t * d + i];
+                }
+            }
+        });
+    }
+
     private static void CheckWeights(SparseCodes codes, Tensor weights, string op)
     {
         if (weights.Rank != 2 || weights.Dim(0) != codes.Cols)

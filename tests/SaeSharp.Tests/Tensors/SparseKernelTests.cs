@@ -40,6 +40,7 @@ public class SparseKernelTests
     [Theory]
     [InlineData(3, 17, 31, 5)]
     [InlineData(9, 65, 33, 7)]
+    [InlineData(40, 700, 19, 9)]
     public void GatherDotAndScatterMatchDenseGradients(int rows, int dSae, int d, int k)
     {
         var (codes, w, g) = Setup(rows, dSae, d, k, 5);
@@ -63,6 +64,15 @@ public class SparseKernelTests
                 for (int r = 0; r < rows; r++) s += (double)dense[r, l] * g[r, j];
                 Assert.Equal(s, gw[l, j], 1e-4);
             }
+
+        // Into the transposed layout [d, d_sae]: each latent's contributions are summed in the same order (from
+        // zero, then added to what is there), so the result is exactly the transpose of that sum plus the old value.
+        var fresh = new Tensor(dSae, d);
+        SparseKernels.ScatterOuterAdd(codes, codes.Value, g, fresh, new Compute(2));
+        var gwt = Tensor.Filled(1f, d, dSae);
+        SparseKernels.ScatterOuterAddTransposed(codes, codes.Value, g, gwt, new Compute(3));
+        for (int l = 0; l < dSae; l++)
+            for (int j = 0; j < d; j++) Assert.Equal(1f + fresh[l, j], gwt[j, l]);
     }
 
     [Fact]
