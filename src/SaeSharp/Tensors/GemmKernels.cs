@@ -11,7 +11,7 @@ namespace SaeSharp.Tensors;
 //     pack op(B)[pc.., jc..] into NR-wide slivers (KC x NR each, row by row)
 //     for each MC-tall row block (ic): pack op(A)[ic.., pc..] into MR-tall slivers (KC x MR each, column by column)
 //       for each B sliver (jr): for each A sliver (ir): micro-kernel C[MR x NR] += A sliver · B sliver
-// The B sliver (KC x NR floats) stays in L1 while the A block streams from L2. Threads split C into fixed
+// The B sliver (KC x NR floats) and the A block stay in L2, the micro-kernel streaming both. Threads split C into fixed
 // contiguous ranges of rows (or of columns when C is wide), each thread packing its own operands, so every
 // element of C is computed by the same instruction sequence whatever the thread count.
 public static partial class Gemm
@@ -20,7 +20,10 @@ public static partial class Gemm
 
     private static readonly Isa Best = Avx512F.IsSupported ? Isa.Avx512 : (Avx2.IsSupported && Fma.IsSupported ? Isa.Avx2 : Isa.Scalar);
 
-    private const int KC = 256;
+    // KC 768 (was 256): C is read and written once per KC slice, so for the SAE shapes (k = 512 or 16384) fewer
+    // slices mean less C traffic; measured 4-6% faster on all six SAE training GEMMs and on GPT-2 shapes, equal at
+    // 512-1024. A block (MC x KC = 240 x 768 floats, 720 KB) plus a B sliver (96 KB) still fit a 1 MB L2.
+    private const int KC = 768;
     private const int MCBlocks = 20; // MC = MCBlocks * MR
     private const int NC = 4096;
 

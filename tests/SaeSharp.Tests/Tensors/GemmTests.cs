@@ -26,6 +26,8 @@ public class GemmTests
         {
             new[] { 1, 1, 1 }, new[] { 3, 17, 31 }, new[] { 17, 3, 65 }, new[] { 31, 65, 130 }, new[] { 65, 130, 17 },
             new[] { 130, 31, 300 }, new[] { 257, 129, 513 }, new[] { 2, 300, 70 }, new[] { 13, 1, 33 }, new[] { 100, 37, 1 },
+            // k over two KC (768) slices and a tail: the accumulate-into-C path.
+            new[] { 37, 45, 1601 },
         };
         foreach (var s in shapes)
             foreach (var ta in new[] { Trans.No, Trans.Yes })
@@ -70,6 +72,7 @@ public class GemmTests
     [InlineData(300, 200, 100, Trans.No, Trans.No)]
     [InlineData(100, 700, 90, Trans.No, Trans.Yes)]
     [InlineData(150, 160, 600, Trans.Yes, Trans.No)]
+    [InlineData(70, 50, 1700, Trans.No, Trans.No)]
     public void ResultDoesNotDependOnThreadCount(int m, int n, int k, Trans ta, Trans tb)
     {
         var rng = new Rng(7);
