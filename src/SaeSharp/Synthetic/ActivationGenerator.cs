@@ -138,7 +138,7 @@ public sealed class LowRankCorrelation : CorrelationStructure
                 int len = Math.Min(ThinBlock, n - j0);
                 double amin = System.Numerics.Tensors.TensorPrimitives.Min(a.AsSpan(j0, len));
                 if (double.IsPositiveInfinity(amin)) continue;
-                double bound = UpperTailBound(amin);
+                var (bound, logMiss, noneInBlock) = BlockBound(amin);
                 if (bound >= 1)
                 {
                     for (int j = j0; j < j0 + len; j++)
@@ -146,16 +146,19 @@ public sealed class LowRankCorrelation : CorrelationStructure
                     continue;
                 }
                 if (!(bound > 0)) continue;
-                double logMiss = Math.Log(1 - bound);
+                // Failures before the next Bernoulli(bound) success: ⌊ln U / ln(1 − bound)⌋ with U in (0, 1]. The first
+                // skip reaches past a full block iff U ≤ (1 − bound)^len, which the table answers without a logarithm.
+                double u = 1 - rng.NextDouble();
+                if (len == ThinBlock && u <= noneInBlock) continue;
                 for (int pos = -1; ;)
                 {
-                    // Failures before the next Bernoulli(bound) success: ⌊ln U / ln(1 − bound)⌋ with U in (0, 1].
-                    double skip = Math.Floor(Math.Log(1 - rng.NextDouble()) / logMiss);
+                    double skip = Math.Floor(Math.Log(u) / logMiss);
                     if (skip >= len - pos - 1) break;
                     pos += (int)skip + 1;
                     int j = j0 + pos;
                     double v = rng.NextDouble() * bound;
                     if (!float.IsPositiveInfinity(a[j]) && Fires(v, a[j])) row[j] = 1;
+                    u = 1 - rng.NextDouble();
                 }
             }
             for (int e = 0; e < exact.Length; e++) if (exactFires[e]) row[exact[e]] = 1;
@@ -188,13 +191,25 @@ public sealed class LowRankCorrelation : CorrelationStructure
         return u < NormalQuantile.Cdf(-a);
     }
 
-    /// <summary>A value ≥ Q(a): the grid point at or below a, or Q itself off the grid.</summary>
-    private static double UpperTailBound(double a)
+    // On the grid: ln(1 − Q) and (1 − Q)^ThinBlock, the per-block constants of the geometric skips.
+    private static readonly double[] LogMissTable = UpperTail.Select(q => Math.Log(1 - q)).ToArray();
+    private static readonly double[] NoneInBlockTable = LogMissTable.Select(l => Math.Exp(ThinBlock * l)).ToArray();
+
+    /// <summary>
+    /// A bound ≥ Q(a) (the grid point at or below a, or Q itself off the grid), with ln(1 − bound) and
+    /// (1 − bound)^<see cref="ThinBlock"/>, the chance a full block draws no candidate.
+    /// </summary>
+    private static (double Bound, double LogMiss, double NoneInBlock) BlockBound(double a)
     {
         double pos = (a + GridMax) / GridStep;
-        if (pos < 0) return 1;
-        if (pos < UpperTail.Length - 1) return UpperTail[(int)pos];
-        return NormalQuantile.Cdf(-a);
+        if (pos < 0) return (1, double.NegativeInfinity, 0);
+        if (pos < UpperTail.Length - 1)
+        {
+            int k = (int)pos;
+            return (UpperTail[k], LogMissTable[k], NoneInBlockTable[k]);
+        }
+        double q = NormalQuantile.Cdf(-a), logMiss = Math.Log(1 - q);
+        return (q, logMiss, Math.Exp(ThinBlock * logMiss));
     }
 }
 

@@ -81,8 +81,13 @@ public sealed class FeatureDictionary
                 var dst = h.Row(r);
                 Bias.Span.CopyTo(dst);
                 var f = featureActivations.Row(r);
-                for (int j = 0; j < f.Length; j++)
-                    if (f[j] != 0) TensorPrimitives.MultiplyAdd(FeatureVectors.Row(j), f[j], dst, dst);
+                // Vectorised search for the next non-zero: rows hold a few dozen of 16k.
+                for (int j = f.IndexOfAnyExcept(0f); j >= 0;)
+                {
+                    TensorPrimitives.MultiplyAdd(FeatureVectors.Row(j), f[j], dst, dst);
+                    int next = f[(j + 1)..].IndexOfAnyExcept(0f);
+                    j = next < 0 ? -1 : j + 1 + next;
+                }
             }
         });
         return h;

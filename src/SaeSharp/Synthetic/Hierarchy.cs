@@ -268,6 +268,10 @@ public sealed class HierarchyModifier : IActivationModifier
     // root), the end of its subtree, and for mutually exclusive nodes the positions of its children.
     private readonly int[] _feature, _parent, _subtreeEnd;
     private readonly int[]?[] _exclusiveChildren;
+    // The features below node i as runs of consecutive indices: runs [_runStart[i], _runStart[i+1]) of (_runFeature,
+    // _runLength). Random forests number features level by level, so a subtree is one run per level and zeroing an
+    // inactive one is a few block clears instead of a write per descendant.
+    private readonly int[] _runStart, _runFeature, _runLength;
 
     public HierarchyModifier(IReadOnlyList<HierarchyNode> roots, bool scaleChildrenByParent = false)
     {
@@ -287,6 +291,22 @@ public sealed class HierarchyModifier : IActivationModifier
         }
         foreach (var r in Roots) Flatten(r, -1);
         _feature = feature.ToArray(); _parent = parent.ToArray(); _subtreeEnd = end.ToArray(); _exclusiveChildren = exclusive.ToArray();
+        var runStart = new List<int> { 0 }; var runFeature = new List<int>(); var runLength = new List<int>();
+        for (int i = 0; i < _feature.Length; i++)
+        {
+            var below = new List<int>();
+            for (int d = i + 1; d < _subtreeEnd[i]; d++) if (_feature[d] >= 0) below.Add(_feature[d]);
+            below.Sort();
+            for (int t = 0; t < below.Count;)
+            {
+                int u = t + 1;
+                while (u < below.Count && below[u] == below[u - 1] + 1) u++;
+                runFeature.Add(below[t]); runLength.Add(u - t);
+                t = u;
+            }
+            runStart.Add(runFeature.Count);
+        }
+        _runStart = runStart.ToArray(); _runFeature = runFeature.ToArray(); _runLength = runLength.ToArray();
     }
 
     /// <summary>
@@ -316,7 +336,7 @@ public sealed class HierarchyModifier : IActivationModifier
                 else { active = true; value[i] = p >= 0 ? value[p] : 1f; }
                 if (!active)
                 {
-                    for (int d = i + 1; d < _subtreeEnd[i]; d++) if (_feature[d] >= 0) row[_feature[d]] = 0;
+                    for (int u = _runStart[i]; u < _runStart[i + 1]; u++) row.Slice(_runFeature[u], _runLength[u]).Clear();
                     i = _subtreeEnd[i];
                     continue;
                 }

@@ -41,6 +41,8 @@ public class HierarchyTests
         // Random forests with grouping (feature-less) nodes mixed in, and activations where about half fire.
         var forest = Hierarchy.RandomForest(6, 2, 4, 3, 0.5, rng, numFeatures: 400);
         forest.Add(new HierarchyNode(null, [new HierarchyNode(390), new HierarchyNode(391, [new HierarchyNode(392), new HierarchyNode(393)], true)], true));
+        // Scattered indices: the subtree below 300 is zeroed in runs {250, 251}, {260}, {399}.
+        forest.Add(new HierarchyNode(300, [new HierarchyNode(250, [new HierarchyNode(399), new HierarchyNode(251)]), new HierarchyNode(260)]));
         var acts = new Tensor(300, 400);
         for (int i = 0; i < acts.Length; i++) acts.Span[i] = rng.Bernoulli(0.5) ? 0.5f + (float)rng.NextDouble() : 0;
         var expected = acts.Clone();
