@@ -15,14 +15,17 @@ public abstract class CorrelationStructure
     /// <summary>Writes z [rows, num_features] with unit variances and the structure's correlations.</summary>
     internal abstract void SampleLatent(Tensor z, Rng rng);
 
-    /// <summary>Writes 1 where z &gt; threshold and 0 elsewhere into <paramref name="firing"/> [rows, num_features].</summary>
-    internal virtual void SampleFiring(Tensor firing, float[] thresholds, Rng rng)
+    /// <summary>
+    /// Decides which features fire in each of <paramref name="scratch"/>'s rows ([rows, num_features], overwritten):
+    /// appends row r's firing features, ascending, to <paramref name="firing"/>[r].
+    /// </summary>
+    internal virtual void SampleFiring(Tensor scratch, float[] thresholds, Rng rng, List<int>[] firing)
     {
-        SampleLatent(firing, rng);
-        for (int r = 0; r < firing.Rows; r++)
+        SampleLatent(scratch, rng);
+        for (int r = 0; r < scratch.Rows; r++)
         {
-            var z = firing.Row(r);
-            for (int j = 0; j < z.Length; j++) z[j] = z[j] > thresholds[j] ? 1 : 0;
+            var z = scratch.Row(r);
+            for (int j = 0; j < z.Length; j++) if (z[j] > thresholds[j]) firing[r].Add(j);
         }
     }
 }
@@ -112,19 +115,20 @@ public sealed class LowRankCorrelation : CorrelationStructure
     /// draws candidates as Bernoulli(Qb) by geometric skips, and keeps a candidate with probability Q(a_j)/Qb
     /// (thinning, exact). Firing probabilities are small for most features, so this draws a few uniforms per block.
     /// </summary>
-    internal override void SampleFiring(Tensor firing, float[] thresholds, Rng rng)
+    internal override void SampleFiring(Tensor scratch, float[] thresholds, Rng rng, List<int>[] firing)
     {
-        int rows = firing.Dim(0), n = NumFeatures;
+        int rows = scratch.Dim(0), n = NumFeatures;
         var eps = Tensor.Uninitialized(rows, Rank);
         rng.FillNormal(eps.Span);
-        Gemm.MatMul(eps, Factor, firing, Trans.No, Trans.Yes, compute: Compute.Single); // s = ε·Fᵀ
+        Gemm.MatMul(eps, Factor, scratch, Trans.No, Trans.Yes, compute: Compute.Single); // s = ε·Fᵀ
         // Features without noise or with an infinite threshold fire iff s > t, with no randomness.
         var exact = Enumerable.Range(0, n).Where(j => float.IsInfinity(thresholds[j]) || _sqrtDiag[j] == 0).ToArray();
         var exactFires = new bool[exact.Length];
         var a = new float[n];
         for (int r = 0; r < rows; r++)
         {
-            var row = firing.Row(r);
+            var row = scratch.Row(r);
+            var fires = firing[r];
             System.Numerics.Tensors.TensorPrimitives.Subtract(thresholds, row, a);
             System.Numerics.Tensors.TensorPrimitives.Multiply(a, _invSqrtDiag, a); // a_j = (t_j − s_j) / √d_j
             for (int e = 0; e < exact.Length; e++)
@@ -132,7 +136,6 @@ public sealed class LowRankCorrelation : CorrelationStructure
                 exactFires[e] = row[exact[e]] > thresholds[exact[e]];
                 a[exact[e]] = float.PositiveInfinity;
             }
-            row.Clear();
             for (int j0 = 0; j0 < n; j0 += ThinBlock)
             {
                 int len = Math.Min(ThinBlock, n - j0);
@@ -142,7 +145,7 @@ public sealed class LowRankCorrelation : CorrelationStructure
                 if (bound >= 1)
                 {
                     for (int j = j0; j < j0 + len; j++)
-                        if (!float.IsPositiveInfinity(a[j]) && Fires(rng.NextDouble(), a[j])) row[j] = 1;
+                        if (!float.IsPositiveInfinity(a[j]) && Fires(rng.NextDouble(), a[j])) fires.Add(j);
                     continue;
                 }
                 if (!(bound > 0)) continue;
@@ -157,11 +160,13 @@ public sealed class LowRankCorrelation : CorrelationStructure
                     pos += (int)skip + 1;
                     int j = j0 + pos;
                     double v = rng.NextDouble() * bound;
-                    if (!float.IsPositiveInfinity(a[j]) && Fires(v, a[j])) row[j] = 1;
+                    if (!float.IsPositiveInfinity(a[j]) && Fires(v, a[j])) fires.Add(j);
                     u = 1 - rng.NextDouble();
                 }
             }
-            for (int e = 0; e < exact.Length; e++) if (exactFires[e]) row[exact[e]] = 1;
+            if (exact.Length == 0) continue;
+            for (int e = 0; e < exact.Length; e++) if (exactFires[e]) fires.Add(exact[e]);
+            fires.Sort();
         }
     }
 
@@ -265,56 +270,124 @@ public sealed class ActivationGenerator
     /// <summary>A batch of feature activations [batch, num_features] (non-negative, dense).</summary>
     public Tensor Sample(int batch, Rng rng, Compute? compute = null)
     {
-        if (batch < 0) throw new ArgumentOutOfRangeException(nameof(batch), $"batch size must be non-negative, got {batch}");
-        var acts = Tensor.Uninitialized(batch, NumFeatures); // every element is written below
-        int blocks = (batch + BlockRows - 1) / BlockRows;
-        var rngs = new Rng[blocks];
-        for (int b = 0; b < blocks; b++) rngs[b] = rng.Fork();
-        // Each part reuses one firing buffer across its blocks (a fresh 4 MB buffer per block costs page faults).
-        (compute ?? Compute.All).ForRange(blocks, 1, (b0, b1) =>
+        var codes = SampleCodes(batch, rng, compute);
+        var acts = new Tensor(batch, NumFeatures);
+        (compute ?? Compute.All).ForRange(batch, 64, (r0, r1) =>
         {
-            var z = Correlation is null ? null : Tensor.Uninitialized(BlockRows, NumFeatures);
-            for (int b = b0; b < b1; b++)
+            for (int r = r0; r < r1; r++)
             {
-                int r0 = b * BlockRows, rows = Math.Min(BlockRows, batch - r0);
-                SampleBlock(acts.RowSlice(r0, rows), rngs[b], z?.RowSlice(0, rows));
+                var row = acts.Row(r);
+                for (int e = codes.RowStart[r]; e < codes.RowStart[r + 1]; e++) row[codes.Index[e]] = codes.Value[e];
             }
         });
         return acts;
     }
 
-    /// <param name="z">[rows, features] scratch for the correlated firing decisions; null without a correlation.</param>
-    private void SampleBlock(Tensor acts, Rng rng, Tensor? z)
+    /// <summary>
+    /// A batch of feature activations as sparse codes (the non-zero features of each row, ascending): what
+    /// <see cref="Sample"/> returns densely, from the same draws. A row holds a few dozen of thousands of features, so
+    /// the generator never builds dense rows except for modifiers other than the hierarchy.
+    /// </summary>
+    public SparseCodes SampleCodes(int batch, Rng rng, Compute? compute = null)
     {
-        int rows = acts.Dim(0), n = NumFeatures;
-        if (z is not null) Correlation!.SampleFiring(z, _thresholds!, rng);
-        for (int r = 0; r < rows; r++)
+        if (batch < 0) throw new ArgumentOutOfRangeException(nameof(batch), $"batch size must be non-negative, got {batch}");
+        int blocks = (batch + BlockRows - 1) / BlockRows;
+        var rngs = new Rng[blocks];
+        for (int b = 0; b < blocks; b++) rngs[b] = rng.Fork();
+        var blockEntries = new (int[] Counts, int[] Index, float[] Value)[blocks];
+        // Each part reuses its scratch across its blocks (a fresh 4 MB buffer per block costs page faults).
+        (compute ?? Compute.All).ForRange(blocks, 1, (b0, b1) =>
         {
-            var a = acts.Row(r);
-            if (z is null)
-            {
-                for (int j = 0; j < n; j++) a[j] = rng.NextDouble() < FiringProbabilities[j] ? Magnitude(j, rng) : 0;
-                continue;
-            }
-            // Correlated firing is already decided: visit only the firing features (vectorised search for non-zeros).
-            var zr = z.Row(r);
-            a.Clear();
-            for (int j = zr.IndexOfAnyExcept(0f); j >= 0;)
-            {
-                a[j] = Magnitude(j, rng);
-                int next = zr[(j + 1)..].IndexOfAnyExcept(0f);
-                j = next < 0 ? -1 : j + 1 + next;
-            }
-        }
-        foreach (var m in Modifiers) m.Apply(acts, rng);
-        if (Modifiers.Count > 0)
+            var scratch = new BlockScratch(this);
+            for (int b = b0; b < b1; b++)
+                blockEntries[b] = SampleBlock(Math.Min(BlockRows, batch - b * BlockRows), rngs[b], scratch);
+        });
+        long total = 0;
+        foreach (var block in blockEntries) total += block.Index.Length;
+        if (total > Array.MaxLength) throw new ArgumentException($"{total} firing features do not fit one code array; sample a smaller batch");
+        var codes = new SparseCodes(batch, NumFeatures, (int)total);
+        var blockStart = new int[blocks + 1];
+        for (int b = 0; b < blocks; b++)
         {
-            var s = acts.Span;
-            for (int i = 0; i < s.Length; i++) if (s[i] < 0) s[i] = 0;
+            var counts = blockEntries[b].Counts;
+            for (int r = 0; r < counts.Length; r++) codes.RowStart[b * BlockRows + r + 1] = codes.RowStart[b * BlockRows + r] + counts[r];
+            blockStart[b + 1] = blockStart[b] + blockEntries[b].Index.Length;
         }
+        (compute ?? Compute.All).For(blocks, b =>
+        {
+            blockEntries[b].Index.CopyTo(codes.Index, blockStart[b]);
+            blockEntries[b].Value.CopyTo(codes.Value, blockStart[b]);
+        });
+        return codes;
     }
 
-    /// <summary>Feature activations and the hidden activations they produce through <paramref name="dictionary"/>.</summary>
+    // Per-thread buffers: the correlation's [BlockRows, n] latent scratch, the firing lists, and a dense block for
+    // modifiers other than the hierarchy.
+    private sealed class BlockScratch(ActivationGenerator g)
+    {
+        public readonly Tensor? Latent = g.Correlation is null ? null : Tensor.Uninitialized(BlockRows, g.NumFeatures);
+        public readonly List<int>[] Firing = Enumerable.Range(0, BlockRows).Select(_ => new List<int>()).ToArray();
+        public readonly List<float>[] Values = Enumerable.Range(0, BlockRows).Select(_ => new List<float>()).ToArray();
+        public Tensor? Dense;
+        public float[]? HierarchyRow;
+    }
+
+    /// <summary>One block's rows: firing, magnitudes (ascending features), modifiers in order, the final ReLU; returns each row's count and the non-zero entries.</summary>
+    private (int[] Counts, int[] Index, float[] Value) SampleBlock(int rows, Rng rng, BlockScratch sc)
+    {
+        int n = NumFeatures;
+        var firing = sc.Firing; var values = sc.Values;
+        for (int r = 0; r < rows; r++) { firing[r].Clear(); values[r].Clear(); }
+        if (Correlation is not null) Correlation.SampleFiring(sc.Latent!.RowSlice(0, rows), _thresholds!, rng, firing);
+        for (int r = 0; r < rows; r++)
+        {
+            if (Correlation is null)
+            {
+                for (int j = 0; j < n; j++)
+                    if (rng.NextDouble() < FiringProbabilities[j]) { firing[r].Add(j); values[r].Add(Magnitude(j, rng)); }
+                continue;
+            }
+            foreach (int j in firing[r]) values[r].Add(Magnitude(j, rng));
+        }
+        foreach (var m in Modifiers)
+        {
+            if (m is HierarchyModifier h)
+            {
+                h.ApplySparse(firing.AsSpan(0, rows), values.AsSpan(0, rows), rng, sc.HierarchyRow ??= new float[n]);
+                continue;
+            }
+            // Any other modifier sees the block densely, as its interface promises.
+            var dense = (sc.Dense ??= new Tensor(BlockRows, n)).RowSlice(0, rows);
+            for (int r = 0; r < rows; r++)
+            {
+                var row = dense.Row(r);
+                row.Clear();
+                for (int t = 0; t < firing[r].Count; t++) row[firing[r][t]] = values[r][t];
+            }
+            m.Apply(dense, rng);
+            for (int r = 0; r < rows; r++)
+            {
+                firing[r].Clear(); values[r].Clear();
+                var row = dense.Row(r);
+                for (int j = 0; j < n; j++) if (row[j] != 0) { firing[r].Add(j); values[r].Add(row[j]); }
+            }
+        }
+        // The final ReLU (after modifiers) and dropping zeros: codes hold the non-zero activations only.
+        var counts = new int[rows];
+        int total = 0;
+        for (int r = 0; r < rows; r++)
+            foreach (float v in values[r]) if (!(v <= 0)) counts[r]++;
+        foreach (int c in counts) total += c;
+        var index = new int[total]; var value = new float[total];
+        for (int r = 0, w = 0; r < rows; r++)
+            for (int t = 0; t < values[r].Count; t++)
+            {
+                float v = values[r][t];
+                if (!(v <= 0)) { index[w] = firing[r][t]; value[w++] = v; }
+            }
+        return (counts, index, value);
+    }
+
     /// <summary>ReLU(mean + std·N(0, 1)) of a firing feature.</summary>
     private float Magnitude(int j, Rng rng)
     {
@@ -323,11 +396,19 @@ public sealed class ActivationGenerator
         return v > 0 ? v : 0;
     }
 
+    /// <summary>Feature activations and the hidden activations they produce through <paramref name="dictionary"/>.</summary>
     public (Tensor Features, Tensor Hidden) SampleHidden(FeatureDictionary dictionary, int batch, Rng rng, Compute? compute = null)
+    {
+        var (codes, hidden) = SampleHiddenCodes(dictionary, batch, rng, compute);
+        return (codes.ToDense(), hidden);
+    }
+
+    /// <summary><see cref="SampleHidden"/> with the feature activations as sparse codes (no dense [batch, num_features] rows).</summary>
+    public (SparseCodes Features, Tensor Hidden) SampleHiddenCodes(FeatureDictionary dictionary, int batch, Rng rng, Compute? compute = null)
     {
         if (dictionary.NumFeatures != NumFeatures)
             throw new ArgumentException($"dictionary has {dictionary.NumFeatures} features, generator has {NumFeatures}");
-        var f = Sample(batch, rng, compute);
-        return (f, dictionary.ForwardSparse(f, compute));
+        var codes = SampleCodes(batch, rng, compute);
+        return (codes, dictionary.Forward(codes, compute));
     }
 }

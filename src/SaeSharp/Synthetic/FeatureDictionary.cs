@@ -66,30 +66,22 @@ public sealed class FeatureDictionary
 
     /// <summary>
     /// The same product, skipping zero activations: each row sums only the feature vectors that fire. Much faster
-    /// than <see cref="Forward"/> when few features fire per row.
+    /// than <see cref="Forward(Tensor, Compute?)"/> when few features fire per row.
     /// </summary>
     public Tensor ForwardSparse(Tensor featureActivations, Compute? compute = null)
     {
         if (featureActivations.Rank != 2 || featureActivations.Dim(1) != NumFeatures)
             throw new ArgumentException($"feature activations: expected [batch, {NumFeatures}], got [{featureActivations.ShapeString}]");
-        int batch = featureActivations.Dim(0);
-        var h = Tensor.Uninitialized(batch, HiddenDim);
-        (compute ?? Compute.All).ForRange(batch, 16, (r0, r1) =>
-        {
-            for (int r = r0; r < r1; r++)
-            {
-                var dst = h.Row(r);
-                Bias.Span.CopyTo(dst);
-                var f = featureActivations.Row(r);
-                // Vectorised search for the next non-zero: rows hold a few dozen of 16k.
-                for (int j = f.IndexOfAnyExcept(0f); j >= 0;)
-                {
-                    TensorPrimitives.MultiplyAdd(FeatureVectors.Row(j), f[j], dst, dst);
-                    int next = f[(j + 1)..].IndexOfAnyExcept(0f);
-                    j = next < 0 ? -1 : j + 1 + next;
-                }
-            }
-        });
+        return Forward(SparseCodes.FromDense(featureActivations, compute), compute);
+    }
+
+    /// <summary>h = f·V + bias for sparse feature activations (each row sums its firing features' vectors, in index order).</summary>
+    public Tensor Forward(SparseCodes featureActivations, Compute? compute = null)
+    {
+        if (featureActivations.Cols != NumFeatures)
+            throw new ArgumentException($"feature activations: expected {NumFeatures} features, got {featureActivations.Cols}");
+        var h = Tensor.Uninitialized(featureActivations.Rows, HiddenDim);
+        SparseKernels.Decode(featureActivations, FeatureVectors, h, Bias.Span, compute);
         return h;
     }
 

@@ -315,43 +315,68 @@ public sealed class HierarchyModifier : IActivationModifier
     /// </summary>
     public void Apply(Tensor activations, Rng rng)
     {
-        if (_maxIndex >= activations.Cols)
-            throw new ArgumentException($"hierarchy uses feature index {_maxIndex} but activations have {activations.Cols} features");
-        int nodes = _feature.Length;
-        var value = new float[nodes];
+        CheckWidth(activations.Cols);
+        var value = new float[_feature.Length];
         var on = new List<int>();
-        for (int r = 0; r < activations.Rows; r++)
+        for (int r = 0; r < activations.Rows; r++) WalkRow(activations.Row(r), rng, value, on);
+    }
+
+    /// <summary>
+    /// <see cref="Apply"/> for rows held sparsely (feature lists, ascending, and their values), with the same draws:
+    /// each row is spread into <paramref name="denseRow"/> (num_features zeros, left zeroed), walked, and read back.
+    /// The walk only zeroes or scales, so no feature outside a row's list becomes non-zero.
+    /// </summary>
+    internal void ApplySparse(Span<List<int>> features, Span<List<float>> values, Rng rng, float[] denseRow)
+    {
+        CheckWidth(denseRow.Length);
+        var value = new float[_feature.Length];
+        var on = new List<int>();
+        for (int r = 0; r < features.Length; r++)
         {
-            var row = activations.Row(r);
-            for (int i = 0; i < nodes;)
+            var idx = features[r]; var val = values[r];
+            for (int t = 0; t < idx.Count; t++) denseRow[idx[t]] = val[t];
+            WalkRow(denseRow, rng, value, on);
+            for (int t = 0; t < idx.Count; t++) { val[t] = denseRow[idx[t]]; denseRow[idx[t]] = 0; }
+        }
+    }
+
+    private void CheckWidth(int features)
+    {
+        if (_maxIndex >= features)
+            throw new ArgumentException($"hierarchy uses feature index {_maxIndex} but activations have {features} features");
+    }
+
+    private void WalkRow(Span<float> row, Rng rng, float[] value, List<int> on)
+    {
+        int nodes = _feature.Length;
+        for (int i = 0; i < nodes;)
+        {
+            int f = _feature[i], p = _parent[i];
+            bool active;
+            if (f >= 0)
             {
-                int f = _feature[i], p = _parent[i];
-                bool active;
-                if (f >= 0)
-                {
-                    if (ScaleChildrenByParent && p >= 0) row[f] *= value[p];
-                    active = row[f] > 0;
-                    value[i] = row[f];
-                }
-                else { active = true; value[i] = p >= 0 ? value[p] : 1f; }
-                if (!active)
-                {
-                    for (int u = _runStart[i]; u < _runStart[i + 1]; u++) row.Slice(_runFeature[u], _runLength[u]).Clear();
-                    i = _subtreeEnd[i];
-                    continue;
-                }
-                if (_exclusiveChildren[i] is { } children)
-                {
-                    on.Clear();
-                    foreach (int c in children) if (_feature[c] >= 0 && row[_feature[c]] > 0) on.Add(_feature[c]);
-                    if (on.Count > 1)
-                    {
-                        int keep = on[rng.NextInt(on.Count)];
-                        foreach (int cf in on) if (cf != keep) row[cf] = 0;
-                    }
-                }
-                i++;
+                if (ScaleChildrenByParent && p >= 0) row[f] *= value[p];
+                active = row[f] > 0;
+                value[i] = row[f];
             }
+            else { active = true; value[i] = p >= 0 ? value[p] : 1f; }
+            if (!active)
+            {
+                for (int u = _runStart[i]; u < _runStart[i + 1]; u++) row.Slice(_runFeature[u], _runLength[u]).Clear();
+                i = _subtreeEnd[i];
+                continue;
+            }
+            if (_exclusiveChildren[i] is { } children)
+            {
+                on.Clear();
+                foreach (int c in children) if (_feature[c] >= 0 && row[_feature[c]] > 0) on.Add(_feature[c]);
+                if (on.Count > 1)
+                {
+                    int keep = on[rng.NextInt(on.Count)];
+                    foreach (int cf in on) if (cf != keep) row[cf] = 0;
+                }
+            }
+            i++;
         }
     }
 }

@@ -24,13 +24,13 @@ public sealed class SyntheticActivationSource : IActivationSource
     }
 
     public int Dim => _model.Config.HiddenDim;
-    /// <summary>True feature activations [B, num_features] of the most recent batch.</summary>
-    public Tensor? LastFeatures { get; private set; }
+    /// <summary>True feature activations of the most recent batch, as sparse codes [B, num_features].</summary>
+    public SparseCodes? LastFeatures { get; private set; }
 
     public bool Next(Tensor batch)
     {
         batch.EnsureShape("synthetic batch", batch.Rows, Dim);
-        var (features, hidden) = _model.Sample(batch.Rows, _rng, _compute);
+        var (features, hidden) = _model.SampleCodes(batch.Rows, _rng, _compute);
         hidden.Span.CopyTo(batch.Span);
         LastFeatures = features;
         _rows += batch.Rows;

@@ -181,6 +181,10 @@ public sealed class SyntheticModel
     public (Tensor Features, Tensor Hidden) Sample(int batch, Rng rng, Compute? compute = null) =>
         Generator.SampleHidden(Dictionary, batch, rng, compute);
 
+    /// <summary><see cref="Sample"/> with the feature activations as sparse codes (the same draws; no dense rows).</summary>
+    public (SparseCodes Features, Tensor Hidden) SampleCodes(int batch, Rng rng, Compute? compute = null) =>
+        Generator.SampleHiddenCodes(Dictionary, batch, rng, compute);
+
     public void Save(string directory)
     {
         Directory.CreateDirectory(directory);

@@ -108,6 +108,35 @@ public class GeneratorTests
         Assert.Equal(a.ToArray(), b.ToArray());
     }
 
+    /// <summary>
+    /// The sparse codes training draws hold exactly the non-zero activations of the dense sample from the same seed
+    /// (ascending within each row, no zeros), through a correlation, the hierarchy and a modifier that works densely;
+    /// the hidden activations equal the dense product f·V + bias.
+    /// </summary>
+    [Fact]
+    public void SparseCodesAreTheDenseSamplesNonZeros()
+    {
+        var lr = Correlations.RandomLowRank(120, 3, 0.3f, new Rng(1));
+        var forest = Hierarchy.RandomForest(4, 2, 3, 3, 0.5, new Rng(2), numFeatures: 120);
+        var gen = new ActivationGenerator(Profiles.Zipfian(120, 1, 0.05, 0.6), stdMagnitudes: Profiles.Constant(120, 0.8), correlation: lr,
+            modifiers: [new HierarchyModifier(forest, true), new Lambda((a, _) => { for (int r = 0; r < a.Rows; r++) a[r, 119] = r % 3 - 0.5f; })]);
+        var dense = gen.Sample(150, new Rng(3), new Compute(2));
+        var codes = gen.SampleCodes(150, new Rng(3), new Compute(3));
+        for (int r = 0; r < dense.Rows; r++)
+        {
+            var expected = Enumerable.Range(0, dense.Cols).Where(j => dense[r, j] != 0).ToArray();
+            Assert.Equal(expected, codes.RowIndex(r).ToArray());
+            Assert.Equal(expected.Select(j => dense[r, j]).ToArray(), codes.RowValue(r).ToArray());
+        }
+        Assert.Contains(Enumerable.Range(0, 150), r => dense[r, 119] == 0.5f); // the dense modifier's new entries survive
+
+        var dict = FeatureDictionary.CreateRandom(120, 9, new Rng(4), DictionaryBias.RandomUnit, 1);
+        var (sparseFeatures, hidden) = gen.SampleHiddenCodes(dict, 150, new Rng(3));
+        Assert.Equal(codes.Index[..codes.Count], sparseFeatures.Index[..sparseFeatures.Count]);
+        var reference = dict.Forward(dense);
+        for (int i = 0; i < hidden.Length; i++) Assert.Equal(reference.Span[i], hidden.Span[i], 4);
+    }
+
     [Fact]
     public void InvalidInputsGiveClearErrors()
     {
