@@ -37,7 +37,8 @@ public static class SynthBench
 
         const int batch = 1024;
         var rng = new Rng(1);
-        for (int w = 0; w < 3; w++) model.SampleCodes(batch, rng, compute); // warm-up: tiered JIT reaches optimised code after a few calls
+        // Warm-up: tiered JIT promotes a method after 30 calls, and the generator calls some once per block of 64 rows.
+        for (int w = 0; w < 10; w++) model.SampleCodes(batch, rng, compute);
         int rounds = quick ? 3 : 10;
         long samples = 0; double l0 = 0;
         sw.Restart();
