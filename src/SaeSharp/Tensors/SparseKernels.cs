@@ -9,8 +9,16 @@ namespace SaeSharp.Tensors;
 public static class SparseKernels
 {
     /// <summary>
+    /// Whether to visit the entries latent by latent (each weight row read once, the dense rows at random) rather than
+    /// row by row (each dense row read once, the weight rows at random): when the weights are the bigger matrix. With
+    /// 16k latents and 4k rows the latent order measured 2.3 times faster; with equal sizes, slower.
+    /// </summary>
+    private static bool ByLatent(SparseCodes codes) => codes.Cols >= 2 * codes.Rows;
+
+    /// <summary>
     /// output[r] = Σ_e value[e]·weights[index[e]] (+ bias): codes [B, d_sae] times weights [d_sae, d] into [B, d].
-    /// <paramref name="values"/> overrides the codes' own values when given (same entry order).
+    /// <paramref name="values"/> overrides the codes' own values when given (same entry order). Each row's terms
+    /// are added in its entry order, or in latent order when the weights are the bigger matrix (see ByLatent).
     /// </summary>
     public static void Decode(SparseCodes codes, Tensor weights, Tensor output, ReadOnlySpan<float> bias = default,
         Compute? compute = null, float[]? values = null)
@@ -21,7 +29,30 @@ public static class SparseKernels
         if (!bias.IsEmpty && bias.Length != d) throw new ArgumentException($"Decode bias has {bias.Length} elements, expected {d}");
         var vals = values ?? codes.Value;
         var biasCopy = bias.IsEmpty ? null : bias.ToArray();
-        (compute ?? Compute.All).ForRange(codes.Rows, 16, (r0, r1) =>
+        var c = compute ?? Compute.All;
+        if (ByLatent(codes))
+        {
+            var (colStart, entry) = codes.ByColumn();
+            var entryRow = codes.EntryRows();
+            // Each part owns a range of output rows and walks every latent's entries, keeping those in its range.
+            c.ForRange(codes.Rows, 16, (r0, r1) =>
+            {
+                for (int r = r0; r < r1; r++) { var o = output.Row(r); if (biasCopy is null) o.Clear(); else biasCopy.CopyTo(o); }
+                for (int j = 0; j < codes.Cols; j++)
+                {
+                    if (colStart[j] == colStart[j + 1]) continue;
+                    var w = weights.Row(j);
+                    for (int t = colStart[j]; t < colStart[j + 1]; t++)
+                    {
+                        int e = entry[t], r = entryRow[e];
+                        float v = vals[e];
+                        if (r >= r0 && r < r1 && v != 0) TensorPrimitives.MultiplyAdd(w, v, output.Row(r), output.Row(r));
+                    }
+                }
+            });
+            return;
+        }
+        c.ForRange(codes.Rows, 16, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
             {
@@ -38,7 +69,8 @@ public static class SparseKernels
 
     /// <summary>
     /// result[e] = dense[row(e)] · weights[index[e]]: the gradient with respect to each code entry given the
-    /// gradient <paramref name="dense"/> [B, d] of the decoded output, with weights [d_sae, d].
+    /// gradient <paramref name="dense"/> [B, d] of the decoded output, with weights [d_sae, d]. Each entry is one dot
+    /// product, so the visiting order (see ByLatent) does not change the result.
     /// </summary>
     public static void GatherDot(SparseCodes codes, Tensor dense, Tensor weights, Span<float> result, Compute? compute = null)
     {
@@ -46,15 +78,30 @@ public static class SparseKernels
         dense.EnsureShape("GatherDot dense", codes.Rows, weights.Cols);
         if (result.Length < codes.Count) throw new ArgumentException($"GatherDot result has {result.Length} slots, need {codes.Count}");
         var res = new float[codes.Count];
-        (compute ?? Compute.All).ForRange(codes.Rows, 16, (r0, r1) =>
+        var c = compute ?? Compute.All;
+        if (ByLatent(codes))
         {
-            for (int r = r0; r < r1; r++)
+            var (colStart, entry) = codes.ByColumn();
+            var entryRow = codes.EntryRows();
+            c.ForRange(codes.Cols, 64, (j0, j1) =>
             {
-                var g = dense.Row(r);
-                for (int e = codes.RowStart[r]; e < codes.RowStart[r + 1]; e++)
-                    res[e] = TensorPrimitives.Dot(g, weights.Row(codes.Index[e]));
-            }
-        });
+                for (int j = j0; j < j1; j++)
+                {
+                    var w = weights.Row(j);
+                    for (int t = colStart[j]; t < colStart[j + 1]; t++) { int e = entry[t]; res[e] = TensorPrimitives.Dot(dense.Row(entryRow[e]), w); }
+                }
+            });
+        }
+        else
+            c.ForRange(codes.Rows, 16, (r0, r1) =>
+            {
+                for (int r = r0; r < r1; r++)
+                {
+                    var g = dense.Row(r);
+                    for (int e = codes.RowStart[r]; e < codes.RowStart[r + 1]; e++)
+                        res[e] = TensorPrimitives.Dot(g, weights.Row(codes.Index[e]));
+                }
+            });
         res.CopyTo(result);
     }
 

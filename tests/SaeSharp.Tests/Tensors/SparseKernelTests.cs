@@ -17,10 +17,14 @@ public class SparseKernelTests
         return (codes, w, dense);
     }
 
+    // Cases with d_sae ≥ 2·rows visit the entries latent by latent, the others row by row; (40, 700) splits the
+    // latent walk across row ranges.
     [Theory]
     [InlineData(3, 17, 31, 5)]
     [InlineData(13, 65, 33, 7)]
     [InlineData(1, 130, 17, 1)]
+    [InlineData(40, 700, 19, 9)]
+    [InlineData(50, 20, 9, 3)]
     public void DecodeEqualsDenseProduct(int rows, int dSae, int d, int k)
     {
         var (codes, w, _) = Setup(rows, dSae, d, k, 11);
@@ -41,6 +45,7 @@ public class SparseKernelTests
     [InlineData(3, 17, 31, 5)]
     [InlineData(9, 65, 33, 7)]
     [InlineData(40, 700, 19, 9)]
+    [InlineData(50, 20, 9, 3)]
     public void GatherDotAndScatterMatchDenseGradients(int rows, int dSae, int d, int k)
     {
         var (codes, w, g) = Setup(rows, dSae, d, k, 5);
