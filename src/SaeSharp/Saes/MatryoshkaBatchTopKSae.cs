@@ -26,8 +26,8 @@ public sealed class MatryoshkaBatchTopKSae : TopKSae
 
     private sealed record Level(int Width, float[] Values, Tensor Grad);
 
-    private sealed record MatryoshkaState(float[] DecodeValues, Tensor MseGrad, SparseCodes? AuxCodes, Tensor? AuxGrad, Level[] Levels)
-        : State(DecodeValues, MseGrad, AuxCodes, AuxGrad);
+    private sealed record MatryoshkaState(float[] DecodeValues, Tensor MseGrad, AuxState? Aux, Level[] Levels)
+        : State(DecodeValues, MseGrad, Aux);
 
     protected override State ExtendState(State state, SparseCodes codes, int rows, Tensor? target, ActivationNorm? norm,
         SaeLossOptions? loss, Dictionary<string, double> losses)
@@ -45,7 +45,7 @@ public sealed class MatryoshkaBatchTopKSae : TopKSae
             (losses[InnerLossName(w)], var grad) = ReconstructionLoss(inner, target, norm);
             levels[l] = new Level(w, values, grad);
         }
-        return new MatryoshkaState(state.DecodeValues, state.MseGrad, state.AuxCodes, state.AuxGrad, levels);
+        return new MatryoshkaState(state.DecodeValues, state.MseGrad, state.Aux, levels);
     }
 
     public override void Backward(SaeForward f, SaeParams grads, Func<string, bool>? include = null)

@@ -324,6 +324,16 @@ public abstract class Sae
         var colSum = new Tensor(1, dPre.Cols);
         if (dPreColumnSums is not null) dPreColumnSums.CopyTo(colSum.Span);
         else Ops.SumRows(dPre, colSum.Span);
+        AddEncoderBiasGradients(colSum, dBias, dBDec, w);
+    }
+
+    /// <summary>
+    /// Given the column sums of dPre [1, d_sae]: db_enc += them, and through the b_dec subtraction in the input,
+    /// db_dec −= W·(them) with W the encoder weight (W_enc unless given).
+    /// </summary>
+    protected void AddEncoderBiasGradients(Tensor colSum, Tensor dBias, Tensor dBDec, Tensor? w = null)
+    {
+        w ??= WEnc;
         TensorPrimitives.Add(dBias.Span, colSum.Span, dBias.Span);
         if (Config.ApplyBDecToInput)
             Gemm.Multiply(Trans.No, Trans.Yes, w.Dim(0), 1, w.Dim(1), -1, w.Span, w.Dim(1), colSum.Span, colSum.Cols, 1, dBDec.Span, 1, Compute);
@@ -335,9 +345,7 @@ public abstract class Sae
         SparseKernels.ScatterOuterAddTransposed(codes, dPre, f.SaeIn, dW, Compute);
         var colSum = new Tensor(1, codes.Cols);
         for (int e = 0; e < codes.Count; e++) colSum[codes.Index[e]] += dPre[e];
-        TensorPrimitives.Add(dBias.Span, colSum.Span, dBias.Span);
-        if (Config.ApplyBDecToInput)
-            Gemm.Multiply(Trans.No, Trans.Yes, WEnc.Dim(0), 1, WEnc.Dim(1), -1, WEnc.Span, WEnc.Dim(1), colSum.Span, colSum.Cols, 1, dBDec.Span, 1, Compute);
+        AddEncoderBiasGradients(colSum, dBias, dBDec);
     }
 
     /// <summary>Decoder backward for dense codes: dW_dec += fᵀ·dOut, db_dec += Σ dOut; returns dF = dOut·W_decᵀ.</summary>

@@ -29,8 +29,22 @@ public class TopKSae : Sae
     /// <summary>batchtopk inference threshold (SAELens topk_threshold buffer), updated by training forwards.</summary>
     public double TopKThreshold { get; set; }
 
+    /// <summary>
+    /// AuxK runs on sparse codes while at most this share of the dead latents is selected per row (k_aux / n_dead);
+    /// above it, on dense [B, n_dead] codes against the dead latents' weights gathered compactly (four GEMMs of
+    /// B × n_dead × d_in). With one latent in seven dead (k_aux 256 of 2,341) the dense path is 11% dense and the
+    /// faster one; with fewer than 256 dead every dead latent is selected in every row. 0 forces dense, 1 sparse.
+    /// </summary>
+    public double AuxSparseDensity { get; set; } = 0.06;
+
+    /// <summary>
+    /// The AuxK selection (k_aux dead latents per row) and its loss gradient; with the dense path also the codes as
+    /// [B, n_dead], each entry's column there, and the dead latents' decoder rows.
+    /// </summary>
+    protected sealed record AuxState(SparseCodes Codes, Tensor Grad, int[] Dead, int[]? Positions, Tensor? DenseCodes, Tensor? DeadWeights);
+
     /// <summary>What the backward needs: the decoded value of each code entry, and the loss gradients of the outputs.</summary>
-    protected record State(float[] DecodeValues, Tensor MseGrad, SparseCodes? AuxCodes, Tensor? AuxGrad);
+    protected record State(float[] DecodeValues, Tensor MseGrad, AuxState? Aux);
 
     protected override SaeForward ForwardCore(Tensor input, Tensor x, Tensor? target, ActivationNorm? norm, SaeLossOptions? loss)
     {
@@ -68,17 +82,17 @@ public class TopKSae : Sae
         var (mse, mseGrad) = ReconstructionLoss(output, target!, norm);
         var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
 
-        SparseCodes? aux = null; Tensor? auxGrad = null;
+        AuxState? aux = null;
         if (loss?.DeadMask is { } dead)
         {
             if (dead.Length != Config.DSae) throw new ArgumentException($"dead mask has {dead.Length} entries, d_sae is {Config.DSae}");
-            (aux, auxGrad, double auxLoss) = AuxK(target!, output, pre, dead, loss, norm);
+            (aux, double auxLoss) = AuxK(target!, output, pre, dead, loss, norm);
             if (aux is not null) losses["auxiliary_reconstruction_loss"] = auxLoss;
         }
         return new SaeForward
         {
             Input = input, Target = target, Norm = norm, SaeIn = saeIn, Output = output, PreActs = pre, Codes = codes, Options = loss,
-            State = ExtendState(new State(decodeValues, mseGrad, aux, auxGrad), codes, x.Rows, target, norm, loss, losses),
+            State = ExtendState(new State(decodeValues, mseGrad, aux), codes, x.Rows, target, norm, loss, losses),
         }.WithLosses(losses);
     }
 
@@ -106,17 +120,19 @@ public class TopKSae : Sae
 
     // AuxK (SAELens calculate_topk_aux_loss): the top k_aux dead pre-activations per row (no ReLU) decode,
     // without b_dec, the detached residual x − x̂; scaled by min(n_dead / k_aux, 1).
-    private (SparseCodes?, Tensor?, double) AuxK(Tensor x, Tensor output, Tensor pre, bool[] dead, SaeLossOptions loss, ActivationNorm? norm)
+    private (AuxState?, double) AuxK(Tensor x, Tensor output, Tensor pre, bool[] dead, SaeLossOptions loss, ActivationNorm? norm)
     {
         int nDead = dead.Count(d => d);
-        if (nDead == 0) return (null, null, 0);
+        if (nDead == 0) return (null, 0);
         int kAux = loss.AuxK > 0 ? loss.AuxK : Config.DIn / 2;
-        if (kAux < 1) return (null, null, 0);
+        if (kAux < 1) return (null, 0);
         double scale = Math.Min((double)nDead / kAux, 1.0);
         kAux = Math.Min(kAux, nDead);
         var deadIdx = new int[nDead];
         for (int j = 0, n = 0; j < dead.Length; j++) if (dead[j]) deadIdx[n++] = j;
         var codes = SparseCodes.Fixed(x.Rows, Config.DSae, kAux);
+        bool dense = kAux > AuxSparseDensity * nDead;
+        var positions = dense ? new int[codes.Count] : null;
         Compute.ForRange(x.Rows, 8, (r0, r1) =>
         {
             var buf = new float[nDead];
@@ -128,14 +144,28 @@ public class TopKSae : Sae
                 for (int n = 0; n < nDead; n++) buf[n] = row[deadIdx[n]];
                 TopK.SelectRowByIndex(buf, kAux, codes.Value.AsSpan(r * kAux, kAux), sel, keys);
                 for (int t = 0; t < kAux; t++) codes.Index[r * kAux + t] = deadIdx[sel[t]];
+                if (positions is not null) sel.AsSpan(0, kAux).CopyTo(positions.AsSpan(r * kAux, kAux));
             }
         });
-        var recon = Tensor.Uninitialized(x.Rows, Config.DIn);
-        SparseKernels.Decode(codes, WDec, recon, default, Compute);
+        Tensor recon;
+        Tensor? denseCodes = null, deadWeights = null;
+        if (positions is null)
+        {
+            recon = Tensor.Uninitialized(x.Rows, Config.DIn);
+            SparseKernels.Decode(codes, WDec, recon, default, Compute);
+        }
+        else
+        {
+            denseCodes = new Tensor(x.Rows, nDead);
+            for (int e = 0; e < codes.Count; e++) denseCodes[e / kAux, positions[e]] = codes.Value[e];
+            deadWeights = Tensor.Uninitialized(nDead, Config.DIn);
+            for (int n = 0; n < nDead; n++) WDec.Row(deadIdx[n]).CopyTo(deadWeights.Row(n));
+            recon = Gemm.MatMul(denseCodes, deadWeights, compute: Compute);
+        }
         var residual = x.Clone();
         TensorPrimitives.Subtract(residual.Span, output.Span, residual.Span);
         var (l, g) = ReconstructionLoss(recon, residual, norm, loss.AuxKCoefficient * scale, shift: false);
-        return (codes, g, l);
+        return (new AuxState(codes, g, deadIdx, positions, denseCodes, deadWeights), l);
     }
 
     public override void Backward(SaeForward f, SaeParams grads, Func<string, bool>? include = null)
@@ -143,13 +173,46 @@ public class TopKSae : Sae
         include ??= _ => true;
         var st = (State)f.State!;
         if (include("mse_loss")) ReconstructionBackward(f, st.DecodeValues, st.MseGrad, grads);
-        if (st.AuxCodes is { } aux && include("auxiliary_reconstruction_loss"))
+        if (st.Aux is { } aux && include("auxiliary_reconstruction_loss"))
         {
-            var dPre = new float[aux.Count];
-            SparseKernels.GatherDot(aux, st.AuxGrad!, WDec, dPre, Compute);
-            SparseKernels.ScatterOuterAdd(aux, aux.Value, st.AuxGrad!, grads["W_dec"], Compute);
-            SparseEncoderBackward(f, aux, dPre, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
+            if (aux.DenseCodes is null)
+            {
+                var dPre = new float[aux.Codes.Count];
+                SparseKernels.GatherDot(aux.Codes, aux.Grad, WDec, dPre, Compute);
+                SparseKernels.ScatterOuterAdd(aux.Codes, aux.Codes.Value, aux.Grad, grads["W_dec"], Compute);
+                SparseEncoderBackward(f, aux.Codes, dPre, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
+            }
+            else DenseAuxBackward(f, aux, grads);
         }
+    }
+
+    // AuxK's backward over the dead latents' columns: dW_dec[dead] += Aᵀ·G; the codes' gradient G·W_deadᵀ kept on
+    // the selected entries only (the selection passes gradient whatever the value), then the encoder's columns.
+    private void DenseAuxBackward(SaeForward f, AuxState aux, SaeParams grads)
+    {
+        int nDead = aux.Dead.Length, kAux = aux.Codes.Count / Math.Max(1, aux.Codes.Rows);
+        var dWDead = Gemm.MatMul(aux.DenseCodes!, aux.Grad, Trans.Yes, Trans.No, Compute);
+        var dWDec = grads["W_dec"];
+        for (int n = 0; n < nDead; n++) TensorPrimitives.Add(dWDec.Row(aux.Dead[n]), dWDead.Row(n), dWDec.Row(aux.Dead[n]));
+        var dCodes = Gemm.MatMul(aux.Grad, aux.DeadWeights!, Trans.No, Trans.Yes, Compute);
+        var dPre = new Tensor(dCodes.Rows, nDead);
+        for (int e = 0; e < aux.Positions!.Length; e++)
+        {
+            int r = e / kAux, p = aux.Positions[e];
+            dPre[r, p] = dCodes[r, p];
+        }
+        var dWEncDead = Gemm.MatMul(f.SaeIn, dPre, Trans.Yes, Trans.No, Compute);
+        var dWEnc = grads["W_enc"];
+        for (int i = 0; i < dWEnc.Rows; i++)
+        {
+            var dst = dWEnc.Row(i); var src = dWEncDead.Row(i);
+            for (int n = 0; n < nDead; n++) dst[aux.Dead[n]] += src[n];
+        }
+        var deadSums = new float[nDead];
+        Ops.SumRows(dPre, deadSums);
+        var colSum = new Tensor(1, Config.DSae);
+        for (int n = 0; n < nDead; n++) colSum[aux.Dead[n]] = deadSums[n];
+        AddEncoderBiasGradients(colSum, grads["b_enc"], grads["b_dec"]);
     }
 
     /// <summary>

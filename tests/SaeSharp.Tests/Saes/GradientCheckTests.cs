@@ -385,16 +385,46 @@ public class GradientCheckTests
             Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5f * scale, $"{what}[{i}]: dense {expected[i]}, sparse {actual[i]}");
     }
 
+    /// <summary>Both AuxK paths: dense over the dead latents' columns, and sparse codes (forced).</summary>
     [Theory]
-    [InlineData("topk", false)]
-    [InlineData("topk", true)]
-    [InlineData("batchtopk", false)]
-    [InlineData("batchtopk", true)]
-    public void TopKKinds(string arch, bool rescale)
+    [InlineData("topk", false, false)]
+    [InlineData("topk", true, false)]
+    [InlineData("batchtopk", false, false)]
+    [InlineData("batchtopk", true, false)]
+    [InlineData("topk", false, true)]
+    [InlineData("batchtopk", true, true)]
+    public void TopKKinds(string arch, bool rescale, bool sparseAux)
     {
-        var sae = RandomSae(Cfg(arch, k: 3, rescale: rescale), 3);
+        var sae = (TopKSae)RandomSae(Cfg(arch, k: 3, rescale: rescale), 3);
+        sae.AuxSparseDensity = sparseAux ? 1 : 0;
         var dead = new bool[10]; dead[1] = dead[4] = dead[7] = dead[8] = true;
         Check(sae, RandomX(5, 6, 4), new SaeLossOptions { AuxKCoefficient = 0.5, DeadMask = dead }, Ref.TopK);
+    }
+
+    /// <summary>
+    /// At an awkward size with one latent in seven dead (k_aux 9 of 43 dead per row, so the default setting takes
+    /// the dense path), AuxK's dense and sparse paths give the same loss and gradients.
+    /// </summary>
+    [Fact]
+    public void AuxKDenseAndSparsePathsAgree()
+    {
+        var sae = (TopKSae)RandomSae(new SaeConfig { Architecture = "topk", DIn = 19, DSae = 301, K = 5 }, 12);
+        var x = RandomX(67, 19, 13);
+        var dead = Enumerable.Range(0, 301).Select(j => j % 7 == 3).ToArray();
+        var opt = new SaeLossOptions { AuxKCoefficient = 0.7, DeadMask = dead };
+        (SaeForward F, SaeParams G) Run(double density)
+        {
+            sae.AuxSparseDensity = density;
+            var f = sae.Forward(x, opt);
+            var g = sae.Params.ZerosLike();
+            sae.Backward(f, g);
+            return (f, g);
+        }
+        var (fd, gd) = Run(new TopKSae(sae.Config).AuxSparseDensity);
+        var (fs, gs) = Run(1);
+        double ld = fd.Losses["auxiliary_reconstruction_loss"], ls = fs.Losses["auxiliary_reconstruction_loss"];
+        Assert.True(Math.Abs(ld - ls) <= 1e-6 * Math.Abs(ls), $"AuxK loss: dense {ld}, sparse {ls}");
+        foreach (var name in sae.Params.Names) AssertClose(gd[name].ToArray(), gs[name].ToArray(), name);
     }
 
     [Theory]
