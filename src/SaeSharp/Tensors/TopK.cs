@@ -54,6 +54,13 @@ public static class TopK
     {
         int n = row.Length;
         if (k < 1 || k > n) throw new ArgumentOutOfRangeException(nameof(k), $"k = {k} must be in [1, {n}]");
+        if (k == n)
+        {
+            // Everything is selected (AuxK with at most k_aux dead latents): no keys to sort.
+            for (int t = 0; t < n; t++) indices[t] = t;
+            row.CopyTo(values);
+            return;
+        }
         var keys = scratch[..n];
         // Larger key = larger value, then lower index, so the keys are distinct and the top k are well defined.
         for (int i = 0; i < n; i++) keys[i] = ((ulong)SortableBits(row[i]) << 32) | (uint)(n - 1 - i);
