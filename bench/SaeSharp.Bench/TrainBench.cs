@@ -28,15 +28,15 @@ public static class TrainBench
         o.WriteLine($"training step, B={B}, d_in={dIn}, d_sae={dSae}, k={k}, {all.Threads} threads; one dense {B}x{dIn}x{dSae} GEMM: {BenchUtil.Ms(gemm).Trim()}");
         // Top-k kinds run twice: with no dead latents (the sparse path alone) and with one latent in seven dead, which
         // adds AuxK (k_aux = d_in/2 dead latents per row through the same sparse kernels).
-        // standard runs twice too: freshly initialised (about half the latents fire, so every product is dense) and
-        // with its encoder biases set so that `TrainedL0` latents fire per row, as in a trained SAE, where it takes
-        // the sparse-code path.
+        // standard and jumprelu run twice too: freshly initialised (about half the latents fire, so every product is
+        // dense) and with their encoder biases set so that `TrainedL0` latents fire per row, as in a trained SAE,
+        // where they take the sparse-code path.
         const int TrainedL0 = 64;
         var runs = new (string Arch, bool Dead, bool Trained)[]
         {
             ("topk", false, false), ("topk", true, false), ("batchtopk", false, false), ("batchtopk", true, false),
             ("matryoshka_batchtopk", false, false), ("standard", false, false), ("standard", false, true), ("jumprelu", false, false),
-            ("gated", false, false), ("transcoder", false, false), ("skip_transcoder", false, false),
+            ("jumprelu", false, true), ("gated", false, false), ("transcoder", false, false), ("skip_transcoder", false, false),
         };
         foreach (var (arch, withDead, trained) in runs)
         {

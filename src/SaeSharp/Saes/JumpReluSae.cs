@@ -1,3 +1,5 @@
+using System.Numerics;
+using System.Runtime.Intrinsics;
 using System.Numerics.Tensors;
 using SaeSharp.Tensors;
 using Tensor = SaeSharp.Tensors.Tensor;
@@ -24,6 +26,13 @@ public sealed class JumpReluSae : Sae
 
     public Tensor Threshold => Params["threshold"];
 
+    /// <summary>
+    /// Below this share of [B, d_sae] entries that the backward needs (firing, pre above θ, inside the threshold's
+    /// kernel window, or under the pre-act loss), forward and backward run on sparse codes of those entries instead of
+    /// dense GEMMs, as <see cref="StandardSae.SparseDensity"/>. 0 forces dense, 1 sparse.
+    /// </summary>
+    public double SparseDensity { get; set; } = 0.05;
+
     private sealed record State(Tensor MseGrad, float[] Norms);
 
     /// <summary>Rectangle kernel K(u) = 1 on (−½, ½).</summary>
@@ -34,27 +43,53 @@ public sealed class JumpReluSae : Sae
         var saeIn = ProcessInput(x);
         var pre = DenseEncode(saeIn, WEnc, Params["b_enc"].Span);
         var th = Threshold.Span.ToArray();
+        bool tanh = loss is not null && CheckMode(loss);
+        bool[]? dead = loss?.PreActLossCoefficient is not null && loss.DeadMask is { } d && d.Contains(true) ? d : null;
+        if (dead is not null) CheckDead(dead);
+        // An entry is needed when pre > θ (firing or counted by the step L0), inside the kernel window |pre − θ| < ε/2
+        // (widened slightly so float rounding never drops one the double-precision kernel keeps), or under the
+        // pre-act loss (a dead latent with θ > pre).
+        float halfWindow = (float)(Config.JumpReluBandwidth / 2 * (1 + 1e-5)) + 1e-30f;
+        var deadLanes = new float[th.Length];
+        if (dead is not null) for (int j = 0; j < th.Length; j++) deadLanes[j] = dead[j] ? 1 : 0;
         var f = Tensor.Uninitialized(pre.Rows, pre.Cols);
+        var counts = new int[pre.Rows];
         Compute.ForRange(pre.Rows, 16, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
             {
                 var p = pre.Row(r); var o = f.Row(r);
-                for (int j = 0; j < p.Length; j++) o[j] = p[j] > th[j] && p[j] > 0 ? p[j] : 0;
+                counts[r] = ForEachNeeded(p, th, deadLanes, halfWindow, o, null);
             }
         });
-        var output = BiasRows(x.Rows);
-        Gemm.MatMul(f, WDec, output, beta: 1, compute: Compute);
+        long needed = 0;
+        foreach (int c in counts) needed += c;
+        SparseCodes? codes = null;
+        Tensor output;
+        if (needed <= SparseDensity * pre.Rows * pre.Cols)
+        {
+            codes = new SparseCodes(pre.Rows, pre.Cols, (int)needed);
+            for (int r = 0; r < pre.Rows; r++) codes.RowStart[r + 1] = codes.RowStart[r] + counts[r];
+            Compute.ForRange(pre.Rows, 16, (r0, r1) =>
+            {
+                for (int r = r0; r < r1; r++) ForEachNeeded(pre.Row(r), th, deadLanes, halfWindow, f.Row(r), (codes, r));
+            });
+            output = Tensor.Uninitialized(x.Rows, DOut);
+            SparseKernels.Decode(codes, WDec, output, BDec.Span, Compute);
+        }
+        else
+        {
+            output = BiasRows(x.Rows);
+            Gemm.MatMul(f, WDec, output, beta: 1, compute: Compute);
+        }
         var (mse, mseGrad) = ReconstructionLoss(output, target!, norm);
         var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
         var norms = DecoderNorms(WDec);
         if (loss is not null)
         {
             int b = Math.Max(1, x.Rows);
-            bool tanh = CheckMode(loss);
-            bool[]? dead = loss.PreActLossCoefficient is not null && loss.DeadMask is { } d && d.Contains(true) ? d : null;
-            if (dead is not null) CheckDead(dead);
-            // Per-row sums in parallel, added in row order: the same totals for any thread count.
+            // Per-row sums in parallel, added in row order: the same totals for any thread count. Entries outside the
+            // needed set add exactly zero (not above θ, f = 0, no pre-act term), so the sparse path's sums are the same.
             var l0Rows = new double[x.Rows];
             var preActRows = new double[x.Rows];
             Compute.ForRange(x.Rows, 16, (r0, r1) =>
@@ -63,11 +98,13 @@ public sealed class JumpReluSae : Sae
                 {
                     var p = pre.Row(r); var fr = f.Row(r);
                     double l0 = 0, pa = 0;
-                    for (int j = 0; j < p.Length; j++)
+                    void Add(ReadOnlySpan<float> p, ReadOnlySpan<float> fr, int j)
                     {
                         l0 += tanh ? Math.Tanh(loss.JumpReluTanhScale * fr[j] * norms[j]) : (p[j] > th[j] ? 1 : 0);
                         if (dead is not null && dead[j]) pa += Math.Max(0.0, (double)th[j] - p[j]) * norms[j];
                     }
+                    if (codes is null) for (int j = 0; j < p.Length; j++) Add(p, fr, j);
+                    else foreach (int j in codes.RowIndex(r)) Add(p, fr, j);
                     l0Rows[r] = l0; preActRows[r] = pa;
                 }
             });
@@ -76,9 +113,47 @@ public sealed class JumpReluSae : Sae
         }
         return new SaeForward
         {
-            Input = input, Target = target, Norm = norm, SaeIn = saeIn, Output = output, PreActs = pre, Features = f, Options = loss,
-            State = new State(mseGrad, norms),
+            Input = input, Target = target, Norm = norm, SaeIn = saeIn, Output = output, PreActs = pre, Features = f, Codes = codes,
+            Options = loss, State = new State(mseGrad, norms),
         }.WithLosses(losses);
+    }
+
+    /// <summary>
+    /// Writes the row's activations f = pre·[pre &gt; θ]·[pre &gt; 0] into <paramref name="f"/> and returns how many entries
+    /// the backward needs; with <paramref name="fill"/>, also writes those entries (ascending) into that row of the codes.
+    /// </summary>
+    private static int ForEachNeeded(ReadOnlySpan<float> p, float[] th, float[] deadLanes, float halfWindow, Span<float> f,
+        (SparseCodes Codes, int Row)? fill)
+    {
+        int n = 0, j = 0, w = fill is { } fl ? fl.Codes.RowStart[fl.Row] : 0;
+        var hw = Vector512.Create(halfWindow);
+        if (Vector512.IsHardwareAccelerated)
+            for (; j + 16 <= p.Length; j += 16)
+            {
+                var pv = Vector512.Create(p.Slice(j, 16)); var tv = Vector512.Create(th.AsSpan(j, 16));
+                var above = Vector512.GreaterThan(pv, tv);
+                var fv = Vector512.ConditionalSelect(above & Vector512.GreaterThan(pv, Vector512<float>.Zero), pv, Vector512<float>.Zero);
+                fv.CopyTo(f.Slice(j, 16));
+                var need = above | Vector512.LessThan(Vector512.Abs(pv - tv), hw)
+                    | (Vector512.GreaterThan(tv, pv) & Vector512.GreaterThan(Vector512.Create(deadLanes.AsSpan(j, 16)), Vector512<float>.Zero));
+                ulong mask = need.ExtractMostSignificantBits();
+                n += BitOperations.PopCount(mask);
+                if (fill is { } fc)
+                    for (; mask != 0; mask &= mask - 1)
+                    {
+                        int t = j + BitOperations.TrailingZeroCount(mask);
+                        fc.Codes.Index[w] = t; fc.Codes.Value[w++] = f[t];
+                    }
+            }
+        for (; j < p.Length; j++)
+        {
+            bool above = p[j] > th[j];
+            f[j] = above && p[j] > 0 ? p[j] : 0;
+            if (!(above || MathF.Abs(p[j] - th[j]) < halfWindow || (th[j] > p[j] && deadLanes[j] > 0))) continue;
+            n++;
+            if (fill is { } fc) { fc.Codes.Index[w] = j; fc.Codes.Value[w++] = f[j]; }
+        }
+        return n;
     }
 
     private static bool CheckMode(SaeLossOptions loss) => loss.JumpReluSparsityMode switch
@@ -97,6 +172,7 @@ public sealed class JumpReluSae : Sae
     {
         include ??= _ => true;
         var st = (State)f.State!;
+        if (f.Codes is not null) { SparseBackward(f, st, grads, include); return; }
         var feats = f.Features!; var pre = f.PreActs;
         var dWDec = grads["W_dec"]; var dTh = grads["threshold"].Span;
         var th = Threshold.Span;
@@ -118,29 +194,7 @@ public sealed class JumpReluSae : Sae
                 var p = pre.Row(r); var fr = feats.Row(r); var dfr = dF.Row(r); var dpr = dPre.Row(r);
                 for (int j = 0; j < p.Length; j++)
                 {
-                    double u = (p[j] - (double)thArr[j]) / eps;
-                    double kern = Rectangle(u);
-                    double df = dfr[j];
-                    // tanh(a·f·‖W_dec‖) has slope a·‖W_dec‖ at f = 0 too: inactive latents still feed the threshold's STE.
-                    if (l0 && tanh)
-                    {
-                        double a = opt!.JumpReluTanhScale, t = Math.Tanh(a * fr[j] * st.Norms[j]);
-                        double c = opt.L0Coefficient / b * a * (1 - t * t);
-                        df += c * st.Norms[j];
-                        dNorm[j] += c * fr[j];
-                    }
-                    if (l0 && !tanh) dThAcc[j] += -opt!.L0Coefficient / b * kern / eps;
-                    // JumpReLU: pass-through where active; threshold pseudo-gradient inside the kernel window.
-                    double dp = fr[j] != 0 ? df : 0;
-                    if (df != 0) dThAcc[j] += -(thArr[j] / eps) * kern * df;
-                    if (preAct && opt!.DeadMask![j] && thArr[j] > p[j])
-                    {
-                        double c = opt.PreActLossCoefficient!.Value / b;
-                        dp -= c * st.Norms[j];
-                        dThAcc[j] += c * st.Norms[j];
-                        dNorm[j] += c * ((double)thArr[j] - p[j]);
-                    }
-                    dpr[j] = (float)dp;
+                    dpr[j] = (float)EntryGradient(p[j], fr[j], dfr[j], j, thArr, st.Norms, opt, b, l0, tanh, preAct, dThAcc, dNorm);
                     dPreSum[j] += dpr[j];
                 }
             }
@@ -148,6 +202,75 @@ public sealed class JumpReluSae : Sae
         for (int j = 0; j < dTh.Length; j++) dTh[j] += (float)sums[0][j];
         AddNormGradient(WDec, st.Norms, sums[1], dWDec);
         DenseEncoderBackward(f, dPre, WEnc, grads["W_enc"], grads["b_enc"], grads["b_dec"], Array.ConvertAll(sums[2], v => (float)v));
+    }
+
+    /// <summary>
+    /// One entry's gradient with respect to its pre-activation, given dL/df (<paramref name="dfMse"/>), adding its
+    /// threshold and decoder-norm terms into the per-latent accumulators.
+    /// </summary>
+    private double EntryGradient(float pre, float f, float dfMse, int j, float[] th, float[] norms, SaeLossOptions? opt, int b,
+        bool l0, bool tanh, bool preAct, double[] dTh, double[] dNorm)
+    {
+        double eps = Config.JumpReluBandwidth;
+        double kern = Rectangle((pre - (double)th[j]) / eps);
+        double df = dfMse;
+        // tanh(a·f·‖W_dec‖) has slope a·‖W_dec‖ at f = 0 too: inactive latents still feed the threshold's STE.
+        if (l0 && tanh)
+        {
+            double a = opt!.JumpReluTanhScale, t = Math.Tanh(a * f * norms[j]);
+            double c = opt.L0Coefficient / b * a * (1 - t * t);
+            df += c * norms[j];
+            dNorm[j] += c * f;
+        }
+        if (l0 && !tanh) dTh[j] += -opt!.L0Coefficient / b * kern / eps;
+        // JumpReLU: pass-through where active; threshold pseudo-gradient inside the kernel window.
+        double dp = f != 0 ? df : 0;
+        if (df != 0) dTh[j] += -(th[j] / eps) * kern * df;
+        if (preAct && opt!.DeadMask![j] && th[j] > pre)
+        {
+            double c = opt.PreActLossCoefficient!.Value / b;
+            dp -= c * norms[j];
+            dTh[j] += c * norms[j];
+            dNorm[j] += c * ((double)th[j] - pre);
+        }
+        return (float)dp;
+    }
+
+    // The backward of the sparse forward: every entry with a non-zero term is in the codes, so the products run
+    // over them and the per-entry rule is the dense path's.
+    private void SparseBackward(SaeForward f, State st, SaeParams grads, Func<string, bool> include)
+    {
+        var codes = f.Codes!; var pre = f.PreActs;
+        var dF = codes.NewValues();
+        if (include("mse_loss"))
+        {
+            SparseKernels.GatherDot(codes, st.MseGrad, WDec, dF, Compute);
+            SparseKernels.ScatterOuterAdd(codes, codes.Value, st.MseGrad, grads["W_dec"], Compute);
+            Ops.SumRows(st.MseGrad, grads["b_dec"].Span, accumulate: true);
+        }
+        var opt = f.Options;
+        int b = Math.Max(1, codes.Rows);
+        bool l0 = opt is not null && f.Losses.ContainsKey("l0_loss") && include("l0_loss");
+        bool tanh = opt is not null && CheckMode(opt);
+        bool preAct = f.Losses.ContainsKey("pre_act_loss") && include("pre_act_loss");
+        var th = Threshold.Span.ToArray();
+        var dPre = codes.NewValues();
+        var sums = RowBlockSums(codes.Rows, Config.DSae, 2, (r0, r1, acc) =>
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                var p = pre.Row(r);
+                for (int e = codes.RowStart[r]; e < codes.RowStart[r + 1]; e++)
+                {
+                    int j = codes.Index[e];
+                    dPre[e] = (float)EntryGradient(p[j], codes.Value[e], dF[e], j, th, st.Norms, opt, b, l0, tanh, preAct, acc[0], acc[1]);
+                }
+            }
+        });
+        var dTh = grads["threshold"].Span;
+        for (int j = 0; j < dTh.Length; j++) dTh[j] += (float)sums[0][j];
+        AddNormGradient(WDec, st.Norms, sums[1], grads["W_dec"]);
+        SparseEncoderBackward(f, codes, dPre, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
     }
 
     protected override void ScaleLatents(float[] s)

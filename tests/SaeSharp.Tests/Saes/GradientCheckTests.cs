@@ -360,21 +360,38 @@ public class GradientCheckTests
         int firing = auto.Codes!.Count;
         Assert.InRange(firing, 1, 0.03 * 67 * 301);
 
-        (SaeForward F, SaeParams G) Run(double density)
-        {
-            sae.SparseDensity = density;
-            var f = sae.Forward(x, opt);
-            Assert.Equal(density > 0, f.Codes is not null);
-            var g = sae.Params.ZerosLike();
-            sae.Backward(f, g);
-            return (f, g);
-        }
-        var (fd, gd) = Run(0);
-        var (fs, gs) = Run(1);
+        var (fd, fs) = DenseAndSparseAgree(sae, d => sae.SparseDensity = d, x, opt);
         foreach (var (name, v) in fd.Losses) Assert.Equal(v, fs.Losses[name], 5);
-        AssertClose(fd.Output.ToArray(), fs.Output.ToArray(), "output");
         AssertClose(fd.DenseFeatures().ToArray(), fs.DenseFeatures().ToArray(), "features");
-        foreach (var name in sae.Params.Names) AssertClose(gd[name].ToArray(), gs[name].ToArray(), name);
+    }
+
+    /// <summary>
+    /// Forward and backward with the sparse-code path off (density 0) and forced (1): the paths are the ones asked
+    /// for, and the outputs and every gradient agree. Returns both forwards for loss checks.
+    /// </summary>
+    private static (SaeForward Dense, SaeForward Sparse) DenseAndSparseAgree(Sae sae, Action<double> setDensity, Tensor x, SaeLossOptions opt)
+    {
+        setDensity(0);
+        var (fd, gd) = ForwardBackward(sae, x, opt);
+        setDensity(1);
+        var (fs, gs) = ForwardBackward(sae, x, opt);
+        Assert.Null(fd.Codes);
+        Assert.NotNull(fs.Codes);
+        AssertClose(fd.Output.ToArray(), fs.Output.ToArray(), "output");
+        foreach (var name in sae.Params.Names)
+        {
+            AssertClose(gd[name].ToArray(), gs[name].ToArray(), name);
+            Assert.Contains(gs[name].ToArray(), v => v != 0);
+        }
+        return (fd, fs);
+    }
+
+    private static (SaeForward F, SaeParams G) ForwardBackward(Sae sae, Tensor x, SaeLossOptions opt)
+    {
+        var f = sae.Forward(x, opt);
+        var g = sae.Params.ZerosLike();
+        sae.Backward(f, g);
+        return (f, g);
     }
 
     private static void AssertClose(float[] expected, float[] actual, string what)
@@ -412,16 +429,9 @@ public class GradientCheckTests
         var x = RandomX(67, 19, 13);
         var dead = Enumerable.Range(0, 301).Select(j => j % 7 == 3).ToArray();
         var opt = new SaeLossOptions { AuxKCoefficient = 0.7, DeadMask = dead };
-        (SaeForward F, SaeParams G) Run(double density)
-        {
-            sae.AuxSparseDensity = density;
-            var f = sae.Forward(x, opt);
-            var g = sae.Params.ZerosLike();
-            sae.Backward(f, g);
-            return (f, g);
-        }
-        var (fd, gd) = Run(new TopKSae(sae.Config).AuxSparseDensity);
-        var (fs, gs) = Run(1);
+        var (fd, gd) = ForwardBackward(sae, x, opt); // the default setting
+        sae.AuxSparseDensity = 1;
+        var (fs, gs) = ForwardBackward(sae, x, opt);
         double ld = fd.Losses["auxiliary_reconstruction_loss"], ls = fs.Losses["auxiliary_reconstruction_loss"];
         Assert.True(Math.Abs(ld - ls) <= 1e-6 * Math.Abs(ls), $"AuxK loss: dense {ld}, sparse {ls}");
         foreach (var name in sae.Params.Names) AssertClose(gd[name].ToArray(), gs[name].ToArray(), name);
@@ -433,6 +443,14 @@ public class GradientCheckTests
     public void JumpRelu(string mode)
     {
         var sae = RandomSae(Cfg("jumprelu"), 5);
+        JumpReluChecks(sae, mode);
+        // The same checks on the sparse-code path, forced.
+        ((JumpReluSae)sae).SparseDensity = 1;
+        JumpReluChecks(sae, mode);
+    }
+
+    private static void JumpReluChecks(Sae sae, string mode)
+    {
         new Rng(6).FillUniform(sae.Params["threshold"].Span, 0.05f, 0.6f);
         var dead = new bool[10]; dead[0] = dead[3] = dead[9] = true;
         var opt = new SaeLossOptions { L0Coefficient = 0.3, JumpReluSparsityMode = mode, PreActLossCoefficient = 0.2, DeadMask = dead };
@@ -440,6 +458,31 @@ public class GradientCheckTests
         // the only true threshold gradient, pre_act_loss's, is checked there too.
         // With mode step, l0_loss is flat in every parameter but the threshold (its gradient is all pseudo).
         Check(sae, RandomX(5, 6, 7), opt, Ref.JumpRelu, ["threshold"], mode == "step" ? ["l0_loss"] : null);
+    }
+
+    /// <summary>
+    /// A jumprelu SAE at a trained sparsity (about 2% firing, thresholds near the pre-activations so the kernel window
+    /// holds entries that do not fire, dead latents under the pre-act loss): the sparse-code path gives the dense
+    /// path's losses, outputs and every gradient, in both sparsity-loss modes, and the default setting takes it.
+    /// </summary>
+    [Theory]
+    [InlineData("step")]
+    [InlineData("tanh")]
+    public void JumpReluSparseAndDensePathsAgree(string mode)
+    {
+        var sae = (JumpReluSae)RandomSae(new SaeConfig { Architecture = "jumprelu", DIn = 19, DSae = 301, JumpReluBandwidth = 0.05 }, 14);
+        var x = RandomX(67, 19, 15);
+        var pre = sae.Forward(x).PreActs;
+        // Each latent's threshold at its 98th-percentile pre-activation over the batch (b_enc 0 → pre = sae_in·W_enc).
+        for (int j = 0; j < 301; j++)
+            sae.Threshold.Span[j] = Math.Max(0.01f, Enumerable.Range(0, x.Rows).Select(r => pre[r, j]).OrderBy(v => v).ElementAt(65));
+        var dead = Enumerable.Range(0, 301).Select(j => j % 50 == 7).ToArray();
+        var opt = new SaeLossOptions { L0Coefficient = 0.3, JumpReluSparsityMode = mode, PreActLossCoefficient = 0.2, DeadMask = dead };
+        Assert.NotNull(sae.Forward(x, opt).Codes);
+        var (fd, fs) = DenseAndSparseAgree(sae, d => sae.SparseDensity = d, x, opt);
+        // The penalties sum the same terms in the same order; the reconstruction differs by float rounding only.
+        foreach (var (name, v) in fd.Losses)
+            Assert.True(Math.Abs(v - fs.Losses[name]) <= (name == "mse_loss" ? 1e-6 * Math.Abs(v) : 0), $"{name}: dense {v}, sparse {fs.Losses[name]}");
     }
 
     [Fact]

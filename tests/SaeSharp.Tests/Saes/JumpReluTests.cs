@@ -6,11 +6,12 @@ namespace SaeSharp.Tests.Saes;
 
 public class JumpReluTests
 {
-    private static (JumpReluSae Sae, Tensor X, SaeLossOptions Opt) Setup(string mode)
+    private static (JumpReluSae Sae, Tensor X, SaeLossOptions Opt) Setup(string mode, bool sparse = false)
     {
         // A wide bandwidth puts many pre-activations inside the rectangle window, so the check is not vacuous.
         var cfg = new SaeConfig { Architecture = "jumprelu", DIn = 6, DSae = 10, JumpReluBandwidth = 0.8 };
         var sae = (JumpReluSae)RandomSae(cfg, 11);
+        sae.SparseDensity = sparse ? 1 : 0;
         new Rng(12).FillUniform(sae.Threshold.Span, 0.1f, 0.5f);
         var dead = new bool[10]; dead[2] = dead[5] = true;
         var opt = new SaeLossOptions { L0Coefficient = 0.3, JumpReluSparsityMode = mode, JumpReluTanhScale = 2, PreActLossCoefficient = 0.25, DeadMask = dead };
@@ -18,11 +19,13 @@ public class JumpReluTests
     }
 
     [Theory]
-    [InlineData("step")]
-    [InlineData("tanh")]
-    public void ThresholdPseudoGradientsFollowTheRectangleKernel(string mode)
+    [InlineData("step", false)]
+    [InlineData("tanh", false)]
+    [InlineData("step", true)]
+    [InlineData("tanh", true)]
+    public void ThresholdPseudoGradientsFollowTheRectangleKernel(string mode, bool sparse)
     {
-        var (sae, x, opt) = Setup(mode);
+        var (sae, x, opt) = Setup(mode, sparse);
         var f = sae.Forward(x, opt);
         int b = x.Rows, ds = 10, d = 6;
         double eps = sae.Config.JumpReluBandwidth;
@@ -66,10 +69,12 @@ public class JumpReluTests
         Assert.True(inWindow > 10, "too few pre-activations inside the kernel window");
     }
 
-    [Fact]
-    public void PreActLossThresholdGradientIsTrueGradient()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void PreActLossThresholdGradientIsTrueGradient(bool sparse)
     {
-        var (sae, x, opt) = Setup("step");
+        var (sae, x, opt) = Setup("step", sparse);
         var f = sae.Forward(x, opt);
         var g = sae.Params.ZerosLike();
         sae.Backward(f, g, t => t == "pre_act_loss");
