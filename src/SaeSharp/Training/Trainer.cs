@@ -270,7 +270,11 @@ public sealed class Trainer
                 _tracker.ResetWindow();
             }
 
-            double l0 = (double)result.Codes.Count / batch.Rows;
+            // L0 counts positive activations (SAELens: (feature_acts > 0)), not code entries: top-k keeps zeros after
+            // its ReLU, and a jumprelu's sparse codes carry entries its backward needs that did not fire.
+            long firing = 0;
+            foreach (int c in firingCounts) firing += c;
+            double l0 = (double)firing / batch.Rows;
             double ev = Reconstruction.ExplainedVariance(batch, result.Reconstruction);
             double tps = (_tokens - tokensAtStart) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
             double overall = result.Losses.GetValueOrDefault("overall_loss");

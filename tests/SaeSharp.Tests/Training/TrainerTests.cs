@@ -38,6 +38,36 @@ public class TrainerTests
         return (trainable, trainer);
     }
 
+    /// <summary>
+    /// The logged L0 counts positive activations, as SAELens's (feature_acts > 0): a top-k SAE whose pre-activations
+    /// are all negative keeps k entries per row that its ReLU zeroes, and logs L0 0, not k; a jumprelu SAE's sparse
+    /// codes also hold entries inside the threshold window that did not fire, which are not counted either.
+    /// </summary>
+    [Theory]
+    [InlineData("topk")]
+    [InlineData("jumprelu")]
+    public void LoggedL0CountsPositiveActivations(string arch)
+    {
+        var data = KnownDictionaryData(256, out _);
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        var cfg = new TrainerConfig { TotalSteps = 1, BatchSize = 256, MetricsEvery = 1 };
+        var (sae, trainer) = Make(arch, data, dir, cfg);
+        var bEnc = sae.Sae.Params["b_enc"].Span;
+        if (arch == "topk") bEnc.Fill(-100);
+        else
+        {
+            ((JumpReluSae)sae.Sae).SparseDensity = 1;
+            bEnc.Fill(0.005f); // pre-activations near the 0.01 thresholds: many inside the window, some firing
+        }
+        var forward = sae.Sae.Forward(data, new SaeLossOptions());
+        int positive = forward.DenseFeatures().ToArray().Count(v => v > 0);
+        if (arch == "jumprelu") Assert.True(forward.Codes!.Count > positive, "no window entries: the check would be vacuous");
+        trainer.Run();
+        var line = System.Text.Json.JsonDocument.Parse(File.ReadLines(trainer.MetricsPath).First()).RootElement;
+        Assert.Equal((double)positive / data.Rows, line.GetProperty("l0").GetDouble(), 9);
+        Directory.Delete(dir, true);
+    }
+
     [Theory]
     [InlineData("topk", 0.0)]
     [InlineData("batchtopk", 0.0)]
