@@ -28,15 +28,15 @@ public static class TrainBench
         o.WriteLine($"training step, B={B}, d_in={dIn}, d_sae={dSae}, k={k}, {all.Threads} threads; one dense {B}x{dIn}x{dSae} GEMM: {BenchUtil.Ms(gemm).Trim()}");
         // Top-k kinds run twice: with no dead latents (the sparse path alone) and with one latent in seven dead, which
         // adds AuxK (k_aux = d_in/2 dead latents per row through the same sparse kernels).
-        // standard and jumprelu run twice too: freshly initialised (about half the latents fire, so every product is
-        // dense) and with their encoder biases set so that `TrainedL0` latents fire per row, as in a trained SAE,
-        // where they take the sparse-code path.
+        // standard, jumprelu and gated run twice too: freshly initialised (about half the latents fire, so every
+        // product is dense) and with their encoder (gate) biases set so that `TrainedL0` latents fire per row, as in a
+        // trained SAE, where they take the sparse-code path.
         const int TrainedL0 = 64;
         var runs = new (string Arch, bool Dead, bool Trained)[]
         {
             ("topk", false, false), ("topk", true, false), ("batchtopk", false, false), ("batchtopk", true, false),
             ("matryoshka_batchtopk", false, false), ("standard", false, false), ("standard", false, true), ("jumprelu", false, false),
-            ("jumprelu", false, true), ("gated", false, false), ("transcoder", false, false), ("skip_transcoder", false, false),
+            ("jumprelu", false, true), ("gated", false, false), ("gated", false, true), ("transcoder", false, false), ("skip_transcoder", false, false),
         };
         foreach (var (arch, withDead, trained) in runs)
         {
@@ -111,11 +111,12 @@ public static class TrainBench
         finally { Directory.Delete(run, recursive: true); }
     }
 
-    // b_enc[j] = −(latent j's pre-activation at the given upper quantile over the batch): each latent fires on that
-    // share of rows, so the mean L0 is rate·d_sae.
+    // b_enc[j] (gated: b_gate[j]) = −(latent j's pre-activation at the given upper quantile over the batch): each
+    // latent fires on that share of rows, so the mean L0 is rate·d_sae. (A fresh gated SAE's magnitude, its PreActs,
+    // equals its gate pre-activation less b_gate: r_mag and b_mag start at 0.)
     private static void SetFiringRate(Sae sae, Tensor x, double rate)
     {
-        var bEnc = sae.Params["b_enc"];
+        var bEnc = sae.Params[sae.Config.Architecture == "gated" ? "b_gate" : "b_enc"];
         Ops.Clear(bEnc);
         var pre = sae.Forward(x).PreActs;
         int keep = Math.Max(1, (int)Math.Round(rate * x.Rows));

@@ -23,7 +23,15 @@ public sealed class GatedSae : Sae
         Params.Add("b_dec", new Tensor(config.DIn));
     }
 
-    private sealed record State(Tensor G, Tensor Gate, Tensor MseGrad, float[] Norms, Tensor? AuxGrad);
+    /// <summary>
+    /// Below this share of open gates (π &gt; 0, the only entries with a non-zero term: f, the L1 penalty and the via-gate
+    /// reconstruction all vanish elsewhere), forward and backward run on sparse codes of those entries instead of
+    /// dense GEMMs, as <see cref="StandardSae.SparseDensity"/>. 0 forces dense, 1 sparse.
+    /// </summary>
+    public double SparseDensity { get; set; } = 0.05;
+
+    // Codes: the open-gate entries with values f (the gated activation); GateValues: ReLU(π) on the same entries.
+    private sealed record State(Tensor G, Tensor Gate, Tensor MseGrad, float[] Norms, Tensor? AuxGrad, float[]? GateValues);
 
     protected override SaeForward ForwardCore(Tensor input, Tensor x, Tensor? target, ActivationNorm? norm, SaeLossOptions? loss)
     {
@@ -36,20 +44,38 @@ public sealed class GatedSae : Sae
         var mag = Tensor.Uninitialized(g.Rows, g.Cols);
         var f = Tensor.Uninitialized(g.Rows, g.Cols);
         var bMag = Params["b_mag"].Span.ToArray();
+        var open = new int[g.Rows];
         Compute.ForRange(g.Rows, 16, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
             {
                 var gr = g.Row(r); var mr = mag.Row(r); var fr = f.Row(r); var pr = gate.Row(r);
+                int n = 0;
                 for (int j = 0; j < gr.Length; j++)
                 {
                     mr[j] = gr[j] * scale[j] + bMag[j];
                     fr[j] = pr[j] > 0 && mr[j] > 0 ? mr[j] : 0;
+                    n += pr[j] > 0 ? 1 : 0;
                 }
+                open[r] = n;
             }
         });
-        var output = BiasRows(x.Rows);
-        Gemm.MatMul(f, WDec, output, beta: 1, compute: Compute);
+        long openTotal = 0;
+        foreach (int n in open) openTotal += n;
+        SparseCodes? codes = null;
+        float[]? gateValues = null;
+        Tensor output;
+        if (openTotal <= SparseDensity * g.Rows * g.Cols)
+        {
+            (codes, gateValues) = OpenGates(gate, f, open);
+            output = Tensor.Uninitialized(x.Rows, DOut);
+            SparseKernels.Decode(codes, WDec, output, BDec.Span, Compute);
+        }
+        else
+        {
+            output = BiasRows(x.Rows);
+            Gemm.MatMul(f, WDec, output, beta: 1, compute: Compute);
+        }
         var (mse, mseGrad) = ReconstructionLoss(output, target!, norm);
         var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
         var norms = DecoderNorms(WDec);
@@ -57,26 +83,41 @@ public sealed class GatedSae : Sae
         if (loss is not null)
         {
             // ReLU of the gate and each row's L1 term in one parallel pass; the rows' terms are added in order.
-            var gateAct = Tensor.Uninitialized(gate.Rows, gate.Cols);
             var l1Rows = new double[gate.Rows];
-            Compute.ForRange(gate.Rows, 16, (r0, r1) =>
+            Tensor via;
+            if (codes is null)
             {
-                for (int r = r0; r < r1; r++)
+                var gateAct = Tensor.Uninitialized(gate.Rows, gate.Cols);
+                Compute.ForRange(gate.Rows, 16, (r0, r1) =>
                 {
-                    TensorPrimitives.Max(gate.Row(r), 0f, gateAct.Row(r));
-                    l1Rows[r] = TensorPrimitives.Dot(gateAct.Row(r), norms);
+                    for (int r = r0; r < r1; r++)
+                    {
+                        TensorPrimitives.Max(gate.Row(r), 0f, gateAct.Row(r));
+                        l1Rows[r] = TensorPrimitives.Dot(gateAct.Row(r), norms);
+                    }
+                });
+                via = BiasRows(x.Rows);
+                Gemm.MatMul(gateAct, WDec, via, beta: 1, compute: Compute);
+            }
+            else
+            {
+                for (int r = 0; r < gate.Rows; r++)
+                {
+                    double s = 0;
+                    for (int e = codes.RowStart[r]; e < codes.RowStart[r + 1]; e++) s += gateValues![e] * norms[codes.Index[e]];
+                    l1Rows[r] = s;
                 }
-            });
+                via = Tensor.Uninitialized(x.Rows, DOut);
+                SparseKernels.Decode(codes, WDec, via, BDec.Span, Compute, gateValues);
+            }
             losses["l1_loss"] = loss.L1Coefficient * l1Rows.Sum() / Math.Max(1, x.Rows);
-            var via = BiasRows(x.Rows);
-            Gemm.MatMul(gateAct, WDec, via, beta: 1, compute: Compute);
             // De-normalised like the output (SAELens compares the normalised-space via-gate reconstruction with the raw input).
             (losses["auxiliary_reconstruction_loss"], auxGrad) = ReconstructionLoss(via, target!, norm);
         }
         return new SaeForward
         {
-            Input = input, Target = target, Norm = norm, SaeIn = saeIn, Output = output, PreActs = mag, Features = f, Options = loss,
-            State = new State(g, gate, mseGrad, norms, auxGrad),
+            Input = input, Target = target, Norm = norm, SaeIn = saeIn, Output = output, PreActs = mag, Features = f, Codes = codes,
+            Options = loss, State = new State(g, gate, mseGrad, norms, auxGrad, gateValues),
         }.WithLosses(losses);
     }
 
@@ -84,6 +125,7 @@ public sealed class GatedSae : Sae
     {
         include ??= _ => true;
         var st = (State)f.State!;
+        if (f.Codes is not null) { SparseBackward(f, st, grads, include); return; }
         var feats = f.Features!; var mag = f.PreActs;
         var scale = new float[Config.DSae];
         TensorPrimitives.Exp(Params["r_mag"].Span, scale);
@@ -130,6 +172,81 @@ public sealed class GatedSae : Sae
         AddNormGradient(WDec, st.Norms, sums[3], grads["W_dec"]);
         var scratch = new Tensor(Config.DSae);
         DenseEncoderBackward(f, dG, WEnc, grads["W_enc"], scratch, grads["b_dec"], Array.ConvertAll(sums[4], v => (float)v));
+    }
+
+    // The open-gate entries, ascending per row, with f and ReLU(π) as values.
+    private (SparseCodes, float[]) OpenGates(Tensor gate, Tensor f, int[] open)
+    {
+        long total = 0;
+        foreach (int n in open) total += n;
+        var codes = new SparseCodes(gate.Rows, gate.Cols, (int)total);
+        for (int r = 0; r < gate.Rows; r++) codes.RowStart[r + 1] = codes.RowStart[r] + open[r];
+        var gateValues = new float[total];
+        Compute.ForRange(gate.Rows, 16, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                var pr = gate.Row(r); var fr = f.Row(r);
+                int w = codes.RowStart[r];
+                for (int j = 0; j < pr.Length; j++)
+                    if (pr[j] > 0) { codes.Index[w] = j; codes.Value[w] = fr[j]; gateValues[w++] = pr[j]; }
+            }
+        });
+        return (codes, gateValues);
+    }
+
+    // The backward of the sparse forward, entry by entry over the open gates with the dense path's rule.
+    private void SparseBackward(SaeForward f, State st, SaeParams grads, Func<string, bool> include)
+    {
+        var codes = f.Codes!;
+        var scale = new float[Config.DSae];
+        TensorPrimitives.Exp(Params["r_mag"].Span, scale);
+        int b = Math.Max(1, codes.Rows);
+        float[]? dF = null, dVia = null;
+        if (include("mse_loss"))
+        {
+            dF = codes.NewValues();
+            SparseKernels.GatherDot(codes, st.MseGrad, WDec, dF, Compute);
+            SparseKernels.ScatterOuterAdd(codes, codes.Value, st.MseGrad, grads["W_dec"], Compute);
+            Ops.SumRows(st.MseGrad, grads["b_dec"].Span, accumulate: true);
+        }
+        if (f.Losses.ContainsKey("auxiliary_reconstruction_loss") && include("auxiliary_reconstruction_loss"))
+        {
+            dVia = codes.NewValues();
+            SparseKernels.GatherDot(codes, st.AuxGrad!, WDec, dVia, Compute);
+        }
+        bool l1 = f.Losses.ContainsKey("l1_loss") && include("l1_loss");
+        double l1c = l1 ? f.Options!.L1Coefficient / b : 0;
+        var dG = codes.NewValues();
+        var sums = RowBlockSums(codes.Rows, Config.DSae, 4, (r0, r1, acc) =>
+        {
+            double[] dRMag = acc[0], dBMag = acc[1], dBGate = acc[2], dNorm = acc[3];
+            for (int r = r0; r < r1; r++)
+            {
+                var gr = st.G.Row(r);
+                for (int e = codes.RowStart[r]; e < codes.RowStart[r + 1]; e++)
+                {
+                    int j = codes.Index[e];
+                    double dg = 0;
+                    if (dF is not null && codes.Value[e] != 0)
+                    {
+                        double dm = dF[e];
+                        dg += dm * scale[j];
+                        dRMag[j] += dm * gr[j] * scale[j];
+                        dBMag[j] += dm;
+                    }
+                    // Every entry here has an open gate.
+                    double dGate = l1c * st.Norms[j] + (dVia is null ? 0 : dVia[e]);
+                    if (l1) dNorm[j] += l1c * st.GateValues![e];
+                    dg += dGate;
+                    dBGate[j] += dGate;
+                    dG[e] = (float)dg;
+                }
+            }
+        });
+        Add(grads["r_mag"], sums[0]); Add(grads["b_mag"], sums[1]); Add(grads["b_gate"], sums[2]);
+        AddNormGradient(WDec, st.Norms, sums[3], grads["W_dec"]);
+        SparseEncoderBackward(f, codes, dG, grads["W_enc"], new Tensor(Config.DSae), grads["b_dec"]);
     }
 
     private static void Add(Tensor t, double[] v) { var s = t.Span; for (int i = 0; i < v.Length; i++) s[i] += (float)v[i]; }

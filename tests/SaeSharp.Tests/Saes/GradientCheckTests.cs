@@ -490,5 +490,30 @@ public class GradientCheckTests
     {
         var sae = RandomSae(Cfg("gated"), 8);
         Check(sae, RandomX(5, 6, 9), new SaeLossOptions { L1Coefficient = 0.4 }, Ref.Gated);
+        // The same check on the sparse-code path, forced.
+        ((GatedSae)sae).SparseDensity = 1;
+        Check(sae, RandomX(5, 6, 9), new SaeLossOptions { L1Coefficient = 0.4 }, Ref.Gated);
+    }
+
+    /// <summary>
+    /// A gated SAE with about 2% of its gates open (b_gate at minus each latent's 98th-percentile gate pre-activation):
+    /// the sparse-code path gives the dense path's losses, outputs and every gradient, and the default setting takes it.
+    /// </summary>
+    [Fact]
+    public void GatedSparseAndDensePathsAgree()
+    {
+        var sae = (GatedSae)RandomSae(new SaeConfig { Architecture = "gated", DIn = 19, DSae = 301 }, 16);
+        var x = RandomX(67, 19, 17);
+        var bGate = sae.Params["b_gate"];
+        Ops.Clear(bGate);
+        var saeIn = x.Clone(); // x − b_dec
+        for (int r = 0; r < x.Rows; r++) System.Numerics.Tensors.TensorPrimitives.Subtract(saeIn.Row(r), sae.BDec.Span, saeIn.Row(r));
+        var g = Gemm.MatMul(saeIn, sae.WEnc);
+        for (int j = 0; j < 301; j++) bGate.Span[j] = -Enumerable.Range(0, x.Rows).Select(r => g[r, j]).OrderBy(v => v).ElementAt(65);
+        var opt = new SaeLossOptions { L1Coefficient = 0.4 };
+        Assert.NotNull(sae.Forward(x, opt).Codes);
+        var (fd, fs) = DenseAndSparseAgree(sae, d => sae.SparseDensity = d, x, opt);
+        foreach (var (name, v) in fd.Losses)
+            Assert.True(Math.Abs(v - fs.Losses[name]) <= 1e-6 * Math.Abs(v), $"{name}: dense {v}, sparse {fs.Losses[name]}");
     }
 }
