@@ -60,22 +60,10 @@ public sealed class GatedSae : Sae
                 open[r] = n;
             }
         });
-        long openTotal = 0;
-        foreach (int n in open) openTotal += n;
         SparseCodes? codes = null;
         float[]? gateValues = null;
-        Tensor output;
-        if (openTotal <= SparseDensity * g.Rows * g.Cols)
-        {
-            (codes, gateValues) = OpenGates(gate, f, open);
-            output = Tensor.Uninitialized(x.Rows, DOut);
-            SparseKernels.Decode(codes, WDec, output, BDec.Span, Compute);
-        }
-        else
-        {
-            output = BiasRows(x.Rows);
-            Gemm.MatMul(f, WDec, output, beta: 1, compute: Compute);
-        }
+        if (BelowDensity(open, g.Cols, SparseDensity)) (codes, gateValues) = OpenGates(gate, f, open);
+        var output = DecodeLatents(f, codes);
         var (mse, mseGrad) = ReconstructionLoss(output, target!, norm);
         var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
         var norms = DecoderNorms(WDec);
@@ -84,10 +72,10 @@ public sealed class GatedSae : Sae
         {
             // ReLU of the gate and each row's L1 term in one parallel pass; the rows' terms are added in order.
             var l1Rows = new double[gate.Rows];
-            Tensor via;
+            Tensor? gateAct = null;
             if (codes is null)
             {
-                var gateAct = Tensor.Uninitialized(gate.Rows, gate.Cols);
+                gateAct = Tensor.Uninitialized(gate.Rows, gate.Cols);
                 Compute.ForRange(gate.Rows, 16, (r0, r1) =>
                 {
                     for (int r = r0; r < r1; r++)
@@ -96,20 +84,15 @@ public sealed class GatedSae : Sae
                         l1Rows[r] = TensorPrimitives.Dot(gateAct.Row(r), norms);
                     }
                 });
-                via = BiasRows(x.Rows);
-                Gemm.MatMul(gateAct, WDec, via, beta: 1, compute: Compute);
             }
             else
-            {
                 for (int r = 0; r < gate.Rows; r++)
                 {
                     double s = 0;
                     for (int e = codes.RowStart[r]; e < codes.RowStart[r + 1]; e++) s += gateValues![e] * norms[codes.Index[e]];
                     l1Rows[r] = s;
                 }
-                via = Tensor.Uninitialized(x.Rows, DOut);
-                SparseKernels.Decode(codes, WDec, via, BDec.Span, Compute, gateValues);
-            }
+            var via = DecodeLatents(gateAct, codes, gateValues);
             losses["l1_loss"] = loss.L1Coefficient * l1Rows.Sum() / Math.Max(1, x.Rows);
             // De-normalised like the output (SAELens compares the normalised-space via-gate reconstruction with the raw input).
             (losses["auxiliary_reconstruction_loss"], auxGrad) = ReconstructionLoss(via, target!, norm);
@@ -177,11 +160,8 @@ public sealed class GatedSae : Sae
     // The open-gate entries, ascending per row, with f and ReLU(π) as values.
     private (SparseCodes, float[]) OpenGates(Tensor gate, Tensor f, int[] open)
     {
-        long total = 0;
-        foreach (int n in open) total += n;
-        var codes = new SparseCodes(gate.Rows, gate.Cols, (int)total);
-        for (int r = 0; r < gate.Rows; r++) codes.RowStart[r + 1] = codes.RowStart[r] + open[r];
-        var gateValues = new float[total];
+        var codes = SparseCodes.FromRowCounts(gate.Cols, open);
+        var gateValues = codes.NewValues();
         Compute.ForRange(gate.Rows, 16, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)

@@ -62,26 +62,16 @@ public sealed class JumpReluSae : Sae
                 counts[r] = ForEachNeeded(p, th, deadLanes, halfWindow, o, null);
             }
         });
-        long needed = 0;
-        foreach (int c in counts) needed += c;
         SparseCodes? codes = null;
-        Tensor output;
-        if (needed <= SparseDensity * pre.Rows * pre.Cols)
+        if (BelowDensity(counts, pre.Cols, SparseDensity))
         {
-            codes = new SparseCodes(pre.Rows, pre.Cols, (int)needed);
-            for (int r = 0; r < pre.Rows; r++) codes.RowStart[r + 1] = codes.RowStart[r] + counts[r];
+            var c = codes = SparseCodes.FromRowCounts(pre.Cols, counts);
             Compute.ForRange(pre.Rows, 16, (r0, r1) =>
             {
-                for (int r = r0; r < r1; r++) ForEachNeeded(pre.Row(r), th, deadLanes, halfWindow, f.Row(r), (codes, r));
+                for (int r = r0; r < r1; r++) ForEachNeeded(pre.Row(r), th, deadLanes, halfWindow, f.Row(r), (c, r));
             });
-            output = Tensor.Uninitialized(x.Rows, DOut);
-            SparseKernels.Decode(codes, WDec, output, BDec.Span, Compute);
         }
-        else
-        {
-            output = BiasRows(x.Rows);
-            Gemm.MatMul(f, WDec, output, beta: 1, compute: Compute);
-        }
+        var output = DecodeLatents(f, codes);
         var (mse, mseGrad) = ReconstructionLoss(output, target!, norm);
         var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
         var norms = DecoderNorms(WDec);

@@ -227,6 +227,35 @@ public abstract class Sae
     protected static float[] DecoderNorms(Tensor wDec) => Ops.RowNorms(wDec);
 
     /// <summary>
+    /// Whether a [rows, cols] activation matrix with these per-row entry counts is sparse enough (at most
+    /// <paramref name="density"/> of its entries) for the sparse-code forward and backward.
+    /// </summary>
+    protected static bool BelowDensity(int[] rowCounts, int cols, double density)
+    {
+        long total = 0;
+        foreach (int n in rowCounts) total += n;
+        return total <= density * rowCounts.Length * cols;
+    }
+
+    /// <summary>
+    /// b_dec + latents·W_dec: through the sparse codes when given (their values, or <paramref name="values"/> on the
+    /// same entries), else the dense latents by GEMM.
+    /// </summary>
+    protected Tensor DecodeLatents(Tensor? dense, SparseCodes? codes, float[]? values = null)
+    {
+        if (codes is null)
+        {
+            if (dense is null) throw new ArgumentNullException(nameof(dense), "dense latents are needed without sparse codes");
+            var output = BiasRows(dense.Rows);
+            Gemm.MatMul(dense, WDec, output, beta: 1, compute: Compute);
+            return output;
+        }
+        var sparse = Tensor.Uninitialized(codes.Rows, DOut);
+        SparseKernels.Decode(codes, WDec, sparse, BDec.Span, Compute, values);
+        return sparse;
+    }
+
+    /// <summary>
     /// Runs <paramref name="body"/>(r0, r1, accumulators) over fixed blocks of rows in parallel, each block with its
     /// own zeroed float64 accumulators (<paramref name="count"/> arrays of <paramref name="cols"/>), and returns their
     /// sums taken in block order, so per-column reductions over a batch do not depend on the number of threads.

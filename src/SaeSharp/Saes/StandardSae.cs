@@ -66,17 +66,9 @@ public sealed class StandardSae : Sae
                 sp[r] = Math.Pow(s, 1 / p);
             }
         });
-        long nonZero = 0;
-        foreach (int c in counts) nonZero += c;
         // The Lp (p ≠ 1) penalty's backward is written for dense latents only.
-        var codes = p == 1 && nonZero <= SparseDensity * f.Rows * f.Cols ? SparseCodes.FromDense(f, counts, Compute) : null;
-        Tensor output;
-        if (codes is null) output = Decode(f);
-        else
-        {
-            output = Tensor.Uninitialized(f.Rows, DOut);
-            SparseKernels.Decode(codes, WDec, output, BDec.Span, Compute);
-        }
+        var codes = p == 1 && BelowDensity(counts, f.Cols, SparseDensity) ? SparseCodes.FromDense(f, counts, Compute) : null;
+        var output = DecodeLatents(f, codes);
         if (WSkip is { } wSkip) Gemm.MatMul(x, wSkip, output, Trans.No, Trans.Yes, 1, 1, Compute);
         var losses = new Dictionary<string, double>();
         Tensor? mseGrad = null;
@@ -98,12 +90,7 @@ public sealed class StandardSae : Sae
     }
 
     /// <summary>x̂ = f·W_dec + b_dec (before any output de-normalisation; without a skip transcoder's skip term).</summary>
-    public Tensor Decode(Tensor f)
-    {
-        var output = BiasRows(f.Rows);
-        Gemm.MatMul(f, WDec, output, beta: 1, compute: Compute);
-        return output;
-    }
+    public Tensor Decode(Tensor f) => DecodeLatents(f, null);
 
     public override void Backward(SaeForward f, SaeParams grads, Func<string, bool>? include = null)
     {

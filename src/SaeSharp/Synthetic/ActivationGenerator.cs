@@ -302,17 +302,11 @@ public sealed class ActivationGenerator
             for (int b = b0; b < b1; b++)
                 blockEntries[b] = SampleBlock(Math.Min(BlockRows, batch - b * BlockRows), rngs[b], scratch);
         });
-        long total = 0;
-        foreach (var block in blockEntries) total += block.Index.Length;
-        if (total > Array.MaxLength) throw new ArgumentException($"{total} firing features do not fit one code array; sample a smaller batch");
-        var codes = new SparseCodes(batch, NumFeatures, (int)total);
+        var rowCounts = new int[batch];
+        for (int b = 0; b < blocks; b++) blockEntries[b].Counts.CopyTo(rowCounts, b * BlockRows);
+        var codes = SparseCodes.FromRowCounts(NumFeatures, rowCounts);
         var blockStart = new int[blocks + 1];
-        for (int b = 0; b < blocks; b++)
-        {
-            var counts = blockEntries[b].Counts;
-            for (int r = 0; r < counts.Length; r++) codes.RowStart[b * BlockRows + r + 1] = codes.RowStart[b * BlockRows + r] + counts[r];
-            blockStart[b + 1] = blockStart[b] + blockEntries[b].Index.Length;
-        }
+        for (int b = 0; b < blocks; b++) blockStart[b + 1] = blockStart[b] + blockEntries[b].Index.Length;
         (compute ?? Compute.All).For(blocks, b =>
         {
             blockEntries[b].Index.CopyTo(codes.Index, blockStart[b]);

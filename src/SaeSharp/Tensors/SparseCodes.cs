@@ -46,11 +46,7 @@ public sealed class SparseCodes
     {
         int rows = dense.Rows;
         if (rowCounts.Length != rows) throw new ArgumentException($"{rowCounts.Length} row counts for {rows} rows");
-        long total = 0;
-        foreach (int n in rowCounts) total += n;
-        if (total > Array.MaxLength) throw new ArgumentException($"{total} non-zero activations do not fit one code array");
-        var codes = new SparseCodes(rows, dense.Cols, (int)total);
-        for (int r = 0; r < rows; r++) codes.RowStart[r + 1] = codes.RowStart[r] + rowCounts[r];
+        var codes = FromRowCounts(dense.Cols, rowCounts);
         (compute ?? Compute.All).ForRange(rows, 16, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
@@ -74,6 +70,17 @@ public sealed class SparseCodes
                 if (w != end) throw new ArgumentException($"row {r} has {w - codes.RowStart[r]} non-zero entries, its count says {end - codes.RowStart[r]}");
             }
         });
+        return codes;
+    }
+
+    /// <summary>Empty codes laid out for the given number of entries in each row (RowStart filled; entries to be written).</summary>
+    public static SparseCodes FromRowCounts(int cols, int[] rowCounts)
+    {
+        long total = 0;
+        foreach (int n in rowCounts) total += n;
+        if (total > Array.MaxLength) throw new ArgumentException($"{total} entries do not fit one code array; use a smaller batch");
+        var codes = new SparseCodes(rowCounts.Length, cols, (int)total);
+        for (int r = 0; r < rowCounts.Length; r++) codes.RowStart[r + 1] = codes.RowStart[r] + rowCounts[r];
         return codes;
     }
 
