@@ -182,14 +182,8 @@ public sealed class GatedSae : Sae
         var scale = new float[Config.DSae];
         TensorPrimitives.Exp(Params["r_mag"].Span, scale);
         int b = Math.Max(1, codes.Rows);
-        float[]? dF = null, dVia = null;
-        if (include("mse_loss"))
-        {
-            dF = codes.NewValues();
-            SparseKernels.GatherDot(codes, st.MseGrad, WDec, dF, Compute);
-            SparseKernels.ScatterOuterAdd(codes, codes.Value, st.MseGrad, grads["W_dec"], Compute);
-            Ops.SumRows(st.MseGrad, grads["b_dec"].Span, accumulate: true);
-        }
+        float[]? dF = include("mse_loss") ? SparseDecoderBackward(codes, codes.Value, st.MseGrad, grads["W_dec"], grads["b_dec"]) : null;
+        float[]? dVia = null;
         if (f.Losses.ContainsKey("auxiliary_reconstruction_loss") && include("auxiliary_reconstruction_loss"))
         {
             dVia = codes.NewValues();

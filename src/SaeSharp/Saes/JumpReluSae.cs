@@ -231,13 +231,7 @@ public sealed class JumpReluSae : Sae
     private void SparseBackward(SaeForward f, State st, SaeParams grads, Func<string, bool> include)
     {
         var codes = f.Codes!; var pre = f.PreActs;
-        var dF = codes.NewValues();
-        if (include("mse_loss"))
-        {
-            SparseKernels.GatherDot(codes, st.MseGrad, WDec, dF, Compute);
-            SparseKernels.ScatterOuterAdd(codes, codes.Value, st.MseGrad, grads["W_dec"], Compute);
-            Ops.SumRows(st.MseGrad, grads["b_dec"].Span, accumulate: true);
-        }
+        var dF = include("mse_loss") ? SparseDecoderBackward(codes, codes.Value, st.MseGrad, grads["W_dec"], grads["b_dec"]) : codes.NewValues();
         var opt = f.Options;
         int b = Math.Max(1, codes.Rows);
         bool l0 = opt is not null && f.Losses.ContainsKey("l0_loss") && include("l0_loss");

@@ -385,6 +385,19 @@ public abstract class Sae
         return Gemm.MatMul(dOut, WDec, Trans.No, Trans.Yes, Compute);
     }
 
+    /// <summary>
+    /// Decoder backward for sparse codes: dW_dec += Σ_e values[e]·dOut[row(e)] into row index(e), db_dec += Σ dOut
+    /// (when given); returns the gradient with respect to each code entry, dOut[row(e)]·W_dec[index(e)].
+    /// </summary>
+    protected float[] SparseDecoderBackward(SparseCodes codes, float[] values, Tensor dOut, Tensor dWDec, Tensor? dBDec)
+    {
+        var dCodes = codes.NewValues();
+        SparseKernels.GatherDot(codes, dOut, WDec, dCodes, Compute);
+        SparseKernels.ScatterOuterAdd(codes, values, dOut, dWDec, Compute);
+        if (dBDec is not null) Ops.SumRows(dOut, dBDec.Span, accumulate: true);
+        return dCodes;
+    }
+
     // ---- decoder-norm utilities (trainer hooks) ----
 
     /// <summary>Rescales every decoder row to unit norm (Anthropic/drrik constraint; call after each step).</summary>

@@ -150,14 +150,9 @@ public sealed class StandardSae : Sae
     private void SparseBackward(SaeForward f, State st, SaeParams grads, Func<string, bool> include)
     {
         var codes = f.Codes!;
-        var dPre = codes.NewValues();
-        if (st.MseGrad is { } dOut && include("mse_loss"))
-        {
-            SparseKernels.GatherDot(codes, dOut, WDec, dPre, Compute);
-            SparseKernels.ScatterOuterAdd(codes, codes.Value, dOut, grads["W_dec"], Compute);
-            Ops.SumRows(dOut, grads["b_dec"].Span, accumulate: true);
-            if (WSkip is not null) Gemm.MatMul(dOut, f.Input, grads["W_skip"], Trans.Yes, Trans.No, 1, 1, Compute);
-        }
+        var dOut = include("mse_loss") ? st.MseGrad : null;
+        var dPre = dOut is null ? codes.NewValues() : SparseDecoderBackward(codes, codes.Value, dOut, grads["W_dec"], grads["b_dec"]);
+        if (dOut is not null && WSkip is not null) Gemm.MatMul(dOut, f.Input, grads["W_skip"], Trans.Yes, Trans.No, 1, 1, Compute);
         if (f.Losses.ContainsKey("l1_loss") && include("l1_loss"))
         {
             // d/df_j = scale·‖W_dec[j]‖ on each firing entry; d/d‖W_dec[j]‖ = scale·Σ_rows f_j.

@@ -177,9 +177,8 @@ public class TopKSae : Sae
         {
             if (aux.DenseCodes is null)
             {
-                var dPre = new float[aux.Codes.Count];
-                SparseKernels.GatherDot(aux.Codes, aux.Grad, WDec, dPre, Compute);
-                SparseKernels.ScatterOuterAdd(aux.Codes, aux.Codes.Value, aux.Grad, grads["W_dec"], Compute);
+                // The AuxK reconstruction takes no b_dec.
+                var dPre = SparseDecoderBackward(aux.Codes, aux.Codes.Value, aux.Grad, grads["W_dec"], null);
                 SparseEncoderBackward(f, aux.Codes, dPre, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
             }
             else DenseAuxBackward(f, aux, grads);
@@ -222,11 +221,8 @@ public class TopKSae : Sae
     protected void ReconstructionBackward(SaeForward f, float[] values, Tensor dOut, SaeParams grads, int width = int.MaxValue)
     {
         var codes = f.Codes!;
-        var dPre = new float[codes.Count];
-        SparseKernels.GatherDot(codes, dOut, WDec, dPre, Compute);
+        var dPre = SparseDecoderBackward(codes, values, dOut, grads["W_dec"], grads["b_dec"]);
         for (int e = 0; e < dPre.Length; e++) if (codes.Index[e] >= width || !(codes.Value[e] > 0)) dPre[e] = 0;
-        SparseKernels.ScatterOuterAdd(codes, values, dOut, grads["W_dec"], Compute);
-        Ops.SumRows(dOut, grads["b_dec"].Span, accumulate: true);
         SparseEncoderBackward(f, codes, dPre, grads["W_enc"], grads["b_enc"], grads["b_dec"]);
     }
 
