@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using SaeSharp.Cli.Runs;
+using SaeSharp.Runs;
 using SaeSharp.Training;
 using Spectre.Console;
 
@@ -9,33 +9,41 @@ namespace SaeSharp.Cli;
 public static class Progress
 {
     /// <summary>
-    /// Runs <paramref name="work"/> with a progress callback: a Spectre.Console bar when stdout is an interactive
-    /// terminal, otherwise a plain log line every <paramref name="logEvery"/> steps (and on the last).
+    /// The reporter for <paramref name="output"/>: Spectre.Console progress bars when it is the console of an
+    /// interactive terminal, otherwise plain log lines (<see cref="TextReporter"/>).
     /// </summary>
-    public static T Run<T>(string title, TextWriter output, long logEvery, Func<Action<TrainProgress>, T> work)
+    public static IRunReporter For(TextWriter output)
     {
         bool interactive = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
-        if (!interactive)
-            return work(p =>
-            {
-                if (p.Step % Math.Max(1, logEvery) == 0 || p.Step == p.TotalSteps) output.WriteLine($"{title}: {TrainRun.Describe(p)}");
-                if (p.Epoch is not null) output.WriteLine($"{title}: {TrainRun.DescribeEpoch(p.Epoch)}");
-            });
-        T result = default!;
-        AnsiConsole.Progress()
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-            .Start(ctx =>
-            {
-                var task = ctx.AddTask(Markup.Escape(title), maxValue: 1);
-                result = work(p =>
+        return interactive ? new BarReporter() : new TextReporter(output);
+    }
+
+    /// <summary>Runs <paramref name="work"/> with its progress shown on <paramref name="output"/> (see <see cref="For"/>).</summary>
+    public static T Run<T>(string title, TextWriter output, long logEvery, Func<Action<TrainProgress>, T> work) =>
+        For(output).Track(title, logEvery, work);
+
+    private sealed class BarReporter : IRunReporter
+    {
+        public void WriteLine(string line) => AnsiConsole.WriteLine(line);
+
+        public T Track<T>(string title, long logEvery, Func<Action<TrainProgress>, T> work)
+        {
+            T result = default!;
+            AnsiConsole.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                .Start(ctx =>
                 {
-                    task.MaxValue = p.TotalSteps;
-                    task.Value = p.Step;
-                    task.Description = Markup.Escape($"{title}  loss {p.Loss:F4}  L0 {p.L0:F1}  EV {p.ExplainedVariance:F3}  {p.TokensPerSecond:N0} tok/s");
-                    if (p.Epoch is not null) AnsiConsole.MarkupLine(Markup.Escape($"{title}: {TrainRun.DescribeEpoch(p.Epoch)}"));
+                    var task = ctx.AddTask(Markup.Escape(title), maxValue: 1);
+                    result = work(p =>
+                    {
+                        task.MaxValue = p.TotalSteps;
+                        task.Value = p.Step;
+                        task.Description = Markup.Escape($"{title}  loss {p.Loss:F4}  L0 {p.L0:F1}  EV {p.ExplainedVariance:F3}  {p.TokensPerSecond:N0} tok/s");
+                        if (p.Epoch is not null) AnsiConsole.MarkupLine(Markup.Escape($"{title}: {TrainRun.DescribeEpoch(p.Epoch)}"));
+                    });
                 });
-            });
-        return result;
+            return result;
+        }
     }
 
     /// <summary>A token cancelled by SIGINT (Ctrl+C) or SIGTERM, so training can checkpoint and exit cleanly.</summary>

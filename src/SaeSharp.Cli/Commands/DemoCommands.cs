@@ -1,5 +1,5 @@
 using System.CommandLine;
-using SaeSharp.Cli.Runs;
+using SaeSharp.Runs;
 using SaeSharp.Synthetic;
 using SaeSharp.Tensors;
 
@@ -32,7 +32,7 @@ public static class DemoCommands
                 ("standard_l1", common with { Architecture = "standard", L1Coefficient = 0.1, L1WarmUpSteps = 300, UnitNormDecoder = true }),
             };
             var (cts, reg) = Progress.InterruptToken();
-            using (reg) SyntheticRun.Execute(model, runs, p.GetValue(output)!, o, cts.Token);
+            using (reg) SyntheticRun.Execute(model, runs, p.GetValue(output)!, Progress.For(o), cts.Token);
             return 0;
         });
         return demo;
@@ -82,7 +82,7 @@ public static class DemoCommands
             var (cts, reg) = Progress.InterruptToken();
             using (reg)
             {
-                var results = SyntheticRun.Execute(synthetic, [(settings.Architecture, settings)], p.GetValue(output)!, o, cts.Token, p.GetValue(evalSamples));
+                var results = SyntheticRun.Execute(synthetic, [(settings.Architecture, settings)], p.GetValue(output)!, Progress.For(o), cts.Token, p.GetValue(evalSamples));
                 var r = results[0];
                 o.WriteLine($"throughput: {settings.TotalSteps() * settings.BatchSize / r.Elapsed.TotalSeconds:N0} samples/s (generation + training)");
             }

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using SaeSharp.Cli.Runs;
+using SaeSharp.Runs;
 using SaeSharp.Data;
 using SaeSharp.IO;
 using SaeSharp.Training;

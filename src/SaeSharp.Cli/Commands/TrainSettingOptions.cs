@@ -1,5 +1,5 @@
 using System.CommandLine;
-using SaeSharp.Cli.Runs;
+using SaeSharp.Runs;
 using Setting = SaeSharp.IO.ConfigBinder.Setting;
 
 namespace SaeSharp.Cli.Commands;

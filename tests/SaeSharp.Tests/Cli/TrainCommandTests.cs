@@ -124,19 +124,19 @@ public class TrainFitCommandTests
     {
         var dir = Directory.CreateTempSubdirectory().FullName;
         var data = Npy.ReadFloat32(WriteActivations(dir, 1000));
-        var settings = new SaeSharp.Cli.Runs.TrainSettings
+        var settings = new SaeSharp.Runs.TrainSettings
         {
             Architecture = "standard", DSae = 32, Epochs = 3, ValidationFraction = 0.2, BatchSize = 64, Lr = 3e-3, L1Coefficient = 0.05,
             UnitNormDecoder = true, BDecInit = "median", NormalizeActivations = "expected_average_only_in", MetricsEvery = 5, CheckpointEvery = 0,
             ResampleInterval = 7, ResampleWindow = 3,
         };
         string straight = Path.Combine(dir, "straight"), resumed = Path.Combine(dir, "resumed");
-        var a = SaeSharp.Cli.Runs.TrainRun.ExecuteFit(settings, data, straight, CancellationToken.None);
+        var a = SaeSharp.Runs.TrainRun.ExecuteFit(settings, data, straight, CancellationToken.None);
         Assert.False(a.Summary.Interrupted);
         Assert.Equal(36, a.Summary.Steps); // ⌊800 / 64⌋ = 12 steps an epoch
 
         using var cancel = new CancellationTokenSource();
-        var half = SaeSharp.Cli.Runs.TrainRun.ExecuteFit(settings, data, resumed, cancel.Token, p => { if (p.Step == 19) cancel.Cancel(); });
+        var half = SaeSharp.Runs.TrainRun.ExecuteFit(settings, data, resumed, cancel.Token, p => { if (p.Step == 19) cancel.Cancel(); });
         Assert.True(half.Summary.Interrupted);
         var r = CliRunner.Run("train", "--resume", resumed, "--activations", Path.Combine(dir, "acts.npy"));
         Assert.True(r.Code == 0, r.Err + r.Out);

@@ -1,5 +1,5 @@
 using System.Text.Json.Nodes;
-using SaeSharp.Cli.Runs;
+using SaeSharp.Runs;
 using SaeSharp.Data;
 using SaeSharp.Evals;
 using SaeSharp.Models;

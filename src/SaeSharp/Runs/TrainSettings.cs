@@ -1,7 +1,7 @@
 using SaeSharp.Saes;
 using SaeSharp.Training;
 
-namespace SaeSharp.Cli.Runs;
+namespace SaeSharp.Runs;
 
 /// <summary>
 /// Every setting of a training run, in one typed record bound from YAML, SAESHARP_TRAIN__* variables and flags

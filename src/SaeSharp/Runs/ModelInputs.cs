@@ -2,7 +2,7 @@ using System.Globalization;
 using SaeSharp.Data;
 using SaeSharp.Models;
 
-namespace SaeSharp.Cli.Runs;
+namespace SaeSharp.Runs;
 
 /// <summary>
 /// Token input for commands that run a model (cache, extract, train --model): documents from a pretokenized

@@ -8,7 +8,7 @@ using SaeSharp.Tensors;
 using SaeSharp.Training;
 using Tensor = SaeSharp.Tensors.Tensor;
 
-namespace SaeSharp.Cli.Runs;
+namespace SaeSharp.Runs;
 
 /// <summary>The outcome of <see cref="TrainRun.Execute"/>.</summary>
 public sealed record TrainRunResult(Sae Sae, TrainSummary Summary, double ScalingFactor, string OutputDir, TimeSpan Elapsed);

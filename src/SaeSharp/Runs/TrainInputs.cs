@@ -3,7 +3,7 @@ using SaeSharp.Data;
 using SaeSharp.IO;
 using SaeSharp.Models;
 
-namespace SaeSharp.Cli.Runs;
+namespace SaeSharp.Runs;
 
 /// <summary>Where `saesharp train` reads activations from.</summary>
 public static class TrainInputs

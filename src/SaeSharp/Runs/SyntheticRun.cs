@@ -6,7 +6,7 @@ using SaeSharp.Synthetic;
 using SaeSharp.Tensors;
 using Tensor = SaeSharp.Tensors.Tensor;
 
-namespace SaeSharp.Cli.Runs;
+namespace SaeSharp.Runs;
 
 /// <summary>One trained SAE scored against the synthetic model's true features.</summary>
 public sealed record SyntheticRunResult(string Name, SyntheticEvalResult Eval, TimeSpan Elapsed, Sae Sae, string Dir);
@@ -18,7 +18,7 @@ public sealed record SyntheticRunResult(string Name, SyntheticEvalResult Eval, T
 public static class SyntheticRun
 {
     public static List<SyntheticRunResult> Execute(SyntheticModel model, IReadOnlyList<(string Name, TrainSettings Settings)> runs, string outDir,
-        TextWriter o, CancellationToken cancel, int evalSamples = 8192)
+        IRunReporter o, CancellationToken cancel, int evalSamples = 8192)
     {
         Directory.CreateDirectory(outDir);
         model.Save(Path.Combine(outDir, "synthetic_model"));
@@ -28,7 +28,7 @@ public static class SyntheticRun
         {
             var source = new SyntheticActivationSource(model, settings.Seed + 1);
             string dir = Path.Combine(outDir, name);
-            var run = Progress.Run(name, o, Math.Max(1, settings.TotalSteps() / 5), report =>
+            var run = o.Track(name, Math.Max(1, settings.TotalSteps() / 5), report =>
                 TrainRun.Execute(settings, source, dir, cancel, report, new System.Text.Json.Nodes.JsonObject { ["dataset_path"] = "synthetic:" + model.Config.NumFeatures }));
             if (run.Summary.Interrupted) throw new OperationCanceledException($"{name} interrupted at step {run.Summary.Steps}");
             var forward = run.Sae.Forward(evalHidden);
@@ -51,7 +51,7 @@ public static class SyntheticRun
             e.DeadLatents.ToString(CultureInfo.InvariantCulture), F(e.Shrinkage, "F4"), F(e.ExplainedVariance, "F4"), F(r.Elapsed.TotalSeconds, "F1") };
     }
 
-    public static void PrintTable(TextWriter o, IReadOnlyList<SyntheticRunResult> results)
+    public static void PrintTable(IRunReporter o, IReadOnlyList<SyntheticRunResult> results)
     {
         var rows = results.Select(Row).ToList();
         var widths = Header.Select((h, i) => Math.Max(h.Length, rows.Count == 0 ? 0 : rows.Max(r => r[i].Length))).ToArray();
