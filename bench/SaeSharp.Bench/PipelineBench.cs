@@ -46,19 +46,19 @@ public static class PipelineBench
             long steps = tokens / batch - 1;
             double Train(string what, IActivationSource source)
             {
-                var sae = SaeRegistry.Create(new SaeConfig { Architecture = "topk", DIn = dIn, DSae = dSae, K = k });
+                var sae = SaeRegistry.Create(new SaeConfig { Architecture = "topk", DIn = dIn, DSae = dSae, K = k }, compute);
                 SaeTrainable.Initialize(sae, new Rng(1));
-                var cfg = new TrainerConfig { TotalSteps = steps, BatchSize = batch, MetricsEvery = 1000 };
+                var cfg = new TrainerSettings { Steps = steps, BatchSize = batch, MetricsEvery = 1000, CheckpointEvery = 0 };
                 string run = Path.Combine(dir, "run-" + what);
                 var s = Stopwatch.StartNew();
-                var summary = new Trainer(new SaeTrainable(sae), source, cfg, run, compute).Run();
+                var summary = new Trainer(new SaeTrainable(sae), source, cfg, run).Run();
                 double tps = summary.TokensSeen / s.Elapsed.TotalSeconds;
                 o.WriteLine($"  train topk d_sae={dSae} k={k} B={batch}, {what + ":",-12} {tps,12:N0} tokens/s ({summary.Steps} steps)");
                 return tps;
             }
             var inMemory = ActivationCache.ReadShard(Path.Combine(dir, "shard_00000.safetensors"), dIn).Acts;
-            var warmUp = new Trainer(new SaeTrainable(SaeRegistry.Create(new SaeConfig { Architecture = "topk", DIn = dIn, DSae = dSae, K = k })),
-                new InMemoryActivationSource(inMemory, 1), new TrainerConfig { TotalSteps = 3, BatchSize = batch }, Path.Combine(dir, "warm-up"), compute);
+            var warmUp = new Trainer(new SaeTrainable(SaeRegistry.Create(new SaeConfig { Architecture = "topk", DIn = dIn, DSae = dSae, K = k }, compute)),
+                new InMemoryActivationSource(inMemory, 1), new TrainerSettings { Steps = 3, BatchSize = batch, CheckpointEvery = 0 }, Path.Combine(dir, "warm-up"));
             warmUp.Run();
             Train("from memory", new InMemoryActivationSource(inMemory, 1));
             double cached = Train("from cache", new CachedActivationSource(dir, 1, bufferRows: 8 * batch));

@@ -70,15 +70,15 @@ public static class SynthBench
         // Training a 4096-wide TopK SAE on freshly generated batches: generation and training share the cores.
         const int dSae = 4096, k = 32, trainBatch = 4096;
         int trainSteps = quick ? 3 : 12;
-        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "topk", DIn = cfg.HiddenDim, DSae = dSae, K = k });
+        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "topk", DIn = cfg.HiddenDim, DSae = dSae, K = k }, compute);
         SaeTrainable.Initialize(sae, new Rng(2));
         string run = Directory.CreateTempSubdirectory("saesharp-bench-synth").FullName;
         try
         {
-            var trainCfg = new TrainerConfig { TotalSteps = trainSteps, BatchSize = trainBatch, MetricsEvery = 1000 };
-            new Trainer(new SaeTrainable(sae), new SyntheticActivationSource(model, 3, compute), trainCfg with { TotalSteps = 2 }, Path.Combine(run, "warm-up"), compute).Run();
+            var trainCfg = new TrainerSettings { Steps = trainSteps, BatchSize = trainBatch, MetricsEvery = 1000, CheckpointEvery = 0 };
+            new Trainer(new SaeTrainable(sae), new SyntheticActivationSource(model, 3, compute), trainCfg with { Steps = 2 }, Path.Combine(run, "warm-up")).Run();
             sw.Restart();
-            var summary = new Trainer(new SaeTrainable(sae), new SyntheticActivationSource(model, 4, compute), trainCfg, Path.Combine(run, "timed"), compute).Run();
+            var summary = new Trainer(new SaeTrainable(sae), new SyntheticActivationSource(model, 4, compute), trainCfg, Path.Combine(run, "timed")).Run();
             double trainRate = summary.TokensSeen / sw.Elapsed.TotalSeconds;
             output.WriteLine($"generate + train topk d_sae={dSae} k={k} (batch {trainBatch}): {trainRate,10:F0} samples/s; " +
                              $"200M samples would take {200e6 / trainRate / 60:F0} min (target ≤ 90)");

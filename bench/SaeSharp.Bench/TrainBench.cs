@@ -32,22 +32,21 @@ public static class TrainBench
         // product is dense) and with their encoder (gate) biases set so that `TrainedL0` latents fire per row, as in a
         // trained SAE, where they take the sparse-code path.
         const int TrainedL0 = 64;
-        var runs = new (string Arch, bool Dead, bool Trained)[]
+        // Every architecture; top-k kinds also with dead latents (AuxK), penalised non-transcoder kinds also at a trained L0.
+        var runs = SaeRegistry.Architectures.SelectMany(a => new[] { (Kind: a, Dead: false, Trained: false) }
+            .Concat(a.TopK ? [(a, true, false)] : [])
+            .Concat(a.SparsityPenalty && !a.Transcoder ? [(a, false, true)] : []));
+        foreach (var (kind, withDead, trained) in runs)
         {
-            ("topk", false, false), ("topk", true, false), ("batchtopk", false, false), ("batchtopk", true, false),
-            ("matryoshka_batchtopk", false, false), ("standard", false, false), ("standard", false, true), ("jumprelu", false, false),
-            ("jumprelu", false, true), ("gated", false, false), ("gated", false, true), ("transcoder", false, false), ("skip_transcoder", false, false),
-        };
-        foreach (var (arch, withDead, trained) in runs)
-        {
-            bool topK = arch.Contains("topk");
+            string arch = kind.Name;
+            bool topK = kind.TopK;
             var sae = SaeRegistry.Create(new SaeConfig
             {
                 Architecture = arch, DIn = dIn, DSae = dSae, K = topK ? k : 0,
-                MatryoshkaWidths = arch == "matryoshka_batchtopk" ? [dSae / 16, dSae / 4, dSae] : null,
+                MatryoshkaWidths = kind.CfgKeys.Contains("matryoshka_widths") ? [dSae / 16, dSae / 4, dSae] : null,
                 // Transcoders map d_in to d_out (here d_out = d_in, the batch standing in for the target) and take no b_dec shift.
-                DOut = arch.Contains("transcoder") ? dIn : 0, ApplyBDecToInput = !arch.Contains("transcoder"),
-            });
+                DOut = kind.Transcoder ? dIn : 0, ApplyBDecToInput = !kind.Transcoder,
+            }, Compute.All);
             SaeTrainable.Initialize(sae, new Rng(1));
             if (trained) SetFiringRate(sae, x, (double)TrainedL0 / dSae);
             var trainable = new SaeTrainable(sae);
@@ -57,7 +56,7 @@ public static class TrainBench
             if (withDead) for (int j = 0; j < dSae; j += 7) dead[j] = true;
             var inputs = new StepInputs(topK ? 0 : 5, dead);
             // A transcoder's target is another tensor (the MLP output); here a copy of the batch.
-            var target = arch.Contains("transcoder") ? x.Clone() : x;
+            var target = kind.Transcoder ? x.Clone() : x;
             void Step()
             {
                 trainable.ForwardBackward(x, target, inputs, grads);
@@ -91,13 +90,13 @@ public static class TrainBench
         var cfg = SyntheticModel.Preset("synth-sae-bench-16k");
         cfg = cfg with { HiddenDim = dIn, Orthogonalize = cfg.Orthogonalize! with { Steps = 0 } };
         var (_, data) = SyntheticModel.Build(cfg).Sample(Batches * batch, new Rng(3));
-        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "standard", DIn = dIn, DSae = dSae });
+        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "standard", DIn = dIn, DSae = dSae }, Compute.All);
         SaeTrainable.Initialize(sae, new Rng(4));
         string run = Directory.CreateTempSubdirectory("saesharp-bench-standard").FullName;
         try
         {
             var trainer = new Trainer(new SaeTrainable(sae), new InMemoryActivationSource(data, 5),
-                new TrainerConfig { TotalSteps = Steps, BatchSize = batch, SparsityCoefficient = L1, MetricsEvery = 1 }, run);
+                new TrainerSettings { Steps = Steps, BatchSize = batch, L1Coefficient = L1, MetricsEvery = 1, CheckpointEvery = 0 }, run);
             var sw = System.Diagnostics.Stopwatch.StartNew();
             trainer.Run();
             double seconds = sw.Elapsed.TotalSeconds;

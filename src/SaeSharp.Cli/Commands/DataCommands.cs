@@ -3,6 +3,7 @@ using SaeSharp.Runs;
 using SaeSharp.Data;
 using SaeSharp.IO;
 using SaeSharp.Models;
+using SaeSharp.Tensors;
 
 namespace SaeSharp.Cli.Commands;
 
@@ -17,7 +18,7 @@ public static class DataCommands
         var tokenizer = new Option<string>("--tokenizer") { Description = "Model folder holding tokenizer.json (or tok512.bin / encoder.json + vocab.bpe), or a llama2.c .bin beside its tokenizer", Required = true };
         var dataset = new Option<string>("--dataset") { Description = "Text dataset (.txt one document per line, .jsonl 'text' field, or a folder)", Required = true };
         var output = new Option<string>("--out") { Description = "Token file to write (.safetensors)", Required = true };
-        var addBos = new Option<bool>("--add-bos") { Description = "Begin each document with the tokenizer's BOS (batching adds one per context anyway)" };
+        var addBos = new Option<bool>("--prepend-bos") { Description = "Begin each document with the tokenizer's BOS (batching adds one per context anyway)" };
         foreach (var o in new Option[] { tokenizer, dataset, output, addBos }) cmd.Add(o);
         cmd.SetAction(p =>
         {
@@ -30,37 +31,40 @@ public static class DataCommands
 
     private static Command BuildCache()
     {
-        var cmd = new Command("cache", "Write model activations at a hook to a sharded safetensors cache (resumable)");
+        var cmd = new Command("cache", "Write model activations at a hook to a sharded safetensors cache (resumable: a rerun with the same settings skips finished shards)");
         var model = new Option<string>("--model") { Description = "Model folder (Hugging Face) or llama2.c .bin", Required = true };
         var hook = new Option<string>("--hook") { Description = "Hook name, e.g. blocks.0.hook_resid_post; several, comma-separated, are concatenated per position", Required = true };
         var dataset = new Option<string?>("--dataset") { Description = "Text dataset (.txt one document per line, .jsonl 'text' field, or a folder), encoded with the model's tokenizer" };
         var tokensFile = new Option<string?>("--tokens-file") { Description = "Pretokenized safetensors token file" };
-        var tokens = new Option<long>("--tokens") { Description = "Number of tokens to cache", Required = true };
-        var ctx = new Option<int>("--context-size") { Description = "Context window length", Required = true };
         var outDir = new Option<string>("--out") { Description = "Output folder", Required = true };
-        var dtype = new Option<string>("--dtype") { Description = "f32 or bf16", DefaultValueFactory = _ => "f32" };
-        var perShard = new Option<int>("--contexts-per-shard") { DefaultValueFactory = _ => 256 };
-        var prompts = new Option<int>("--batch-prompts") { DefaultValueFactory = _ => 8 };
-        // The same batching as `train --model` (and its defaults), so a cache holds what streaming would train on.
-        var separator = new Option<string>("--sequence-separator-token") { Description = "Between concatenated documents: bos, eos, none or a token id", DefaultValueFactory = _ => "bos" };
-        foreach (var o in new Option[] { model, hook, dataset, tokensFile, tokens, ctx, outDir, dtype, perShard, prompts, separator }) cmd.Add(o);
+        // The same setting names as `train --model` (and its defaults), so a cache holds what streaming would train on.
+        var settingOptions = new SettingOptions<CacheSettings>("cache",
+            ("tokens", new Option<long>("--tokens") { Description = "Number of tokens to cache (whole context windows)" }),
+            ("context_size", new Option<int>("--context-size") { Description = "Tokens per context window (default 128)" }),
+            ("prepend_bos", new Option<bool>("--prepend-bos") { Description = "BOS begins every context window (default true; --prepend-bos false to turn off)" }),
+            ("sequence_separator_token", new Option<string>("--sequence-separator-token") { Description = "Between concatenated documents: bos, eos, none or a token id (default bos)" }),
+            ("store_batch_size_prompts", new Option<int>("--store-batch-size-prompts") { Description = "Context windows per model forward (default 32)" }),
+            ("dtype", new Option<string>("--dtype") { Description = "Storage type: f32 or bf16 (default f32)" }),
+            ("contexts_per_shard", new Option<int>("--contexts-per-shard") { Description = "Context windows per shard file (default 256)" }));
+        foreach (var o in new Option[] { model, hook, dataset, tokensFile, outDir }) cmd.Add(o);
+        settingOptions.AddTo(cmd);
         cmd.SetAction(p =>
         {
-            var dt = p.GetValue(dtype)!.ToLowerInvariant() switch
+            var settings = settingOptions.Bind(p, new CacheSettings());
+            var o = p.InvocationConfiguration.Output;
+            var (cts, reg) = Progress.InterruptToken();
+            using (reg)
             {
-                "f32" => DType.F32, "bf16" => DType.BF16,
-                var s => throw new ArgumentException($"--dtype: expected f32 or bf16, got '{s}'"),
-            };
-            int c = p.GetValue(ctx);
-            long n = p.GetValue(tokens);
-            if (c < 2 || n < c) throw new ArgumentException($"--context-size must be >= 2 and --tokens >= context size (got {c}, {n})");
-            var m = HookedTransformer.Load(p.GetValue(model)!);
-            var docs = ModelInputs.Documents(p.GetValue(tokensFile), p.GetValue(dataset), p.GetValue(model)!, addBos: false); // the batcher adds BOS per context
-            var windows = ModelInputs.Contexts(docs, m.Config, c, prependBos: m.Config.BosTokenId is not null, p.GetValue(separator)!)
-                .Take((int)Math.Min(int.MaxValue, n / c)).ToList();
-            if (windows.Count == 0) throw new InvalidDataException($"token file holds fewer than {c} tokens");
-            var man = ActivationCache.Write(p.GetValue(outDir)!, m, p.GetValue(hook)!, windows, p.GetValue(perShard), p.GetValue(prompts), dt);
-            p.InvocationConfiguration.Output.WriteLine($"cached {man.Shards.Sum(s => (long)s.Rows)} rows of d_in {man.DIn} in {man.Shards.Count} shards");
+                var r = CacheRun.Execute(settings, p.GetValue(model)!, p.GetValue(hook)!, p.GetValue(dataset), p.GetValue(tokensFile), p.GetValue(outDir)!, Compute.All, cts.Token);
+                var man = r.Manifest;
+                o.WriteLine($"cached {man.Shards.Sum(s => (long)s.Rows):N0} rows of d_in {man.DIn} in {man.Shards.Count} of {man.TotalShards} shards");
+                if (r.Interrupted)
+                {
+                    o.WriteLine($"interrupted: the {man.Shards.Count} finished shards are kept; rerun the same command to write the rest");
+                    return 130;
+                }
+            }
+            return 0;
         });
         return cmd;
     }
@@ -68,16 +72,16 @@ public static class DataCommands
     private static Command BuildExtract()
     {
         var cmd = new Command("extract", "One activation per document at its last non-pad token (activations.npy + metadata.json)");
-        var model = new Option<string>("--model") { Required = true };
-        var hooks = new Option<string>("--hooks") { Description = "Comma-separated hook names (concatenated)", Required = true };
+        var model = new Option<string>("--model") { Description = "Model folder (Hugging Face) or llama2.c .bin", Required = true };
+        var hooks = new Option<string>("--hook") { Description = "Hook name; several, comma-separated, are concatenated", Required = true };
         var dataset = new Option<string?>("--dataset") { Description = "Text dataset (.txt one document per line, .jsonl, or a folder), encoded with the model's tokenizer" };
-        var tokensFile = new Option<string?>("--tokens-file");
-        var pad = new Option<int?>("--pad-token");
-        var outDir = new Option<string>("--out") { Required = true };
+        var tokensFile = new Option<string?>("--tokens-file") { Description = "Pretokenized safetensors token file, instead of --dataset" };
+        var pad = new Option<int?>("--pad-token") { Description = "Token id that pads documents (the activation is taken at the last other token)" };
+        var outDir = new Option<string>("--out") { Description = "Output folder (activations.npy + metadata.json)", Required = true };
         foreach (var o in new Option[] { model, hooks, dataset, tokensFile, pad, outDir }) cmd.Add(o);
         cmd.SetAction(p =>
         {
-            var m = HookedTransformer.Load(p.GetValue(model)!);
+            var m = HookedTransformer.Load(p.GetValue(model)!, Compute.All);
             var docs = ModelInputs.Documents(p.GetValue(tokensFile), p.GetValue(dataset), p.GetValue(model)!, addBos: true).ToList();
             var hs = p.GetValue(hooks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             var (acts, meta) = DocumentExtraction.Extract(m, hs, docs, padToken: p.GetValue(pad));

@@ -13,7 +13,8 @@ public static class DemoCommands
         var demo = new Command("demo", "Built-in synthetic benchmark: train a TopK and a standard SAE on a toy model with known features, print MCC/F1/L0/EV, write report.html");
         var output = new Option<string>("--out") { Description = "Output folder", DefaultValueFactory = _ => "runs/demo" };
         var seed = new Option<ulong>("--seed") { Description = "Seed of every random choice", DefaultValueFactory = _ => 42UL };
-        demo.Add(output); demo.Add(seed);
+        var overwrite = Overwrite();
+        demo.Add(output); demo.Add(seed); demo.Add(overwrite);
         demo.SetAction(p =>
         {
             var o = p.InvocationConfiguration.Output;
@@ -32,24 +33,29 @@ public static class DemoCommands
                 ("standard_l1", common with { Architecture = "standard", L1Coefficient = 0.1, L1WarmUpSteps = 300, UnitNormDecoder = true }),
             };
             var (cts, reg) = Progress.InterruptToken();
-            using (reg) SyntheticRun.Execute(model, runs, p.GetValue(output)!, Progress.For(o), cts.Token);
+            using (reg) SyntheticRun.Execute(model, runs, p.GetValue(output)!, Compute.All, Mode(p, overwrite), Progress.For(o), cts.Token);
             return 0;
         });
         return demo;
     }
+
+    private static Option<bool> Overwrite() => new("--overwrite") { Description = "Replace the runs already in --out instead of refusing" };
+
+    private static RunFolderMode Mode(ParseResult p, Option<bool> overwrite) => p.GetValue(overwrite) ? RunFolderMode.Overwrite : RunFolderMode.New;
 
     /// <summary>`saesharp synth train`: one SAE trained on a preset (or saved) synthetic model for a sample budget, scored against its true features.</summary>
     public static Command BuildSynthTrain()
     {
         var cmd = new Command("train", "Train an SAE on a synthetic model's activations for --samples samples; print MCC/F1/L0/EV and write report.html");
         var preset = new Option<string>("--preset") { Description = $"Preset: {string.Join(", ", SyntheticModel.PresetNames)}", DefaultValueFactory = _ => "toy" };
-        var model = new Option<string?>("--model") { Description = "A folder written by `synth build` (instead of --preset)" };
+        var model = new Option<string?>("--synthetic-model") { Description = "A folder written by `synth build` (instead of --preset)" };
         var samples = new Option<long?>("--samples") { Description = "Training samples (steps = samples / batch size); default: the steps setting" };
         var orthoSteps = new Option<int?>("--ortho-steps") { Description = "Override the preset's orthogonalisation steps" };
         var evalSamples = new Option<int>("--eval-samples") { Description = "Fresh samples for the final evaluation", DefaultValueFactory = _ => 8192 };
         var output = new Option<string>("--out") { Description = "Output folder", DefaultValueFactory = _ => "runs/synth" };
-        var settingOptions = new TrainSettingOptions();
-        foreach (var o in new Option[] { preset, model, samples, orthoSteps, evalSamples, output }) cmd.Add(o);
+        var overwrite = Overwrite();
+        var settingOptions = TrainSettingOptions.Create();
+        foreach (var o in new Option[] { preset, model, samples, orthoSteps, evalSamples, output, overwrite }) cmd.Add(o);
         settingOptions.AddTo(cmd);
         cmd.SetAction(p =>
         {
@@ -63,7 +69,7 @@ public static class DemoCommands
             SyntheticModel synthetic;
             if (p.GetValue(model) is { } dir)
             {
-                if (p.GetResult(preset) is { Tokens.Count: > 0 }) throw new ArgumentException("give --preset or --model, not both");
+                if (p.GetResult(preset) is { Tokens.Count: > 0 }) throw new ArgumentException("give --preset or --synthetic-model, not both");
                 synthetic = SyntheticModel.Load(dir);
             }
             else
@@ -82,7 +88,7 @@ public static class DemoCommands
             var (cts, reg) = Progress.InterruptToken();
             using (reg)
             {
-                var results = SyntheticRun.Execute(synthetic, [(settings.Architecture, settings)], p.GetValue(output)!, Progress.For(o), cts.Token, p.GetValue(evalSamples));
+                var results = SyntheticRun.Execute(synthetic, [(settings.Architecture, settings)], p.GetValue(output)!, Compute.All, Mode(p, overwrite), Progress.For(o), cts.Token, p.GetValue(evalSamples));
                 var r = results[0];
                 o.WriteLine($"throughput: {settings.TotalSteps() * settings.BatchSize / r.Elapsed.TotalSeconds:N0} samples/s (generation + training)");
             }

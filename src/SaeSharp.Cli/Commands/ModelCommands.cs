@@ -35,7 +35,7 @@ public static class ModelCommands
                 prompt = tokenizer.Encode(promptText, addBos: tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId);
             }
             else prompt = ParseIds(p.GetValue(ids)!);
-            var m = HookedTransformer.Load(modelPath);
+            var m = HookedTransformer.Load(modelPath, Compute.All);
             var options = new GenerationOptions
             {
                 MaxNewTokens = p.GetValue(max),

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Numerics.Tensors;
 using SaeSharp.Saes;
+using SaeSharp.Tensors;
 
 namespace SaeSharp.Cli.Commands;
 
@@ -18,7 +18,7 @@ public static class SaeCommands
         {
             string dir = p.GetValue(path)!;
             var s = File.Exists(Path.Combine(dir, SaeFiles.SparsifyWeightsFile)) && !File.Exists(Path.Combine(dir, SaeFiles.WeightsFile))
-                ? SaeFiles.ImportSparsify(dir) : SaeFiles.Load(dir);
+                ? SaeFiles.ImportSparsify(dir, Compute.All) : SaeFiles.Load(dir, Compute.All);
             Print(p.InvocationConfiguration.Output, s, SaeFiles.LoadSparsity(dir, s.Config.DSae));
             return 0;
         });
@@ -36,32 +36,20 @@ public static class SaeCommands
         foreach (var (k, v) in c.Metadata) o.WriteLine($"metadata.{k}: {v?.ToJsonString()}");
         o.WriteLine("parameters:");
         foreach (var (name, t) in sae.Params) o.WriteLine($"  {name,-10} [{t.ShapeString}]");
-        var norms = SaeSharp.Tensors.Ops.RowNorms(sae.WDec);
+        var norms = WeightStatistics.DecoderNorms(sae);
         o.WriteLine($"decoder row norms: min {F(norms.Min())}  mean {F(norms.Average())}  max {F(norms.Max())}");
-        // Cosine between latent j's encoder column W_enc[:, j] and its decoder row W_dec[j] (undefined when d_out ≠ d_in).
-        if (sae.DOut != c.DIn) o.WriteLine($"encoder/decoder cosine per latent: n/a (d_out {sae.DOut} ≠ d_in {c.DIn})");
-        else PrintCosine(o, sae, F);
+        var cos = WeightStatistics.EncoderDecoderCosines(sae);
+        o.WriteLine(cos is null ? $"encoder/decoder cosine per latent: n/a (d_out {sae.DOut} ≠ d_in {c.DIn})"
+            : $"encoder/decoder cosine per latent: min {F(cos.Min())}  mean {F(cos.Average())}  max {F(cos.Max())}");
+        // A training run's two counts of inactive latents answer different questions: dead lately, or never useful.
+        if (c.Metadata["dead_latents"] is { } deadLately)
+            o.WriteLine($"training run: {deadLately} latents did not fire in the last {c.Metadata["dead_latents_window_steps"]?.ToJsonString() ?? "?"} steps; " +
+                        $"{c.Metadata["never_fired_latents"]?.ToJsonString() ?? "?"} never fired over the whole run");
         if (log10Density is not null)
         {
-            int dead = log10Density.Count(d => d <= -9.9f);
+            int silent = log10Density.Count(d => d <= -9.9f);
             int dense = log10Density.Count(d => d > -1f);
-            o.WriteLine($"feature density (sparsity.safetensors): never fired {dead}, firing on >10% of tokens {dense}, median log10 density {F(log10Density.Order().ElementAt(log10Density.Length / 2))}");
+            o.WriteLine($"feature density (sparsity.safetensors, the last sampling window): no firing {silent}, firing on >10% of tokens {dense}, median log10 density {F(log10Density.Order().ElementAt(log10Density.Length / 2))}");
         }
-    }
-
-    private static void PrintCosine(TextWriter o, Sae sae, Func<double, string> F)
-    {
-        var c = sae.Config;
-        var wEnc = sae.WEnc;
-        var col = new float[c.DIn];
-        double sum = 0, min = double.MaxValue, max = double.MinValue;
-        for (int j = 0; j < c.DSae; j++)
-        {
-            for (int i = 0; i < c.DIn; i++) col[i] = wEnc[i, j];
-            double cos = TensorPrimitives.CosineSimilarity(col, sae.WDec.Row(j));
-            if (double.IsNaN(cos)) cos = 0;
-            sum += cos; min = Math.Min(min, cos); max = Math.Max(max, cos);
-        }
-        o.WriteLine($"encoder/decoder cosine per latent: min {F(min)}  mean {F(sum / c.DSae)}  max {F(max)}");
     }
 }

@@ -38,7 +38,7 @@ public static class SynthCommands
         synth.Add(build);
 
         var mcc = new Command("mcc", "Mean correlation coefficient between a decoder and a synthetic model's true features");
-        var model = new Option<string>("--model") { Description = "Folder written by `synth build`", Required = true };
+        var model = new Option<string>("--synthetic-model") { Description = "Folder written by `synth build`", Required = true };
         var weights = new Option<string>("--weights") { Description = "safetensors file holding the decoder", Required = true };
         var name = new Option<string>("--tensor") { Description = "Decoder tensor name, [d_sae, hidden]", DefaultValueFactory = _ => "W_dec" };
         mcc.Add(model); mcc.Add(weights); mcc.Add(name);

@@ -12,7 +12,7 @@ public static class TokenizeCommands
         var tokenizer = new Option<string>("--tokenizer") { Description = "Model folder or tokenizer file", Required = true };
         var text = new Option<string?>("--text") { Description = "Text to encode" };
         var file = new Option<string?>("--file") { Description = "UTF-8 file whose contents are encoded" };
-        var bos = new Option<bool>("--bos") { Description = "Prepend the BOS token" };
+        var bos = new Option<bool>("--prepend-bos") { Description = "Prepend the BOS token" };
         var show = new Option<bool>("--show") { Description = "Print one line per token: id and its text" };
         cmd.Add(tokenizer);
         cmd.Add(text);

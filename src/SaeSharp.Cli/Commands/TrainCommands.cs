@@ -1,9 +1,6 @@
 using System.CommandLine;
 using SaeSharp.Runs;
-using SaeSharp.Data;
-using SaeSharp.IO;
-using SaeSharp.Training;
-using System.Text.Json.Nodes;
+using SaeSharp.Tensors;
 
 namespace SaeSharp.Cli.Commands;
 
@@ -20,56 +17,46 @@ public static class TrainCommands
         var dataset = new Option<string?>("--dataset") { Description = "Text dataset for --model (.txt one document per line, .jsonl 'text' field, or a folder)" };
         var tokensFile = new Option<string?>("--tokens-file") { Description = "Pretokenized token file for --model, instead of --dataset" };
         var output = new Option<string>("--out") { Description = "Run folder", DefaultValueFactory = _ => "runs/train" };
-        var resume = new Option<string?>("--resume") { Description = "Continue the run in this folder from its latest checkpoint" };
-        var settingOptions = new TrainSettingOptions(
+        var resume = new Option<string?>("--resume") { Description = "Continue the run in this folder from its latest checkpoint (same settings and data)" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace the run already in --out instead of refusing" };
+        var settingOptions = TrainSettingOptions.Create(
             ("epochs", new Option<int>("--epochs") { Description = "drrik fit mode: passes over --activations, with a validation split; writes epochs.jsonl" }),
-            ("validation_fraction", new Option<double>("--validation-fraction") { Description = "Fit mode: last fraction of rows held out for validation (default 0.1)" }));
-        foreach (var o in new Option[] { activations, cache, model, hook, dataset, tokensFile }) train.Add(o);
-        train.Add(output); train.Add(resume);
+            ("validation_fraction", new Option<double>("--validation-fraction") { Description = "Fit mode: last fraction of rows held out for validation (default 0.1)" }),
+            ("context_size", new Option<int>("--context-size") { Description = "With --model: tokens per context window (default 128)" }));
+        foreach (var o in new Option[] { activations, cache, model, hook, dataset, tokensFile, output, resume, overwrite }) train.Add(o);
         settingOptions.AddTo(train);
         train.SetAction(p =>
         {
-            string outDir = p.GetValue(resume) ?? p.GetValue(output)!;
-            var defaults = p.GetValue(resume) is { } runDir ? TrainRun.LoadSettings(runDir) : new TrainSettings();
-            var settings = settingOptions.Bind(p, defaults);
-            Func<Action<TrainProgress>, CancellationToken, TrainRunResult> execute;
-            string sourceArgs;
-            if (settings.FitMode)
-            {
-                // drrik's fit mode holds the whole array: it needs the rows themselves, not a stream.
-                if (p.GetValue(cache) is not null || p.GetValue(model) is not null)
-                    throw new ArgumentException("epochs (fit mode) trains on an in-memory array: give --activations FILE.npy, not --cache or --model");
-                string path = p.GetValue(activations) ?? throw new ArgumentException("epochs (fit mode) needs --activations FILE.npy");
-                var data = TrainInputs.ReadActivations(path);
-                var meta = new JsonObject { ["dataset_path"] = Path.GetFullPath(path) };
-                sourceArgs = $"--activations {path}";
-                execute = (report, cancel) => TrainRun.ExecuteFit(settings, data, outDir, cancel, report, meta);
-            }
-            else
-            {
-                var (source, metadata, args) = TrainInputs.Open(settings, p.GetValue(activations), p.GetValue(cache), p.GetValue(model), p.GetValue(hook),
-                    p.GetValue(dataset), p.GetValue(tokensFile));
-                sourceArgs = args;
-                execute = (report, cancel) => TrainRun.Execute(settings, source, outDir, cancel, report, metadata);
-            }
+            string? resumeDir = p.GetValue(resume);
+            if (resumeDir is not null && p.GetValue(overwrite)) throw new ArgumentException("give --resume or --overwrite, not both");
+            if (resumeDir is not null && p.GetResult(output) is { Tokens.Count: > 0 }) throw new ArgumentException("--resume names the run folder; leave out --out");
+            string outDir = resumeDir ?? p.GetValue(output)!;
+            var mode = resumeDir is not null ? RunFolderMode.Resume : p.GetValue(overwrite) ? RunFolderMode.Overwrite : RunFolderMode.New;
+            var settings = settingOptions.Bind(p, resumeDir is not null ? TrainRun.LoadSettings(resumeDir) : new TrainSettings());
+            var data = TrainInputs.Open(settings, Compute.All, p.GetValue(activations), p.GetValue(cache), p.GetValue(model), p.GetValue(hook),
+                p.GetValue(dataset), p.GetValue(tokensFile));
             var o = p.InvocationConfiguration.Output;
+            var reporter = Progress.For(o);
             var (cts, reg) = Progress.InterruptToken();
             using (reg)
             {
-                var result = Progress.Run($"{settings.Architecture} d_sae={settings.DSae}", o, settings.MetricsEvery, report => execute(report, cts.Token));
+                var result = reporter.Track($"{settings.Architecture} d_sae={settings.DSae}", settings.MetricsEvery,
+                    report => TrainRun.Execute(settings, data, outDir, Compute.All, mode, reporter, cts.Token, report));
                 if (result.Summary.Interrupted)
                 {
-                    o.WriteLine($"interrupted at step {result.Summary.Steps}; checkpoint written. Continue with: saesharp train --resume {outDir} {sourceArgs}");
+                    o.WriteLine($"interrupted at step {result.Summary.Steps}; checkpoint written. Continue with: saesharp train --resume {outDir} {SourceArgs(p, activations, cache, model, hook, dataset, tokensFile)}");
                     return 130;
                 }
-                o.WriteLine($"trained {result.Summary.Steps} steps ({result.Summary.TokensSeen:N0} rows) in {result.Elapsed.TotalSeconds:F1} s; " +
-                            $"L0 {result.Summary.LastMetrics.GetValueOrDefault("l0"):F2}, explained variance {result.Summary.LastMetrics.GetValueOrDefault("explained_variance"):F4}, dead {result.Summary.DeadLatents}");
-                if (result.Summary.LastEpoch is { } e)
-                    o.WriteLine(TrainRun.DescribeEpoch(e));
+                o.WriteLine(TrainRun.DescribeResult(result));
+                if (result.Summary.LastEpoch is { } e) o.WriteLine(TrainRun.DescribeEpoch(e));
                 o.WriteLine($"saved to {Path.GetFullPath(outDir)}");
             }
             return 0;
         });
         return train;
     }
+
+    /// <summary>The data options as given, to repeat in the resume hint.</summary>
+    private static string SourceArgs(ParseResult p, params Option<string?>[] options) =>
+        string.Join(" ", options.Where(o => p.GetValue(o) is not null).Select(o => $"{o.Name} {p.GetValue(o)}"));
 }

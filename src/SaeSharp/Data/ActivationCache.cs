@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using SaeSharp.IO;
 using SaeSharp.Models;
 using SaeSharp.Tensors;
@@ -9,8 +10,17 @@ namespace SaeSharp.Data;
 /// <summary>One finished shard as listed in manifest.json.</summary>
 public sealed record CacheShard(string File, int Rows, int FirstContext, int Contexts);
 
-/// <summary>manifest.json of an activation cache: the shards finished so far.</summary>
-public sealed record CacheManifest(string Hook, int DIn, string DType, int ContextsPerShard, List<CacheShard> Shards);
+/// <summary>
+/// manifest.json of an activation cache: the shards finished so far, the settings the cache was made with (model,
+/// hook, dataset, context windows, dtype, token target; a rerun with others refuses), how many shards it plans, and
+/// whether it is complete.
+/// </summary>
+public sealed record CacheManifest(string Hook, int DIn, string DType, int ContextsPerShard, List<CacheShard> Shards)
+{
+    public JsonObject Settings { get; init; } = [];
+    public int TotalShards { get; set; }
+    public bool Complete { get; set; }
+}
 
 /// <summary>
 /// Writes model activations at a hook to sharded safetensors files (<c>acts</c> [n, d_in] as F32 or BF16,
@@ -22,34 +32,67 @@ public static class ActivationCache
     public const string ManifestName = "manifest.json";
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
+    /// <summary>
+    /// The manifest of the cache in <paramref name="dir"/>, or null when there is none. Every shard file it lists must
+    /// be a plain file name inside the folder (a manifest that points elsewhere is refused).
+    /// </summary>
     public static CacheManifest? ReadManifest(string dir)
     {
         var p = Path.Combine(dir, ManifestName);
         if (!File.Exists(p)) return null;
-        try { return JsonSerializer.Deserialize<CacheManifest>(File.ReadAllText(p), Json) ?? throw new InvalidDataException($"{p}: empty manifest"); }
+        CacheManifest m;
+        try { m = JsonSerializer.Deserialize<CacheManifest>(File.ReadAllText(p), Json) ?? throw new InvalidDataException($"{p}: empty manifest"); }
         catch (JsonException e) { throw new InvalidDataException($"{p}: invalid manifest: {e.Message}", e); }
+        if (m.Shards is null) throw new InvalidDataException($"{p}: no 'shards' list");
+        foreach (var s in m.Shards)
+        {
+            if (string.IsNullOrEmpty(s.File) || Path.GetFileName(s.File) != s.File || s.File is "." or ".." || Path.IsPathRooted(s.File))
+                throw new InvalidDataException($"{p}: shard file '{s.File}' is not a file name inside the cache folder");
+            if (s.Rows < 0) throw new InvalidDataException($"{p}: shard {s.File} has a negative row count {s.Rows}");
+        }
+        return m;
     }
 
-    /// <summary>Writes the cache; <paramref name="maxShards"/> stops early (used to test resume). Returns the manifest.</summary>
+    /// <summary>
+    /// Writes the cache, skipping shards a previous run finished; <paramref name="maxShards"/> stops early (used to test
+    /// resume) and <paramref name="cancel"/> stops after the shard in progress (the manifest then lists what is kept).
+    /// <paramref name="settings"/> records what the cache was made with; a folder holding a cache made with other
+    /// settings is refused, listing the differences. Returns the manifest (<see cref="CacheManifest.Complete"/> when
+    /// every shard is written).
+    /// </summary>
     public static CacheManifest Write(string dir, HookedTransformer model, string hook, IReadOnlyList<int[]> contexts,
-        int contextsPerShard, int promptsPerBatch, DType dtype = DType.F32, IEnumerable<int>? excludeTokens = null, int? maxShards = null)
+        int contextsPerShard, int promptsPerBatch, DType dtype = DType.F32, IEnumerable<int>? excludeTokens = null, int? maxShards = null,
+        JsonObject? settings = null, CancellationToken cancel = default)
     {
         if (dtype is not (DType.F32 or DType.BF16)) throw new ArgumentException($"cache dtype must be F32 or BF16, got {dtype}");
         if (contextsPerShard < 1 || promptsPerBatch < 1) throw new ArgumentException("contexts per shard and prompts per batch must be >= 1");
         Directory.CreateDirectory(dir);
         int dIn = ActivationStore.Width(model, hook);
+        var recorded = (JsonObject)(settings ?? []).DeepClone();
+        recorded["hook"] = hook;
+        recorded["d_in"] = dIn;
+        recorded["dtype"] = dtype.Name();
+        recorded["contexts_per_shard"] = contextsPerShard;
         var manifest = ReadManifest(dir);
-        if (manifest is not null && (manifest.Hook != hook || manifest.DIn != dIn || manifest.DType != dtype.Name() || manifest.ContextsPerShard != contextsPerShard))
-            throw new InvalidDataException($"{Path.Combine(dir, ManifestName)}: existing cache was made with different settings (hook {manifest.Hook}, d_in {manifest.DIn}, dtype {manifest.DType}, {manifest.ContextsPerShard} contexts/shard)");
-        manifest ??= new CacheManifest(hook, dIn, dtype.Name(), contextsPerShard, new List<CacheShard>());
+        if (manifest is not null)
+        {
+            var differences = recorded.Select(kv => kv.Key).Union(manifest.Settings.Select(kv => kv.Key)).Order(StringComparer.Ordinal)
+                .Where(k => (manifest.Settings[k]?.ToJsonString() ?? "null") != (recorded[k]?.ToJsonString() ?? "null"))
+                .Select(k => $"{k}: {manifest.Settings[k]?.ToJsonString() ?? "null"} → {recorded[k]?.ToJsonString() ?? "null"}").ToList();
+            if (differences.Count > 0)
+                throw new InvalidOperationException($"{dir} holds a cache made with other settings; write to another folder or delete it. Differences: {string.Join("; ", differences)}");
+        }
+        manifest ??= new CacheManifest(hook, dIn, dtype.Name(), contextsPerShard, new List<CacheShard>()) { Settings = recorded };
         var exclude = excludeTokens is null ? null : new HashSet<int>(excludeTokens);
         int nShards = (contexts.Count + contextsPerShard - 1) / contextsPerShard;
+        manifest.TotalShards = nShards;
         int written = 0;
         for (int s = 0; s < nShards; s++)
         {
             string name = $"shard_{s:D5}.safetensors";
             if (manifest.Shards.Any(x => x.File == name) && File.Exists(Path.Combine(dir, name))) continue;
             if (maxShards is int m && written >= m) break;
+            if (cancel.IsCancellationRequested) break;
             int first = s * contextsPerShard, count = Math.Min(contextsPerShard, contexts.Count - first);
             var rows = new List<Tensor>(); var toks = new List<int>();
             for (int b = 0; b < count; b += promptsPerBatch)
@@ -73,11 +116,13 @@ public static class ActivationCache
             AtomicFile.WriteAllText(Path.Combine(dir, ManifestName), JsonSerializer.Serialize(manifest, Json));
             written++;
         }
+        manifest.Complete = Enumerable.Range(0, nShards).All(s => manifest.Shards.Any(x => x.File == $"shard_{s:D5}.safetensors"));
+        AtomicFile.WriteAllText(Path.Combine(dir, ManifestName), JsonSerializer.Serialize(manifest, Json));
         return manifest;
     }
 
-    /// <summary>Reads every row of a cache (shard order) as F32, with token ids.</summary>
-    public static (Tensor Acts, int[] Tokens) ReadShard(string path, int dIn)
+    /// <summary>Reads a shard's rows as F32, with token ids; <paramref name="expectedRows"/> (the manifest's count) is checked against the file.</summary>
+    public static (Tensor Acts, int[] Tokens) ReadShard(string path, int dIn, int? expectedRows = null)
     {
         using var f = SafetensorsFile.Open(path);
         var e = f.Entry("acts");
@@ -85,6 +130,7 @@ public static class ActivationCache
         var acts = f.ReadFloat32("acts");
         var toks = f.ReadInt32("tokens");
         if (toks.Length != acts.Rows) throw new InvalidDataException($"{path}: 'tokens' has {toks.Length} entries, 'acts' has {acts.Rows} rows");
+        if (expectedRows is int n && n != acts.Rows) throw new InvalidDataException($"{path}: holds {acts.Rows} rows, the cache's {ManifestName} says {n}");
         return (acts, toks);
     }
 }
@@ -97,10 +143,13 @@ public sealed class CachedActivationSource : IActivationSource
 {
     private readonly MixingBuffer _buffer;
 
-    public CachedActivationSource(string dir, ulong seed, int bufferRows = 65536)
+    /// <param name="allowPartial">Train on a cache whose writing was interrupted (its finished shards only); otherwise such a cache is refused.</param>
+    public CachedActivationSource(string dir, ulong seed, int bufferRows = 65536, bool allowPartial = false)
     {
         var manifest = ActivationCache.ReadManifest(dir) ?? throw new FileNotFoundException($"'{dir}' has no {ActivationCache.ManifestName}");
         if (manifest.Shards.Count == 0) throw new InvalidDataException($"{Path.Combine(dir, ActivationCache.ManifestName)} lists no shards");
+        if (!manifest.Complete && !allowPartial)
+            throw new InvalidDataException($"{dir} is a partial cache ({manifest.Shards.Count} of {manifest.TotalShards} shards written); finish it by rerunning `saesharp cache` with the same settings, or train on what is there with --allow-partial-cache");
         Dim = manifest.DIn;
         var rng = new Rng(seed);
         var order = rng.Permutation(manifest.Shards.Count);
@@ -109,7 +158,7 @@ public sealed class CachedActivationSource : IActivationSource
         {
             if (next == order.Length) return null;
             var shard = manifest.Shards[order[next++]];
-            return ActivationCache.ReadShard(Path.Combine(dir, shard.File), Dim).Acts;
+            return ActivationCache.ReadShard(Path.Combine(dir, shard.File), Dim, shard.Rows).Acts;
         }, rng.NextUInt64());
     }
 

@@ -1,8 +1,17 @@
 using System.Globalization;
 using System.Reflection;
 using System.Text;
+using System.Text.Json.Nodes;
 
 namespace SaeSharp.IO;
+
+/// <summary>
+/// Marks a property whose record type holds further settings that share the parent's flat key space (e.g. the
+/// activation stream's settings inside a training run's), so <c>context_size</c> is a key of both the group and every
+/// settings record that embeds it.
+/// </summary>
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class SettingsGroupAttribute : Attribute;
 
 /// <summary>
 /// Maps string settings (from a YAML file, environment variables and command-line flags, in that order of
@@ -11,8 +20,8 @@ namespace SaeSharp.IO;
 /// </summary>
 public static class ConfigBinder
 {
-    /// <summary>A setting's value and where it came from (for error messages).</summary>
-    public readonly record struct Setting(string Value, string Source);
+    /// <summary>A setting's value and where it came from (for error messages); <paramref name="IsNull"/> unsets a nullable setting (JSON null).</summary>
+    public readonly record struct Setting(string Value, string Source, bool IsNull = false);
 
     public static string SnakeCase(string pascal)
     {
@@ -32,33 +41,98 @@ public static class ConfigBinder
         return sb.ToString();
     }
 
-    /// <summary>The settable properties of <typeparamref name="T"/> by snake_case name.</summary>
-    public static IReadOnlyDictionary<string, PropertyInfo> Keys<T>() =>
-        typeof(T).GetProperties(BindingFlags.Public | BindingFlags.Instance)
-            .Where(p => p.CanWrite)
-            .ToDictionary(p => SnakeCase(p.Name), p => p, StringComparer.Ordinal);
+    /// <summary>One setting: its property, inside the <see cref="SettingsGroupAttribute"/> property <see cref="Group"/> when not null.</summary>
+    public sealed record SettingKey(string Name, PropertyInfo? Group, PropertyInfo Property);
 
-    /// <summary>Applies <paramref name="settings"/> to a copy of <paramref name="defaults"/>.</summary>
+    /// <summary>The settable properties of <typeparamref name="T"/> (and of its settings groups) by snake_case name.</summary>
+    public static IReadOnlyDictionary<string, SettingKey> Keys<T>() => Keys(typeof(T));
+
+    private static Dictionary<string, SettingKey> Keys(Type type)
+    {
+        var keys = new Dictionary<string, SettingKey>(StringComparer.Ordinal);
+        foreach (var p in type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite))
+        {
+            var found = p.GetCustomAttribute<SettingsGroupAttribute>() is null
+                ? [new SettingKey(SnakeCase(p.Name), null, p)]
+                : Keys(p.PropertyType).Values.Select(k => k with { Group = p });
+            foreach (var k in found)
+                if (!keys.TryAdd(k.Name, k)) throw new InvalidOperationException($"{type.Name}: setting '{k.Name}' is defined twice");
+        }
+        return keys;
+    }
+
+    /// <summary>Applies <paramref name="settings"/> to a copy of <paramref name="defaults"/> (its groups copied too).</summary>
     public static T Bind<T>(T defaults, IEnumerable<KeyValuePair<string, Setting>> settings) where T : class
     {
         var keys = Keys<T>();
-        // Records: clone through the compiler-generated copy constructor so defaults stay untouched.
-        var clone = (T)(typeof(T).GetMethod("<Clone>$")?.Invoke(defaults, null) ?? defaults);
+        var clone = CloneRecord(defaults);
+        var groups = new Dictionary<PropertyInfo, object>();
         foreach (var (rawKey, setting) in settings)
         {
             string key = rawKey.Replace('-', '_').ToLowerInvariant();
-            if (!keys.TryGetValue(key, out var prop))
-                throw new ArgumentException($"{setting.Source}: unknown setting '{rawKey}'. Known settings: {string.Join(", ", keys.Keys.OrderBy(k => k, StringComparer.Ordinal))}");
+            if (!keys.TryGetValue(key, out var k))
+                throw new ArgumentException($"{setting.Source}: unknown setting '{rawKey}'. Known settings: {string.Join(", ", keys.Keys.OrderBy(n => n, StringComparer.Ordinal))}");
             object? value;
-            try { value = Convert(setting.Value, prop.PropertyType); }
+            try
+            {
+                value = !setting.IsNull ? Convert(setting.Value, k.Property.PropertyType)
+                    : k.Property.PropertyType.IsValueType && Nullable.GetUnderlyingType(k.Property.PropertyType) is null
+                        ? throw new FormatException("null for a setting that needs a value") : null;
+            }
             catch (Exception e) when (e is FormatException or OverflowException or ArgumentException)
             {
-                throw new ArgumentException($"{setting.Source}: setting '{rawKey}' = '{setting.Value}' is not a valid {Describe(prop.PropertyType)}");
+                throw new ArgumentException($"{setting.Source}: setting '{rawKey}' = '{setting.Value}' is not a valid {Describe(k.Property.PropertyType)}");
             }
-            prop.SetValue(clone, value);
+            object target = clone;
+            if (k.Group is not null && !groups.TryGetValue(k.Group, out target!))
+            {
+                target = CloneRecord(k.Group.GetValue(clone) ?? throw new InvalidOperationException($"settings group {k.Group.Name} is null"));
+                k.Group.SetValue(clone, target);
+                groups[k.Group] = target;
+            }
+            k.Property.SetValue(target, value);
         }
         return clone;
     }
+
+    // Records: clone through the compiler-generated copy constructor so the defaults stay untouched.
+    private static T CloneRecord<T>(T value) where T : class =>
+        (T)(value.GetType().GetMethod("<Clone>$")?.Invoke(value, null) ?? value);
+
+    /// <summary>Every setting of <paramref name="settings"/> as one flat JSON object of snake_case keys (enums by name).</summary>
+    public static JsonObject ToJson<T>(T settings) where T : class
+    {
+        var o = new JsonObject();
+        foreach (var (name, k) in Keys<T>().OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            object? owner = k.Group is null ? settings : k.Group.GetValue(settings);
+            object? v = k.Property.GetValue(owner);
+            o[name] = v switch
+            {
+                null => null,
+                Enum e => SnakeCase(e.ToString()),
+                string s => s,
+                bool b => b,
+                int i => i,
+                long l => l,
+                ulong u => u,
+                float f => f,
+                double d => d,
+                _ => throw new InvalidOperationException($"setting '{name}' has unsupported type {v.GetType().Name}"),
+            };
+        }
+        return o;
+    }
+
+    /// <summary>Settings from a flat JSON object (as <see cref="ToJson"/> writes), bound onto <paramref name="defaults"/>; <paramref name="source"/> names the file in errors.</summary>
+    public static T FromJson<T>(T defaults, JsonObject json, string source) where T : class =>
+        Bind(defaults, json.Select(kv => new KeyValuePair<string, Setting>(kv.Key, new Setting(
+            kv.Value switch
+            {
+                null => "",
+                JsonValue v when v.TryGetValue(out string? s) => s,
+                var v => v.ToJsonString(),
+            }, $"{source} key '{kv.Key}'", IsNull: kv.Value is null))));
 
     /// <summary>Settings from environment variables <c>SAESHARP_{SECTION}__{KEY}</c> (case-insensitive key).</summary>
     public static IEnumerable<KeyValuePair<string, Setting>> FromEnvironment(string section)

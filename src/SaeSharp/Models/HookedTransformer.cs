@@ -20,11 +20,11 @@ public sealed partial class HookedTransformer
     /// <summary>Every hook point of this model, in forward order.</summary>
     public IReadOnlyList<string> HookNames { get; }
 
-    public HookedTransformer(TransformerConfig config, ModelWeights weights, Compute? compute = null)
+    public HookedTransformer(TransformerConfig config, ModelWeights weights, Compute compute)
     {
         Config = config;
         Weights = weights;
-        Compute = compute ?? Compute.All;
+        Compute = compute ?? throw new ArgumentNullException(nameof(compute));
         _layerNames = Enumerable.Range(0, config.NLayers).Select(l => new LayerHookNames(l)).ToArray();
         var names = new List<string> { "hook_embed" };
         if (config.LearnedPositions) names.Add("hook_pos_embed");
@@ -44,7 +44,7 @@ public sealed partial class HookedTransformer
     }
 
     /// <summary>Loads a Hugging Face folder or a llama2.c .bin checkpoint.</summary>
-    public static HookedTransformer Load(string path, Compute? compute = null)
+    public static HookedTransformer Load(string path, Compute compute)
     {
         var (cfg, w) = ModelLoader.Load(path);
         return new HookedTransformer(cfg, w, compute);

@@ -26,14 +26,15 @@ public static class ModelInputs
     }
 
     /// <summary>
-    /// SAELens batching of documents into windows: BOS begins every window when <paramref name="prependBos"/>,
-    /// and <paramref name="separator"/> ("bos", "eos", "none" or a token id) goes between concatenated documents.
+    /// SAELens batching of documents into windows of context_size tokens: BOS begins every window when prepend_bos,
+    /// and sequence_separator_token ("bos", "eos", "none" or a token id) goes between concatenated documents.
     /// </summary>
-    public static IEnumerable<int[]> Contexts(IEnumerable<int[]> documents, TransformerConfig model, int contextSize, bool prependBos, string separator = "none")
+    public static IEnumerable<int[]> Contexts(IEnumerable<int[]> documents, TransformerConfig model, ContextSettings settings)
     {
-        int? bos = prependBos ? model.BosTokenId ?? throw new ArgumentException("prepend_bos: the model config has no bos_token_id") : null;
-        return SequenceBatcher.ConcatAndBatch(documents, new BatchingOptions(contextSize, BeginBatchToken: bos,
-            SequenceSeparatorToken: SpecialToken(separator, model, "sequence_separator_token")));
+        settings.Validate();
+        int? bos = settings.PrependBos ? model.BosTokenId ?? throw new ArgumentException("prepend_bos: the model config has no bos_token_id") : null;
+        return SequenceBatcher.ConcatAndBatch(documents, new BatchingOptions(settings.ContextSize, BeginBatchToken: bos,
+            SequenceSeparatorToken: SpecialToken(settings.SequenceSeparatorToken, model, "sequence_separator_token")));
     }
 
     /// <summary>"bos", "eos", "none" or a token id, resolved against the model config.</summary>

@@ -17,19 +17,25 @@ public sealed record SyntheticRunResult(string Name, SyntheticEvalResult Eval, T
 /// </summary>
 public static class SyntheticRun
 {
+    /// <param name="mode">New refuses a folder that already holds these runs; Overwrite replaces them (synthetic runs write no checkpoints, so there is nothing to resume).</param>
     public static List<SyntheticRunResult> Execute(SyntheticModel model, IReadOnlyList<(string Name, TrainSettings Settings)> runs, string outDir,
-        IRunReporter o, CancellationToken cancel, int evalSamples = 8192)
+        Compute compute, RunFolderMode mode, IRunReporter o, CancellationToken cancel, int evalSamples = 8192)
     {
+        if (mode == RunFolderMode.Resume) throw new ArgumentException("synthetic benchmark runs write no checkpoints and cannot be resumed; rerun them with --overwrite");
+        if (mode == RunFolderMode.New && runs.Any(r => TrainRun.HoldsRun(Path.Combine(outDir, r.Name))))
+            throw new InvalidOperationException($"{outDir} already holds these synthetic-benchmark runs; give --overwrite to run them afresh (or choose another --out)");
         Directory.CreateDirectory(outDir);
         model.Save(Path.Combine(outDir, "synthetic_model"));
         var (evalFeatures, evalHidden) = model.Sample(evalSamples, new Rng(model.Config.Seed ^ 0xE7A1UL));
         var results = new List<SyntheticRunResult>();
         foreach (var (name, settings) in runs)
         {
-            var source = new SyntheticActivationSource(model, settings.Seed + 1);
+            var data = new TrainData(new SyntheticActivationSource(model, settings.Seed + 1, compute),
+                new System.Text.Json.Nodes.JsonObject { ["kind"] = "synthetic", ["features"] = model.Config.NumFeatures, ["hidden_dim"] = model.Config.HiddenDim, ["seed"] = model.Config.Seed },
+                new System.Text.Json.Nodes.JsonObject { ["dataset_path"] = "synthetic:" + model.Config.NumFeatures });
             string dir = Path.Combine(outDir, name);
             var run = o.Track(name, Math.Max(1, settings.TotalSteps() / 5), report =>
-                TrainRun.Execute(settings, source, dir, cancel, report, new System.Text.Json.Nodes.JsonObject { ["dataset_path"] = "synthetic:" + model.Config.NumFeatures }));
+                TrainRun.Execute(settings, data, dir, compute, mode, o, cancel, report));
             if (run.Summary.Interrupted) throw new OperationCanceledException($"{name} interrupted at step {run.Summary.Steps}");
             var forward = run.Sae.Forward(evalHidden);
             var eval = SyntheticEvals.Evaluate(evalFeatures, evalHidden, forward.DenseFeatures(), forward.Output, run.Sae.WDec, model.Dictionary);

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using SaeSharp.Data;
 using SaeSharp.IO;
 using SaeSharp.Models;
+using SaeSharp.Tensors;
 
 namespace SaeSharp.Runs;
 
@@ -9,33 +10,32 @@ namespace SaeSharp.Runs;
 public static class TrainInputs
 {
     /// <summary>
-    /// The activation source named by exactly one of <paramref name="activations"/> (.npy), <paramref name="cache"/>
-    /// and <paramref name="model"/> (streamed through an <see cref="ActivationStore"/>), the SAELens metadata it
-    /// contributes to cfg.json, and the command-line flags that name it again for --resume.
+    /// The training data named by exactly one of <paramref name="activations"/> (.npy), <paramref name="cache"/>
+    /// and <paramref name="model"/> (streamed through an <see cref="ActivationStore"/> with the model's kernels on
+    /// <paramref name="compute"/>), with what identifies it and the SAELens metadata it contributes to cfg.json.
     /// </summary>
-    public static (IActivationSource Source, JsonObject Metadata, string Args) Open(TrainSettings s, string? activations, string? cache, string? model,
-        string? hook, string? dataset, string? tokensFile)
+    /// <param name="allowPartialCache">Train on a cache whose writing was interrupted (refused otherwise).</param>
+    public static TrainData Open(TrainSettings s, Compute compute, string? activations, string? cache, string? model,
+        string? hook, string? dataset, string? tokensFile, bool allowPartialCache = false)
     {
         int given = new[] { activations, cache, model }.Count(v => v is not null);
         if (given != 1) throw new ArgumentException("give exactly one activation source: --activations FILE.npy, --cache DIR, or --model DIR with --hook and --dataset");
         if (model is null && (hook ?? dataset ?? tokensFile) is not null) throw new ArgumentException("--hook, --dataset and --tokens-file go with --model");
-        if (activations is not null)
-        {
-            return (new InMemoryActivationSource(ReadActivations(activations), s.Seed + 1), new JsonObject { ["dataset_path"] = Path.GetFullPath(activations) }, $"--activations {activations}");
-        }
+        if (activations is not null) return TrainData.FromArray(ReadActivations(activations), s.Seed, activations);
         if (cache is not null)
         {
-            var src = new CachedActivationSource(cache, s.Seed + 1);
+            var src = new CachedActivationSource(cache, s.Seed + 1, allowPartial: allowPartialCache);
             var manifest = ActivationCache.ReadManifest(cache)!;
-            return (src, new JsonObject { ["hook_name"] = manifest.Hook, ["cached_activations_path"] = Path.GetFullPath(cache) }, $"--cache {cache}");
+            return new TrainData(src, new JsonObject { ["kind"] = "cache", ["path"] = Path.GetFullPath(cache), ["hook"] = manifest.Hook },
+                new JsonObject { ["hook_name"] = manifest.Hook, ["cached_activations_path"] = Path.GetFullPath(cache) });
         }
         if (hook is null) throw new ArgumentException("--model needs --hook (e.g. blocks.0.hook_resid_post)");
-        var m = HookedTransformer.Load(model!);
+        var m = HookedTransformer.Load(model!, compute);
         var docs = ModelInputs.Documents(tokensFile, dataset, model!, addBos: false); // the batcher places BOS
-        var contexts = ModelInputs.Contexts(docs, m.Config, s.ContextSize, s.PrependBos, s.SequenceSeparatorToken);
+        var contexts = ModelInputs.Contexts(docs, m.Config, s.Contexts);
         var exclude = s.ExcludeSpecialTokens ? ActivationStore.SpecialTokens(m.Config) : null;
         var select = new HookSelection(s.SeqposStart, s.SeqposEnd, s.HookHeadIndex);
-        var store = new ActivationStore(m, hook, contexts, s.ContextSize, s.StoreBatchSizePrompts, s.NBatchesInBuffer, s.Seed + 1, exclude, select: select);
+        var store = new ActivationStore(m, hook, contexts, s.Contexts.ContextSize, s.Contexts.StoreBatchSizePrompts, s.NBatchesInBuffer, s.Seed + 1, exclude, select: select);
         string datasetPath = Path.GetFullPath(dataset ?? tokensFile!);
         var meta = new JsonObject
         {
@@ -45,14 +45,18 @@ public static class TrainInputs
             ["hook_name"] = hook,
             ["hook_head_index"] = s.HookHeadIndex,
             ["seqpos_slice"] = new JsonArray(s.SeqposStart, s.SeqposEnd),
-            ["context_size"] = s.ContextSize,
-            ["prepend_bos"] = s.PrependBos,
-            ["sequence_separator_token"] = s.SequenceSeparatorToken,
+            ["context_size"] = s.Contexts.ContextSize,
+            ["prepend_bos"] = s.Contexts.PrependBos,
+            ["sequence_separator_token"] = s.Contexts.SequenceSeparatorToken,
             ["exclude_special_tokens"] = s.ExcludeSpecialTokens,
             ["dataset_path"] = datasetPath,
         };
-        string args = $"--model {model} --hook {hook} " + (dataset is not null ? $"--dataset {dataset}" : $"--tokens-file {tokensFile}");
-        return (store, meta, args);
+        var identity = new JsonObject
+        {
+            ["kind"] = "model", ["model"] = Path.GetFullPath(model!), ["hook"] = hook,
+            [dataset is not null ? "dataset" : "tokens_file"] = datasetPath,
+        };
+        return new TrainData(store, identity, meta);
     }
 
     /// <summary>A [n, d_in] float32 .npy matrix (drrik's activations.npy).</summary>

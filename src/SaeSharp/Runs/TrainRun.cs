@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SaeSharp.Data;
+using SaeSharp.Evals;
 using SaeSharp.IO;
 using SaeSharp.Saes;
 using SaeSharp.Tensors;
@@ -10,98 +11,234 @@ using Tensor = SaeSharp.Tensors.Tensor;
 
 namespace SaeSharp.Runs;
 
-/// <summary>The outcome of <see cref="TrainRun.Execute"/>.</summary>
-public sealed record TrainRunResult(Sae Sae, TrainSummary Summary, double ScalingFactor, string OutputDir, TimeSpan Elapsed);
+/// <summary>
+/// What a training run reads: the activation stream, what identifies it (compared on resume, so a run never silently
+/// continues on other data), and the SAELens cfg metadata it contributes. <see cref="Array"/> is the whole matrix when
+/// the data is an in-memory array (fit mode needs it; step mode reports how many passes its steps make).
+/// </summary>
+public sealed record TrainData(IActivationSource Source, JsonObject Identity, JsonObject Metadata)
+{
+    public Tensor? Array { get; init; }
+
+    /// <summary>A [n, d_in] matrix in memory (a .npy file or a script's own rows), reshuffled every pass.</summary>
+    public static TrainData FromArray(Tensor rows, ulong seed, string? path = null)
+    {
+        var identity = new JsonObject { ["kind"] = "activations", ["path"] = path is null ? null : Path.GetFullPath(path), ["rows"] = rows.Rows, ["d_in"] = rows.Cols };
+        var meta = new JsonObject { ["dataset_path"] = path is null ? "in-memory" : Path.GetFullPath(path) };
+        return new TrainData(new InMemoryActivationSource(rows, FitRunner.SourceSeed(seed)), identity, meta) { Array = rows };
+    }
+}
+
+/// <summary>The outcome of <see cref="TrainRun.Execute"/>; <paramref name="Final"/> is measured on the saved SAE (null for an interrupted run).</summary>
+public sealed record TrainRunResult(Sae Sae, TrainSummary Summary, double ScalingFactor, string OutputDir, TimeSpan Elapsed, FinalMetrics? Final);
 
 /// <summary>
-/// One SAE training run end to end: initialisation (b_dec, normalisation), the trainer with checkpoints and
-/// resume, and the final inference SAE in SAELens layout (batchtopk and matryoshka_batchtopk exported as jumprelu, the activation scale
-/// folded in) with sparsity.safetensors and training metadata in cfg.json.
+/// L0, explained variance and MSE of the SAE a run saved, measured after the last update, resampling and export, on
+/// <see cref="Rows"/> rows described by <see cref="On"/> (e.g. "the last 16,384 training rows").
+/// </summary>
+public sealed record FinalMetrics(double L0, double ExplainedVariance, double Mse, int Rows, string On);
+
+/// <summary>
+/// One SAE training run end to end: the run folder's rules (a folder holding a run is continued only with
+/// <see cref="RunFolderMode.Resume"/> and the same settings and data, or started afresh with
+/// <see cref="RunFolderMode.Overwrite"/>), initialisation (b_dec, normalisation), the trainer with checkpoints, the
+/// final inference SAE in SAELens layout (batchtopk kinds exported as jumprelu, the activation scale folded in) with
+/// sparsity.safetensors and training metadata in cfg.json, whose final metrics are measured on the saved weights.
 /// </summary>
 public static class TrainRun
 {
     public const string NormalizationFile = "normalization.json";
-    /// <summary>The run's settings, so <c>--resume</c> continues with exactly the same ones.</summary>
+    /// <summary>The run's settings and data identity, so a resume continues with exactly the same ones.</summary>
     public const string SettingsFile = "train_settings.json";
 
-    public static TrainSettings LoadSettings(string runDir)
+    /// <summary>Files a run writes into its folder (an overwrite removes exactly these).</summary>
+    private static readonly string[] RunFiles =
+    [
+        SettingsFile, NormalizationFile, "metrics.jsonl", "epochs.jsonl", "report.html", SaeFiles.ConfigFile, SaeFiles.WeightsFile, SaeFiles.SparsityFile,
+    ];
+
+    /// <summary>The settings a run folder was started with (train_settings.json).</summary>
+    public static TrainSettings LoadSettings(string runDir) => ReadRecord(runDir).Settings;
+
+    private static (TrainSettings Settings, JsonObject Identity) ReadRecord(string runDir)
     {
         string path = Path.Combine(runDir, SettingsFile);
         if (!File.Exists(path)) throw new FileNotFoundException($"{runDir} has no {SettingsFile}; is it a SaeSharp run folder?", path);
-        try { return JsonSerializer.Deserialize<TrainSettings>(File.ReadAllText(path)) ?? throw new InvalidDataException($"{path} is empty"); }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid run settings ({e.Message})"); }
+        try
+        {
+            var root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path}: expected a JSON object");
+            var settings = root["settings"] as JsonObject ?? throw new InvalidDataException($"{path}: no 'settings' object");
+            return (ConfigBinder.FromJson(new TrainSettings(), settings, path), root["data"] as JsonObject ?? []);
+        }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message})"); }
+        catch (ArgumentException e) { throw new InvalidDataException(e.Message); }
     }
 
-    public static TrainRunResult Execute(TrainSettings s, IActivationSource source, string outDir, CancellationToken cancel,
-        Action<TrainProgress>? progress = null, JsonObject? metadata = null, Compute? compute = null)
+    /// <summary>Whether <paramref name="dir"/> holds (part of) a training run.</summary>
+    public static bool HoldsRun(string dir) =>
+        Directory.Exists(dir) && (RunFiles.Any(f => File.Exists(Path.Combine(dir, f))) || Directory.Exists(Path.Combine(dir, "checkpoints")));
+
+    /// <summary>
+    /// Trains <paramref name="s"/> on <paramref name="data"/> into <paramref name="outDir"/>: epochs over
+    /// <see cref="TrainData.Array"/> in fit mode, else steps from the stream. An interrupted run (cancellation)
+    /// writes a checkpoint and saves no SAE.
+    /// </summary>
+    public static TrainRunResult Execute(TrainSettings s, TrainData data, string outDir, Compute compute, RunFolderMode mode = RunFolderMode.New,
+        IRunReporter? reporter = null, CancellationToken cancel = default, Action<TrainProgress>? progress = null)
     {
-        if (s.FitMode) throw new ArgumentException("epochs needs an in-memory activations array (use ExecuteFit)");
+        reporter ??= TextReporter.Silent;
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        bool resuming = Prepare(s, outDir);
+        s.Validate();
+        if (s.FitMode && data.Array is null) throw new ArgumentException("epochs (fit mode) trains on an in-memory array: give activations as a .npy matrix, not a cache or a model stream");
+        if (data.Source.Dim < 1) throw new ArgumentException("the activation source has no columns");
+        bool resuming = PrepareFolder(s, data, outDir, mode, reporter);
 
-        // The normalisation factor is estimated once and stored, so a resumed run scales exactly as before.
-        double scale = Scale(s, outDir, resuming, () =>
-        {
-            var sample = new List<Tensor>();
-            for (int i = 0; i < s.NormalizationBatches; i++)
-            {
-                var b = Tensor.Uninitialized(s.BatchSize, source.Dim);
-                if (!source.Next(b)) break;
-                sample.Add(b);
-            }
-            return sample;
-        });
-        IActivationSource trainSource = scale == 1 ? source : new ScaledSource(source, (float)scale);
-
+        Tensor? fitRows = null;
+        double scale;
         Tensor? bDecSample = null;
-        if (s.BDecInit != "zeros" && !resuming)
+        IActivationSource source = data.Source;
+        if (s.FitMode)
         {
-            bDecSample = Tensor.Uninitialized(Math.Min(s.BatchSize * 4, 16_384), source.Dim);
-            if (!trainSource.Next(bDecSample)) throw new InvalidDataException("the activation source ended before b_dec could be initialised");
+            var (train, _) = FitRunner.Split(data.Array!, s.HeldOutFraction());
+            scale = Scale(s, outDir, resuming, () => [train]);
+            fitRows = data.Array!;
+            if (scale != 1)
+            {
+                fitRows = fitRows.Clone();
+                System.Numerics.Tensors.TensorPrimitives.Multiply(fitRows.Span, (float)scale, fitRows.Span);
+                (train, _) = FitRunner.Split(fitRows, s.HeldOutFraction());
+            }
+            if (s.BDecInit != "zeros" && !resuming) bDecSample = train;
         }
-        var (sae, trainable) = CreateSae(s, source.Dim, bDecSample);
-        var trainer = new Trainer(trainable, trainSource, s.TrainerConfig(), outDir, compute);
-        trainer.ResumeIfPossible();
+        else
+        {
+            // The normalisation factor is estimated once and stored, so a resumed run scales exactly as before.
+            scale = Scale(s, outDir, resuming, () =>
+            {
+                var sample = new List<Tensor>();
+                for (int i = 0; i < s.NormalizationBatches; i++)
+                {
+                    var b = Tensor.Uninitialized(s.BatchSize, data.Source.Dim);
+                    if (!data.Source.Next(b)) break;
+                    sample.Add(b);
+                }
+                if (sample.Count == 0) throw new InvalidDataException("the activation source ended before the normalisation scale could be estimated");
+                return sample;
+            });
+            if (scale != 1) source = new ScaledSource(source, (float)scale);
+            if (s.BDecInit != "zeros" && !resuming)
+            {
+                bDecSample = Tensor.Uninitialized(Math.Min(s.BatchSize * 4, 16_384), data.Source.Dim);
+                if (!source.Next(bDecSample)) throw new InvalidDataException("the activation source ended before b_dec could be initialised");
+            }
+        }
+
+        var (sae, trainable) = CreateSae(s, data.Source.Dim, bDecSample, compute);
+        Trainer trainer;
+        FitRunner? fit = null;
+        if (fitRows is not null)
+        {
+            fit = new FitRunner(trainable, fitRows, s, outDir);
+            trainer = fit.Trainer;
+        }
+        else trainer = new Trainer(trainable, source, s, outDir);
+        foreach (var w in s.Warnings(trainer.TotalSteps)) reporter.WriteLine($"warning: {w}");
+        if (!s.FitMode && data.Array is { } array)
+            reporter.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{trainer.TotalSteps:N0} steps of {s.BatchSize:N0} rows = {trainer.TotalSteps * (double)s.BatchSize / array.Rows:0.##} passes over the {array.Rows:N0} rows"));
+        long from = trainer.ResumeIfPossible(w => reporter.WriteLine($"warning: {w}"));
+        if (resuming) reporter.WriteLine(from > 0 ? $"resuming {outDir} from step {from}" : $"{outDir} has no intact checkpoint; starting again from step 0");
         var summary = trainer.Run(cancel, progress);
-        return Finish(s, sae, summary, scale, outDir, metadata, clock);
+        if (summary.Interrupted) return new TrainRunResult(sae, summary, scale, outDir, clock.Elapsed, null);
+
+        var final = sae.Config.Kind.SavedAs is null ? sae : ((TopKSae)sae).ToJumpRelu();
+        if (scale != 1) final.FoldActivationScale((float)scale);
+        var (rows, on) = FinalRows(trainer, fit, source);
+        // The saved SAE works on raw activations; the trainer's rows carry the training scale.
+        if (scale != 1 && rows.Rows > 0) System.Numerics.Tensors.TensorPrimitives.Divide(rows.Span, (float)scale, rows.Span);
+        var finalMetrics = Measure(final, rows, on);
+        WriteMetadata(s, final, summary, scale, finalMetrics, data.Metadata);
+        SaeFiles.Save(final, outDir, summary.Log10Density);
+        if (summary.EndedEarly)
+            reporter.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"the activation data ran out after {summary.Steps:N0} of {summary.PlannedSteps:N0} steps ({summary.TokensSeen:N0} rows seen)"));
+        return new TrainRunResult(final, summary, scale, outDir, clock.Elapsed, finalMetrics);
     }
 
     /// <summary>
-    /// drrik's fit mode: <see cref="TrainSettings.Epochs"/> passes over <paramref name="activations"/> with the last
-    /// <see cref="TrainSettings.HeldOutFraction"/> of rows held out (see <see cref="FitRunner"/>). The normalisation
-    /// scale and the b_dec initialisation come from the training rows only.
+    /// Applies the run-folder rules and writes the settings record for a new run; returns whether an earlier run is
+    /// continued. Refusals name the folder and say what to give instead.
     /// </summary>
-    public static TrainRunResult ExecuteFit(TrainSettings s, Tensor activations, string outDir, CancellationToken cancel,
-        Action<TrainProgress>? progress = null, JsonObject? metadata = null, Compute? compute = null)
+    private static bool PrepareFolder(TrainSettings s, TrainData data, string outDir, RunFolderMode mode, IRunReporter reporter)
     {
-        if (!s.FitMode) throw new ArgumentException("ExecuteFit needs epochs > 0");
-        if (activations.Rank != 2) throw new ArgumentException($"activations must be a [n, d_in] matrix, got [{activations.ShapeString}]");
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        s.FitOptions().Validate();
-        bool resuming = Prepare(s, outDir);
-        var (train, _) = FitRunner.Split(activations, s.HeldOutFraction());
-        double scale = Scale(s, outDir, resuming, () => [train]);
-        if (scale != 1)
+        bool holds = HoldsRun(outDir);
+        switch (mode)
         {
-            activations = activations.Clone();
-            System.Numerics.Tensors.TensorPrimitives.Multiply(activations.Span, (float)scale, activations.Span);
-            (train, _) = FitRunner.Split(activations, s.HeldOutFraction());
+            case RunFolderMode.New when holds:
+                throw new InvalidOperationException($"{outDir} already holds a training run; give --resume to continue it (same settings and data) or --overwrite to start afresh");
+            case RunFolderMode.Resume:
+                if (!File.Exists(Path.Combine(outDir, SettingsFile)))
+                    throw new InvalidOperationException($"{outDir} holds no training run to resume ({SettingsFile} is missing)");
+                var (saved, identity) = ReadRecord(outDir);
+                var differences = Differences(ConfigBinder.ToJson(saved), ConfigBinder.ToJson(s), "setting")
+                    .Concat(Differences(identity, data.Identity, "data")).ToList();
+                if (differences.Count > 0)
+                    throw new InvalidOperationException($"{outDir}: the resume differs from the run it continues; start afresh with --overwrite or resume unchanged. Differences: {string.Join("; ", differences)}");
+                return true;
+            case RunFolderMode.Overwrite when holds:
+                foreach (var f in RunFiles) File.Delete(Path.Combine(outDir, f));
+                if (Directory.Exists(Path.Combine(outDir, "checkpoints"))) Directory.Delete(Path.Combine(outDir, "checkpoints"), recursive: true);
+                reporter.WriteLine($"overwriting the run in {outDir}");
+                break;
         }
-        var (sae, trainable) = CreateSae(s, activations.Cols, s.BDecInit != "zeros" && !resuming ? train : null);
-        var fit = new FitRunner(trainable, activations, s.TrainerConfig(), s.FitOptions(), outDir, compute);
-        fit.ResumeIfPossible();
-        var summary = fit.Run(cancel, progress);
-        return Finish(s, sae, summary, scale, outDir, metadata, clock);
+        Directory.CreateDirectory(outDir);
+        var record = new JsonObject { ["settings"] = ConfigBinder.ToJson(s), ["data"] = data.Identity.DeepClone() };
+        AtomicFile.WriteAllText(Path.Combine(outDir, SettingsFile), record.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        return false;
     }
 
-    /// <summary>Validates the settings and creates the run folder; writes the settings unless resuming. Returns whether the run resumes.</summary>
-    private static bool Prepare(TrainSettings s, string outDir)
+    /// <summary>"key: was → now" for every key whose value differs between two flat JSON objects.</summary>
+    private static IEnumerable<string> Differences(JsonObject before, JsonObject now, string what)
     {
-        s.Validate();
-        Directory.CreateDirectory(outDir);
-        bool resuming = File.Exists(Path.Combine(outDir, "checkpoints", "latest.json"));
-        if (!resuming) AtomicFile.WriteAllText(Path.Combine(outDir, SettingsFile), JsonSerializer.Serialize(s, new JsonSerializerOptions { WriteIndented = true }));
-        return resuming;
+        foreach (var key in before.Select(kv => kv.Key).Union(now.Select(kv => kv.Key)).Order(StringComparer.Ordinal))
+        {
+            string a = before[key]?.ToJsonString() ?? "null", b = now[key]?.ToJsonString() ?? "null";
+            if (a != b) yield return $"{what} {key}: {a} → {b}";
+        }
+    }
+
+    /// <summary>
+    /// The rows the final metrics are measured on: fit mode's validation rows when there are any, else the newest
+    /// training rows, else (a run resumed at its end) the next rows of the source.
+    /// </summary>
+    private static (Tensor Rows, string On) FinalRows(Trainer trainer, FitRunner? fit, IActivationSource source)
+    {
+        if (fit is { ValidationRows.Rows: > 0 } f) return (f.ValidationRows.Clone(), $"the {f.ValidationRows.Rows:N0} validation rows");
+        var recent = trainer.RecentRows();
+        if (recent.Rows > 0) return (recent, $"the last {recent.Rows:N0} training rows");
+        var next = Tensor.Uninitialized(trainer.RecentRowCapacity, source.Dim);
+        int got = 0;
+        var one = Tensor.Uninitialized(1, source.Dim);
+        while (got < next.Rows && source.Next(one)) one.Row(0).CopyTo(next.Row(got++));
+        return (next.RowSlice(0, got).Clone(), $"{got:N0} rows that follow the last training step");
+    }
+
+    /// <summary>L0 (positive activations per row, as SAELens), explained variance and MSE of <paramref name="sae"/> on <paramref name="rows"/>.</summary>
+    public static FinalMetrics Measure(Sae sae, Tensor rows, string on)
+    {
+        if (rows.Rows == 0) return new FinalMetrics(double.NaN, double.NaN, double.NaN, 0, "no rows (the data ran out)");
+        long active = 0;
+        var recon = new Tensor(rows.Rows, sae.DOut);
+        const int Chunk = 4096;
+        for (int start = 0; start < rows.Rows; start += Chunk)
+        {
+            var x = rows.RowSlice(start, Math.Min(Chunk, rows.Rows - start));
+            var f = sae.Forward(x);
+            // The trainer's L0: positive activations, counted the same way as its firing statistics.
+            foreach (int n in (f.Codes ?? SparseCodes.FromDense(f.Features!)).FiringCounts(sae.Compute)) active += n;
+            f.Output.Span.CopyTo(recon.RowSlice(start, x.Rows).Span);
+        }
+        return new FinalMetrics((double)active / rows.Rows, Reconstruction.ExplainedVariance(rows, recon), Reconstruction.Mse(rows, recon), rows.Rows, on);
     }
 
     private static double Scale(TrainSettings s, string outDir, bool resuming, Func<IReadOnlyList<Tensor>> sample)
@@ -115,10 +252,10 @@ public static class TrainRun
         return scale;
     }
 
-    private static (Sae Sae, SaeTrainable Trainable) CreateSae(TrainSettings s, int dIn, Tensor? bDecSample)
+    private static (Sae Sae, SaeTrainable Trainable) CreateSae(TrainSettings s, int dIn, Tensor? bDecSample, Compute compute)
     {
         var rng = new Rng(s.Seed);
-        var sae = SaeRegistry.Create(s.SaeConfig(dIn));
+        var sae = SaeRegistry.Create(s.SaeConfig(dIn), compute);
         float[]? bDec = bDecSample is null ? null : s.BDecInit switch
         {
             "mean" => Initialization.Mean(bDecSample),
@@ -130,20 +267,20 @@ public static class TrainRun
         return (sae, new SaeTrainable(sae, s.LossOptions(), s.UnitNormDecoder));
     }
 
-    private static TrainRunResult Finish(TrainSettings s, Sae sae, TrainSummary summary, double scale, string outDir,
-        JsonObject? metadata, System.Diagnostics.Stopwatch clock)
+    private static void WriteMetadata(TrainSettings s, Sae final, TrainSummary summary, double scale, FinalMetrics finalMetrics, JsonObject metadata)
     {
-        if (summary.Interrupted) return new TrainRunResult(sae, summary, scale, outDir, clock.Elapsed);
-        var final = sae is TopKSae { IsBatch: true } t ? t.ToJumpRelu() : sae;
-        if (scale != 1) final.FoldActivationScale((float)scale);
         var meta = final.Config.Metadata;
-        foreach (var (k, v) in metadata ?? []) meta[k] = v?.DeepClone();
+        foreach (var (k, v) in metadata) meta[k] = v?.DeepClone();
         meta["trained_with"] = "saesharp";
         meta["training_steps"] = summary.Steps;
         meta["training_tokens"] = summary.TokensSeen;
-        meta["final_l0"] = summary.LastMetrics.GetValueOrDefault("l0");
-        meta["final_explained_variance"] = summary.LastMetrics.GetValueOrDefault("explained_variance");
+        if (summary.EndedEarly) meta["ended_early"] = $"the data ran out after {summary.Steps} of {summary.PlannedSteps} steps";
+        meta["final_l0"] = Finite(finalMetrics.L0);
+        meta["final_explained_variance"] = Finite(finalMetrics.ExplainedVariance);
+        meta["final_metrics_on"] = finalMetrics.On;
         meta["dead_latents"] = summary.DeadLatents;
+        meta["dead_latents_window_steps"] = summary.DeadWindow;
+        meta["never_fired_latents"] = summary.NeverFired;
         meta["activation_scaling_factor"] = scale;
         if (s.FitMode)
         {
@@ -151,9 +288,9 @@ public static class TrainRun
             meta["validation_fraction"] = s.HeldOutFraction();
             if (summary.LastMetrics.TryGetValue("val_loss", out var vl) && double.IsFinite(vl)) meta["final_val_loss"] = vl;
         }
-        SaeFiles.Save(final, outDir, summary.Log10Density);
-        return new TrainRunResult(final, summary, scale, outDir, clock.Elapsed);
     }
+
+    private static JsonNode? Finite(double v) => double.IsFinite(v) ? v : null;
 
     /// <summary>Multiplies every batch of a source by a constant (activation normalisation during training).</summary>
     private sealed class ScaledSource(IActivationSource inner, float scale) : IActivationSource
@@ -169,9 +306,28 @@ public static class TrainRun
         public void Restore(IReadOnlyDictionary<string, string> position) => inner.Restore(position);
     }
 
+    /// <summary>One line closing a fit-mode epoch; both MSEs are per-element means, so they compare directly.</summary>
     public static string DescribeEpoch(EpochMetrics e) =>
-        string.Create(CultureInfo.InvariantCulture, $"epoch {e.Epoch}/{e.Epochs}  train loss {e.TrainLoss:F5}  L0 {e.TrainL0:F2}  val loss {e.ValLoss:F5}  val L0 {e.ValL0:F2}");
+        string.Create(CultureInfo.InvariantCulture,
+            $"epoch {e.Epoch}/{e.Epochs}  train MSE {e.TrainMse:G5}  val MSE {e.ValLoss:G5}  train L0 {e.TrainL0:F2}  val L0 {e.ValL0:F2}  (train loss {e.TrainLoss:G5}: SAELens overall_loss, MSE summed over d_in plus the penalty)");
 
     public static string Describe(TrainProgress p) =>
         string.Create(CultureInfo.InvariantCulture, $"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F5}  L0 {p.L0:F2}  EV {p.ExplainedVariance:F4}  {p.TokensPerSecond:N0} tok/s");
+
+    /// <summary>The run's closing summary line: final metrics on the saved weights, with the rows and window they refer to.</summary>
+    public static string DescribeResult(TrainRunResult r) =>
+        string.Create(CultureInfo.InvariantCulture,
+            $"trained {r.Summary.Steps:N0} steps ({r.Summary.TokensSeen:N0} rows) in {r.Elapsed.TotalSeconds:F1} s; saved SAE on {r.Final!.On}: L0 {r.Final.L0:F2}, explained variance {r.Final.ExplainedVariance:F4}; " +
+            $"dead {r.Summary.DeadLatents} (no firing in the last {r.Summary.DeadWindow:N0} steps), never fired {r.Summary.NeverFired}");
+}
+
+/// <summary>What to do with a run folder that already holds a run.</summary>
+public enum RunFolderMode
+{
+    /// <summary>Refuse a folder that already holds a run.</summary>
+    New,
+    /// <summary>Continue the run in the folder from its latest checkpoint; settings and data must equal the run's.</summary>
+    Resume,
+    /// <summary>Delete the run's files in the folder and start afresh.</summary>
+    Overwrite,
 }

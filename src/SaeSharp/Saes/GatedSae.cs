@@ -13,7 +13,12 @@ namespace SaeSharp.Saes;
 /// </summary>
 public sealed class GatedSae : Sae
 {
-    public GatedSae(SaeConfig config) : base(config)
+    public static SaeArchitecture Architecture { get; } = new()
+    {
+        Name = "gated", Create = (c, compute) => new GatedSae(c, compute), SparsityPenalty = true, SparseDensity = 0.05,
+    };
+
+    public GatedSae(SaeConfig config, Compute compute) : base(config, compute)
     {
         Params.Add("W_enc", new Tensor(config.DIn, config.DSae));
         Params.Add("b_gate", new Tensor(config.DSae));
@@ -23,12 +28,8 @@ public sealed class GatedSae : Sae
         Params.Add("b_dec", new Tensor(config.DIn));
     }
 
-    /// <summary>
-    /// Below this share of open gates (π &gt; 0, the only entries with a non-zero term: f, the L1 penalty and the via-gate
-    /// reconstruction all vanish elsewhere), forward and backward run on sparse codes of those entries instead of
-    /// dense GEMMs, as <see cref="StandardSae.SparseDensity"/>. 0 forces dense, 1 sparse.
-    /// </summary>
-    public double SparseDensity { get; set; } = 0.05;
+    // SparseDensity counts open gates (π > 0), the only entries with a non-zero term: f, the L1 penalty and the via-gate
+    // reconstruction all vanish elsewhere.
 
     // Codes: the open-gate entries with values f (the gated activation); GateValues: ReLU(π) on the same entries.
     private sealed record State(Tensor G, Tensor Gate, Tensor MseGrad, float[] Norms, Tensor? AuxGrad, float[]? GateValues);

@@ -15,7 +15,13 @@ namespace SaeSharp.Saes;
 /// </summary>
 public sealed class JumpReluSae : Sae
 {
-    public JumpReluSae(SaeConfig config) : base(config)
+    public static SaeArchitecture Architecture { get; } = new()
+    {
+        Name = "jumprelu", Create = (c, compute) => new JumpReluSae(c, compute), SparsityPenalty = true, SparseDensity = 0.05,
+        CfgKeys = ["jumprelu_init_threshold", "jumprelu_bandwidth"],
+    };
+
+    public JumpReluSae(SaeConfig config, Compute compute) : base(config, compute)
     {
         Params.Add("W_enc", new Tensor(config.DIn, config.DSae));
         Params.Add("b_enc", new Tensor(config.DSae));
@@ -26,12 +32,8 @@ public sealed class JumpReluSae : Sae
 
     public Tensor Threshold => Params["threshold"];
 
-    /// <summary>
-    /// Below this share of [B, d_sae] entries that the backward needs (firing, pre above θ, inside the threshold's
-    /// kernel window, or under the pre-act loss), forward and backward run on sparse codes of those entries instead of
-    /// dense GEMMs, as <see cref="StandardSae.SparseDensity"/>. 0 forces dense, 1 sparse.
-    /// </summary>
-    public double SparseDensity { get; set; } = 0.05;
+    // SparseDensity counts the entries the backward needs: firing, pre above θ, inside the threshold's kernel window,
+    // or under the pre-act loss.
 
     private sealed record State(Tensor MseGrad, float[] Norms);
 

@@ -12,9 +12,15 @@ namespace SaeSharp.Saes;
 /// </summary>
 public sealed class MatryoshkaBatchTopKSae : TopKSae
 {
-    public MatryoshkaBatchTopKSae(SaeConfig config) : base(config)
+    public static SaeArchitecture Architecture { get; } = BatchTopKArchitecture with
     {
-        if (config.Architecture != "matryoshka_batchtopk")
+        Name = "matryoshka_batchtopk", Create = (c, compute) => new MatryoshkaBatchTopKSae(c, compute),
+        CfgKeys = [.. BatchTopKArchitecture.CfgKeys, "matryoshka_widths"],
+    };
+
+    public MatryoshkaBatchTopKSae(SaeConfig config, Compute compute) : base(config, compute)
+    {
+        if (config.Architecture != Architecture.Name)
             throw new ArgumentException($"MatryoshkaBatchTopKSae cannot be a '{config.Architecture}' SAE");
     }
 

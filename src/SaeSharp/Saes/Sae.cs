@@ -100,15 +100,25 @@ public sealed class SaeForward
 /// </summary>
 public abstract class Sae
 {
-    protected Sae(SaeConfig config)
+    protected Sae(SaeConfig config, Compute compute)
     {
         config.Validate();
         Config = config;
+        Compute = compute ?? throw new ArgumentNullException(nameof(compute));
+        SparseDensity = config.Kind.SparseDensity;
     }
 
     public SaeConfig Config { get; }
     public SaeParams Params { get; } = new();
-    protected Compute Compute { get; init; } = Compute.All;
+    /// <summary>The thread budget of this SAE's kernels (given at construction; a trainer uses the same).</summary>
+    public Compute Compute { get; }
+
+    /// <summary>
+    /// Below this share of non-zero [B, d_sae] entries the forward and backward work from sparse codes (decode, decoder
+    /// and encoder gradients over the active entries only) instead of dense GEMMs; starts at the architecture's
+    /// <see cref="SaeArchitecture.SparseDensity"/>. 0 forces dense, 1 sparse (tests use both). Top-k kinds are always sparse.
+    /// </summary>
+    public double SparseDensity { get; set; }
 
     public Tensor WEnc => Params["W_enc"];
     public Tensor WDec => Params["W_dec"];

@@ -33,8 +33,10 @@ public sealed record SaeConfig
     public IReadOnlyList<int>? MatryoshkaWidths { get; init; }
     public JsonObject Metadata { get; init; } = [];
 
+    /// <summary>The architecture's registry entry (family, cfg keys, sparse-path density).</summary>
+    public SaeArchitecture Kind => SaeRegistry.Get(Architecture);
     /// <summary>transcoder or skip_transcoder: the decoder writes d_out outputs predicting a separate target.</summary>
-    public bool IsTranscoder => Architecture is "transcoder" or "skip_transcoder";
+    public bool IsTranscoder => Kind.Transcoder;
     /// <summary>Width of the SAE's output: d_out for transcoders, d_in otherwise.</summary>
     public int OutDim => IsTranscoder ? DOut : DIn;
 
@@ -42,15 +44,14 @@ public sealed record SaeConfig
 
     public void Validate()
     {
-        if (!SaeRegistry.Names.Contains(Architecture))
-            throw new ArgumentException($"cfg 'architecture': unknown architecture '{Architecture}'; known: {string.Join(", ", SaeRegistry.Names)}");
+        var kind = Kind; // throws naming the known architectures
         if (DIn < 1) throw new ArgumentException($"cfg 'd_in' must be positive, got {DIn}");
         if (DSae < 1) throw new ArgumentException($"cfg 'd_sae' must be positive, got {DSae}");
         if (!NormalizeModes.Contains(NormalizeActivations))
             throw new ArgumentException($"cfg 'normalize_activations': unknown mode '{NormalizeActivations}'; expected one of {string.Join(", ", NormalizeModes)}");
-        if (Architecture is "topk" or "batchtopk" or "matryoshka_batchtopk" && (K < 1 || K > DSae))
+        if (kind.TopK && (K < 1 || K > DSae))
             throw new ArgumentException($"cfg 'k' must be in [1, d_sae={DSae}] for {Architecture}, got {K}");
-        if (Architecture == "matryoshka_batchtopk")
+        if (kind.CfgKeys.Contains("matryoshka_widths"))
         {
             var w = MatryoshkaWidths;
             if (w is null || w.Count == 0) throw new ArgumentException($"cfg 'matryoshka_widths' must list the prefix widths (the last equal to d_sae={DSae}) for {Architecture}");

@@ -60,6 +60,18 @@ public static class SaeFiles
         return f.ReadFloat32("sparsity", dSae).ToArray();
     }
 
+    /// <summary>How each architecture-specific cfg key (<see cref="SaeArchitecture.CfgKeys"/>) is written.</summary>
+    internal static readonly IReadOnlyDictionary<string, Func<SaeConfig, JsonNode?>> ArchitectureKeys = new Dictionary<string, Func<SaeConfig, JsonNode?>>
+    {
+        ["k"] = c => c.K,
+        ["rescale_acts_by_decoder_norm"] = c => c.RescaleActsByDecoderNorm,
+        ["topk_threshold_lr"] = c => c.TopKThresholdLr,
+        ["matryoshka_widths"] = c => new JsonArray([.. c.MatryoshkaWidths!.Select(w => (JsonNode)w)]),
+        ["d_out"] = c => c.DOut,
+        ["jumprelu_init_threshold"] = c => c.JumpReluInitThreshold,
+        ["jumprelu_bandwidth"] = c => c.JumpReluBandwidth,
+    };
+
     public static JsonObject ConfigToJson(SaeConfig c)
     {
         var o = new JsonObject
@@ -73,19 +85,7 @@ public static class SaeFiles
             ["normalize_activations"] = c.NormalizeActivations,
             ["reshape_activations"] = "none",
         };
-        if (c.Architecture is "topk" or "batchtopk" or "matryoshka_batchtopk")
-        {
-            o["k"] = c.K;
-            o["rescale_acts_by_decoder_norm"] = c.RescaleActsByDecoderNorm;
-        }
-        if (c.Architecture is "batchtopk" or "matryoshka_batchtopk") o["topk_threshold_lr"] = c.TopKThresholdLr;
-        if (c.Architecture == "matryoshka_batchtopk") o["matryoshka_widths"] = new JsonArray([.. c.MatryoshkaWidths!.Select(w => (JsonNode)w)]);
-        if (c.IsTranscoder) o["d_out"] = c.DOut;
-        if (c.Architecture == "jumprelu")
-        {
-            o["jumprelu_init_threshold"] = c.JumpReluInitThreshold;
-            o["jumprelu_bandwidth"] = c.JumpReluBandwidth;
-        }
+        foreach (var key in c.Kind.CfgKeys) o[key] = ArchitectureKeys[key](c);
         o["metadata"] = c.Metadata.DeepClone();
         return o;
     }
@@ -114,11 +114,10 @@ public static class SaeFiles
             else throw new InvalidDataException($"{source}: 'activation_fn': unsupported '{act}' (expected relu or topk)");
         }
         arch ??= "standard";
-        var known = new HashSet<string>(TrainingKeys)
+        var known = new HashSet<string>(TrainingKeys.Concat(SaeRegistry.AllCfgKeys))
         {
-            "architecture", "d_in", "d_sae", "dtype", "device", "metadata", "k", "rescale_acts_by_decoder_norm",
-            "topk_threshold_lr", "jumprelu_init_threshold", "jumprelu_bandwidth", "activation_fn", "activation_fn_str",
-            "activation_fn_kwargs", "hook_point", "d_out", "matryoshka_widths",
+            "architecture", "d_in", "d_sae", "dtype", "device", "metadata", "activation_fn", "activation_fn_str",
+            "activation_fn_kwargs", "hook_point",
         };
         foreach (var (key, value) in o)
         {
@@ -152,14 +151,15 @@ public static class SaeFiles
         return cfg;
     }
 
-    public static Sae Load(string folder)
+    /// <summary>Loads an SAELens folder; the SAE's kernels run on <paramref name="compute"/>.</summary>
+    public static Sae Load(string folder, Compute compute)
     {
         string cfgPath = Path.Combine(folder, ConfigFile);
         if (!File.Exists(cfgPath)) throw new FileNotFoundException($"{folder}: no {ConfigFile} (not an SAE folder)", cfgPath);
         var cfg = ConfigFromJson(File.ReadAllText(cfgPath), cfgPath);
         string wPath = Path.Combine(folder, WeightsFile);
         if (!File.Exists(wPath)) throw new FileNotFoundException($"{folder}: no {WeightsFile}", wPath);
-        var sae = SaeRegistry.Create(cfg);
+        var sae = SaeRegistry.Create(cfg, compute);
         using var f = SafetensorsFile.Open(wPath);
         foreach (var (name, t) in sae.Params)
         {
@@ -196,7 +196,7 @@ public static class SaeFiles
     /// Imports an EleutherAI sparsify TopK SAE folder: encoder.weight [num_latents, d_in] becomes W_enc
     /// (transposed), encoder.bias b_enc, W_dec and b_dec as they are; k from cfg.json.
     /// </summary>
-    public static Sae ImportSparsify(string folder)
+    public static Sae ImportSparsify(string folder, Compute compute)
     {
         string cfgPath = Path.Combine(folder, ConfigFile), wPath = Path.Combine(folder, SparsifyWeightsFile);
         if (!File.Exists(cfgPath)) throw new FileNotFoundException($"{folder}: no {ConfigFile}", cfgPath);
@@ -210,7 +210,7 @@ public static class SaeFiles
         if (Int(o, "d_in", cfgPath) is { } cd && cd != dIn) throw new InvalidDataException($"{cfgPath}: 'd_in' is {cd} but encoder.weight has {dIn} columns");
         if (Int(o, "num_latents", cfgPath) is { } nl && nl != 0 && nl != dSae) throw new InvalidDataException($"{cfgPath}: 'num_latents' is {nl} but encoder.weight has {dSae} rows");
         if (f.Contains("W_skip")) throw new InvalidDataException($"{wPath}: skip connections (W_skip) are not supported for sparsify import");
-        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "topk", DIn = dIn, DSae = dSae, K = k });
+        var sae = SaeRegistry.Create(new SaeConfig { Architecture = TopKSae.TopKArchitecture.Name, DIn = dIn, DSae = dSae, K = k }, compute);
         Ops.TransposeInto(f.ReadFloat32("encoder.weight"), sae.WEnc, accumulate: false);
         f.ReadFloat32("encoder.bias", dSae).Span.CopyTo(sae.Params["b_enc"].Span);
         f.ReadFloat32("W_dec", dSae, dIn).Span.CopyTo(sae.WDec.Span);

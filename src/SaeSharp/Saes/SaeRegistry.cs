@@ -1,24 +1,39 @@
+using SaeSharp.Tensors;
+
 namespace SaeSharp.Saes;
 
-/// <summary>Architectures keyed by the cfg.json <c>architecture</c> string, as SAELens's registry.</summary>
+/// <summary>Architectures keyed by the cfg.json <c>architecture</c> string, as SAELens's registry. A new architecture is its file plus one line here.</summary>
 public static class SaeRegistry
 {
-    private static readonly Dictionary<string, Func<SaeConfig, Sae>> Factories = new()
-    {
-        ["standard"] = c => new StandardSae(c),
-        ["topk"] = c => new TopKSae(c),
-        ["batchtopk"] = c => new TopKSae(c),
-        ["jumprelu"] = c => new JumpReluSae(c),
-        ["gated"] = c => new GatedSae(c),
-        ["matryoshka_batchtopk"] = c => new MatryoshkaBatchTopKSae(c),
-        ["transcoder"] = c => new StandardSae(c),
-        ["skip_transcoder"] = c => new StandardSae(c),
-    };
+    private static readonly SaeArchitecture[] All =
+    [
+        StandardSae.Standard,
+        TopKSae.TopKArchitecture,
+        TopKSae.BatchTopKArchitecture,
+        JumpReluSae.Architecture,
+        GatedSae.Architecture,
+        MatryoshkaBatchTopKSae.Architecture,
+        StandardSae.Transcoder,
+        StandardSae.SkipTranscoder,
+    ];
 
-    public static IReadOnlyCollection<string> Names => Factories.Keys;
+    private static readonly Dictionary<string, SaeArchitecture> ByName = All.ToDictionary(a => a.Name, StringComparer.Ordinal);
 
-    /// <summary>A zero-initialised SAE of the config's architecture.</summary>
-    public static Sae Create(SaeConfig config) =>
-        Factories.TryGetValue(config.Architecture, out var make) ? make(config)
-            : throw new ArgumentException($"cfg 'architecture': unknown architecture '{config.Architecture}'; known: {string.Join(", ", Names)}");
+    public static IReadOnlyCollection<string> Names { get; } = [.. All.Select(a => a.Name)];
+
+    /// <summary>Every architecture, in registry order.</summary>
+    public static IReadOnlyList<SaeArchitecture> Architectures => All;
+
+    /// <summary>Every cfg key some architecture reads or writes.</summary>
+    public static IReadOnlySet<string> AllCfgKeys { get; } = All.SelectMany(a => a.CfgKeys).ToHashSet(StringComparer.Ordinal);
+
+    public static bool Contains(string name) => ByName.ContainsKey(name);
+
+    /// <summary>The architecture named <paramref name="name"/>; an unknown name is an error listing the known ones.</summary>
+    public static SaeArchitecture Get(string name) =>
+        ByName.TryGetValue(name, out var a) ? a
+            : throw new ArgumentException($"cfg 'architecture': unknown architecture '{name}'; known: {string.Join(", ", Names)}");
+
+    /// <summary>A zero-initialised SAE of the config's architecture whose kernels use <paramref name="compute"/>.</summary>
+    public static Sae Create(SaeConfig config, Compute compute) => Get(config.Architecture).Create(config, compute);
 }

@@ -12,28 +12,36 @@ namespace SaeSharp.Saes;
 /// </summary>
 public sealed class StandardSae : Sae
 {
-    public StandardSae(SaeConfig config) : base(config)
+    /// <summary>
+    /// The sparse-code path's density: a sparse entry costs about 20 times a dense one (it streams a whole weight
+    /// row); at B 4096, d_in 512, d_sae 16384 forward+backward measured equal near 6% (1.9 s both), sparse 1.6 s at
+    /// 4%, 0.64 s at 1%. A trained SAE sits far below (L0 of tens to hundreds of 16k latents), a freshly initialised
+    /// one near 50%.
+    /// </summary>
+    private const double SparsePathDensity = 0.05;
+
+    public static SaeArchitecture Standard { get; } = new()
     {
-        if (config.Architecture is not ("standard" or "transcoder" or "skip_transcoder"))
+        Name = "standard", Create = (c, compute) => new StandardSae(c, compute), SparsityPenalty = true, SparseDensity = SparsePathDensity,
+    };
+
+    public static SaeArchitecture Transcoder { get; } = Standard with { Name = "transcoder", Transcoder = true, CfgKeys = ["d_out"] };
+
+    public static SaeArchitecture SkipTranscoder { get; } = Transcoder with { Name = "skip_transcoder" };
+
+    public StandardSae(SaeConfig config, Compute compute) : base(config, compute)
+    {
+        if (config.Architecture != Standard.Name && !config.IsTranscoder)
             throw new ArgumentException($"StandardSae cannot be a '{config.Architecture}' SAE");
         Params.Add("W_enc", new Tensor(config.DIn, config.DSae));
         Params.Add("b_enc", new Tensor(config.DSae));
         Params.Add("W_dec", new Tensor(config.DSae, config.OutDim));
         Params.Add("b_dec", new Tensor(config.OutDim));
-        if (config.Architecture == "skip_transcoder") Params.Add("W_skip", new Tensor(config.OutDim, config.DIn));
+        if (config.Architecture == SkipTranscoder.Name) Params.Add("W_skip", new Tensor(config.OutDim, config.DIn));
     }
 
     /// <summary>skip_transcoder's skip connection [d_out, d_in]; null for the others.</summary>
     public Tensor? WSkip => Params.Contains("W_skip") ? Params["W_skip"] : null;
-
-    /// <summary>
-    /// Below this share of non-zero latents the forward and backward work from the sparse codes (decode, decoder and
-    /// encoder gradients over the firing entries only) instead of dense GEMMs. A sparse entry costs about 20 times a
-    /// dense one (it streams a whole weight row); at B 4096, d_in 512, d_sae 16384 forward+backward measured equal
-    /// near 6% (1.9 s both), sparse 1.6 s at 4%, 0.64 s at 1%. A trained SAE sits far below (L0 of tens to hundreds
-    /// of 16k latents), a freshly initialised one near 50%. 0 forces dense, 1 sparse.
-    /// </summary>
-    public double SparseDensity { get; set; } = 0.05;
 
     private sealed record State(Tensor? MseGrad, float[] Norms, double[]? SparsityNorm);
 

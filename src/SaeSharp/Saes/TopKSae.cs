@@ -15,8 +15,19 @@ namespace SaeSharp.Saes;
 /// </summary>
 public class TopKSae : Sae
 {
-    public TopKSae(SaeConfig config) : base(config)
+    public static SaeArchitecture TopKArchitecture { get; } = new()
     {
+        Name = "topk", Create = (c, compute) => new TopKSae(c, compute), TopK = true, CfgKeys = ["k", "rescale_acts_by_decoder_norm"],
+    };
+
+    public static SaeArchitecture BatchTopKArchitecture { get; } = TopKArchitecture with
+    {
+        Name = "batchtopk", BatchSelection = true, SavedAs = "jumprelu", CfgKeys = [.. TopKArchitecture.CfgKeys, "topk_threshold_lr"],
+    };
+
+    public TopKSae(SaeConfig config, Compute compute) : base(config, compute)
+    {
+        if (!config.Kind.TopK) throw new ArgumentException($"TopKSae cannot be a '{config.Architecture}' SAE");
         Params.Add("W_enc", new Tensor(config.DIn, config.DSae));
         Params.Add("b_enc", new Tensor(config.DSae));
         Params.Add("W_dec", new Tensor(config.DSae, config.DIn));
@@ -24,7 +35,7 @@ public class TopKSae : Sae
     }
 
     /// <summary>batchtopk or matryoshka_batchtopk: batch-wide selection in training, a threshold at inference.</summary>
-    public bool IsBatch => Config.Architecture is "batchtopk" or "matryoshka_batchtopk";
+    public bool IsBatch => Config.Kind.BatchSelection;
 
     /// <summary>batchtopk inference threshold (SAELens topk_threshold buffer), updated by training forwards.</summary>
     public double TopKThreshold { get; set; }
@@ -235,8 +246,8 @@ public class TopKSae : Sae
     public JumpReluSae ToJumpRelu()
     {
         if (!IsBatch) throw new InvalidOperationException("only batchtopk and matryoshka_batchtopk SAEs export to jumprelu");
-        var cfg = Config with { Architecture = "jumprelu", K = 0, RescaleActsByDecoderNorm = false, MatryoshkaWidths = null };
-        var j = new JumpReluSae(cfg);
+        var cfg = Config with { Architecture = JumpReluSae.Architecture.Name, K = 0, RescaleActsByDecoderNorm = false, MatryoshkaWidths = null };
+        var j = new JumpReluSae(cfg, Compute);
         foreach (var (n, t) in Params) t.Span.CopyTo(j.Params[n].Span);
         if (Config.RescaleActsByDecoderNorm)
         {

@@ -16,11 +16,11 @@ public sealed class SyntheticActivationSource : IActivationSource
     private Rng _rng;
     private long _rows;
 
-    public SyntheticActivationSource(SyntheticModel model, ulong seed, Compute? compute = null)
+    public SyntheticActivationSource(SyntheticModel model, ulong seed, Compute compute)
     {
         _model = model;
         _rng = new Rng(seed);
-        _compute = compute ?? Compute.All;
+        _compute = compute ?? throw new ArgumentNullException(nameof(compute));
     }
 
     public int Dim => _model.Config.HiddenDim;

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text.Json;
 using SaeSharp.IO;
 using SaeSharp.Tensors;
@@ -8,7 +9,9 @@ namespace SaeSharp.Training;
 /// Everything needed to continue training exactly: tensors (parameters, Adam moments, trackers as float/int
 /// tensors) and a JSON state (step counters, RNG and source positions, scaler). A checkpoint is a folder
 /// <c>step_NNNNNNNNN</c> written as <c>.tmp</c> then renamed, and <c>latest.json</c> (written atomically) names the
-/// newest complete one, so a kill at any moment leaves the previous checkpoint intact and findable.
+/// newest complete one, so a kill at any moment leaves the previous checkpoint intact and findable. Each checkpoint
+/// carries the SHA-256 of its files (<c>checksum.json</c>); a damaged newest checkpoint is passed over for the previous
+/// intact one, with a warning.
 /// </summary>
 public sealed class Checkpoint
 {
@@ -19,6 +22,7 @@ public sealed class Checkpoint
     private const string TensorFile = "state.safetensors";
     private const string StateFile = "state.json";
     private const string LatestFile = "latest.json";
+    private const string ChecksumFile = "checksum.json";
 
     /// <summary>Writes this checkpoint under <paramref name="root"/> for <paramref name="step"/>; keeps the newest <paramref name="keep"/>.</summary>
     public string Save(string root, long step, int keep = 2)
@@ -34,6 +38,11 @@ public sealed class Checkpoint
         foreach (var (k, v) in Integers) w.AddInt64(k, v, v.Length);
         w.Write(Path.Combine(tmp, TensorFile));
         AtomicFile.WriteAllText(Path.Combine(tmp, StateFile), JsonSerializer.Serialize(State, new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(tmp, ChecksumFile), JsonSerializer.Serialize(new Dictionary<string, string>
+        {
+            [TensorFile] = Sha256(Path.Combine(tmp, TensorFile)),
+            [StateFile] = Sha256(Path.Combine(tmp, StateFile)),
+        }));
         if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
         Directory.Move(tmp, final);
         AtomicFile.WriteAllText(Path.Combine(root, LatestFile), JsonSerializer.Serialize(new Dictionary<string, object> { ["step"] = step, ["dir"] = name }));
@@ -43,28 +52,54 @@ public sealed class Checkpoint
         return final;
     }
 
-    /// <summary>The newest complete checkpoint under <paramref name="root"/>, or null when there is none.</summary>
-    public static (Checkpoint Checkpoint, long Step)? LoadLatest(string root)
+    /// <summary>
+    /// The newest intact checkpoint under <paramref name="root"/> (the one latest.json names, else the newest
+    /// <c>step_*</c> folder whose checksums hold), or null when there is none; every damaged one passed over is
+    /// reported through <paramref name="warn"/>. Checkpoints that exist but are all damaged are an error.
+    /// </summary>
+    public static (Checkpoint Checkpoint, long Step)? LoadLatest(string root, Action<string>? warn = null)
     {
+        if (!Directory.Exists(root)) return null;
+        var candidates = new List<string>();
         string latest = Path.Combine(root, LatestFile);
-        if (!File.Exists(latest)) return null;
-        string dir;
-        long step;
-        try
+        if (File.Exists(latest))
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(latest));
-            dir = doc.RootElement.GetProperty("dir").GetString() ?? throw new InvalidDataException("dir is null");
-            step = doc.RootElement.GetProperty("step").GetInt64();
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllText(latest));
+                string dir = doc.RootElement.GetProperty("dir").GetString() ?? throw new InvalidDataException("dir is null");
+                if (Path.GetFileName(dir) != dir) throw new InvalidDataException($"'{dir}' is not a checkpoint folder name");
+                candidates.Add(Path.Combine(root, dir));
+            }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or InvalidDataException)
+            {
+                warn?.Invoke($"{latest} is damaged ({e.Message}); looking for the newest intact checkpoint");
+            }
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        candidates.AddRange(Directory.GetDirectories(root, "step_*").Where(d => !d.EndsWith(".tmp", StringComparison.Ordinal))
+            .OrderByDescending(d => d, StringComparer.Ordinal).Where(d => !candidates.Contains(d)));
+        if (candidates.Count == 0) return null;
+        foreach (var dir in candidates)
         {
-            throw new InvalidDataException($"{latest}: not a valid checkpoint pointer ({e.Message})");
+            try
+            {
+                var cp = Load(dir);
+                long step = long.Parse(Path.GetFileName(dir)["step_".Length..], System.Globalization.CultureInfo.InvariantCulture);
+                if (dir != candidates[0]) warn?.Invoke($"resuming from the intact checkpoint {dir} instead");
+                return (cp, step);
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException or FormatException or OverflowException)
+            {
+                warn?.Invoke($"checkpoint {dir} is damaged: {e.Message}");
+            }
         }
-        return (Load(Path.Combine(root, dir)), step);
+        throw new InvalidDataException($"{root}: every checkpoint is damaged ({string.Join(", ", candidates.Select(Path.GetFileName))}); start afresh with --overwrite");
     }
 
+    /// <summary>Reads a checkpoint folder after checking its files against their checksums.</summary>
     public static Checkpoint Load(string dir)
     {
+        Verify(dir);
         var cp = new Checkpoint();
         string stateFile = Path.Combine(dir, StateFile);
         if (!File.Exists(stateFile)) throw new FileNotFoundException($"checkpoint {dir} has no {StateFile}", stateFile);
@@ -82,6 +117,28 @@ public sealed class Checkpoint
             else cp.Tensors[name] = f.ReadFloat32(name);
         }
         return cp;
+    }
+
+    private static void Verify(string dir)
+    {
+        string path = Path.Combine(dir, ChecksumFile);
+        if (!File.Exists(path)) throw new InvalidDataException($"{dir} has no {ChecksumFile}");
+        Dictionary<string, string> sums;
+        try { sums = JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(path)) ?? []; }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message})"); }
+        foreach (var file in new[] { TensorFile, StateFile })
+        {
+            string f = Path.Combine(dir, file);
+            if (!File.Exists(f)) throw new InvalidDataException($"{dir} lacks {file}");
+            if (!sums.TryGetValue(file, out var expected) || expected != Sha256(f))
+                throw new InvalidDataException($"{f} does not match its checksum (the file was damaged or changed)");
+        }
+    }
+
+    private static string Sha256(string path)
+    {
+        using var s = File.OpenRead(path);
+        return Convert.ToHexStringLower(SHA256.HashData(s));
     }
 
     public string Require(string key) => State.TryGetValue(key, out var v) ? v : throw new InvalidDataException($"checkpoint state lacks '{key}'");

@@ -16,6 +16,8 @@ public sealed class FiringTracker
     /// <summary>Firing counts accumulated since the density window began.</summary>
     public long[] WindowCounts { get; }
     public long WindowTokens { get; set; }
+    /// <summary>Firing counts over the whole run (never reset), telling latents that never fired from those dead lately.</summary>
+    public long[] TotalCounts { get; }
 
     public FiringTracker(int latents, long deadWindow)
     {
@@ -24,6 +26,7 @@ public sealed class FiringTracker
         DeadWindow = deadWindow;
         StepsSinceFired = new long[latents];
         WindowCounts = new long[latents];
+        TotalCounts = new long[latents];
     }
 
     /// <summary>Records one training step whose latent codes are <paramref name="codes"/> (a latent fires when its value is positive).</summary>
@@ -37,7 +40,7 @@ public sealed class FiringTracker
     {
         if (firingCounts.Length != Latents) throw new ArgumentException($"firing counts cover {firingCounts.Length} latents, tracker has {Latents}");
         var fired = new bool[Latents];
-        for (int j = 0; j < Latents; j++) { WindowCounts[j] += firingCounts[j]; fired[j] = firingCounts[j] > 0; }
+        for (int j = 0; j < Latents; j++) { WindowCounts[j] += firingCounts[j]; TotalCounts[j] += firingCounts[j]; fired[j] = firingCounts[j] > 0; }
         Advance(fired, tokens);
     }
 
@@ -55,6 +58,9 @@ public sealed class FiringTracker
     }
 
     public int DeadCount => StepsSinceFired.Count(s => s >= DeadWindow);
+
+    /// <summary>Latents that have not fired once since the tracker began.</summary>
+    public int NeverFiredCount => TotalCounts.Count(c => c == 0);
 
     /// <summary>log10 of each latent's firing frequency over the window (log10(1e-10) for never), as SAELens.</summary>
     public float[] Log10Density()

@@ -5,25 +5,9 @@ using Tensor = SaeSharp.Tensors.Tensor;
 
 namespace SaeSharp.Training;
 
-/// <summary>drrik's <c>fit</c> settings: how many passes over the array and the fraction of rows held out.</summary>
-public sealed record FitOptions
-{
-    /// <summary>Passes over the training rows (drrik's num_epochs).</summary>
-    public int Epochs { get; init; } = 10;
-    /// <summary>The last ⌊n · fraction⌋ rows are held out for validation (drrik's validation_split).</summary>
-    public double ValidationFraction { get; init; } = 0.1;
-
-    public void Validate()
-    {
-        if (Epochs < 1) throw new ArgumentException($"epochs must be at least 1, got {Epochs}");
-        if (!(ValidationFraction >= 0 && ValidationFraction < 1))
-            throw new ArgumentException($"validation_fraction must be in [0, 1), got {ValidationFraction}");
-    }
-}
-
 /// <summary>
 /// drrik-style fit mode on top of <see cref="Trainer"/>: the array is split into training rows and the last
-/// <see cref="FitOptions.ValidationFraction"/> of rows (held out, as drrik's validation_split), the training rows are
+/// <see cref="TrainerSettings.ValidationFraction"/> of rows (held out, as drrik's validation_split), the training rows are
 /// reshuffled every epoch with the seeded RNG and served in ⌊rows / batch_size⌋ full batches
 /// (<see cref="InMemoryActivationSource"/> with drop-last), and after every epoch the trainer logs the epoch's mean
 /// training loss and L0 with the validation MSE and L0 (epochs.jsonl, metrics.jsonl, the progress callback).
@@ -34,24 +18,24 @@ public sealed class FitRunner
     public Tensor TrainRows { get; }
     public Tensor ValidationRows { get; }
     public long StepsPerEpoch { get; }
-    /// <summary>The trainer's settings: the given ones with TotalSteps = epochs × steps per epoch.</summary>
-    public TrainerConfig Config { get; }
     public InMemoryActivationSource Source { get; }
     public Trainer Trainer { get; }
 
     /// <param name="activations">[n, d_in]; not modified (the training and validation rows are views of it).</param>
-    public FitRunner(ITrainableSae sae, Tensor activations, TrainerConfig cfg, FitOptions fit, string runDir, Compute? compute = null)
+    /// <param name="cfg">Settings with epochs &gt; 0 (and validation_fraction, default 0.1).</param>
+    public FitRunner(ITrainableSae sae, Tensor activations, TrainerSettings cfg, string runDir)
     {
-        fit.Validate();
+        if (!cfg.FitMode) throw new ArgumentException($"fit mode needs epochs of at least 1, got {cfg.Epochs}");
+        cfg.Validate();
         if (activations.Rank != 2) throw new ArgumentException($"activations must be a [n, d_in] matrix, got [{activations.ShapeString}]");
-        (TrainRows, ValidationRows) = Split(activations, fit.ValidationFraction);
+        double fraction = cfg.HeldOutFraction();
+        (TrainRows, ValidationRows) = Split(activations, fraction);
         if (TrainRows.Rows < cfg.BatchSize)
             throw new ArgumentException($"batch_size {cfg.BatchSize} is larger than the {TrainRows.Rows} training rows " +
-                                        $"({activations.Rows} rows, validation_fraction {fit.ValidationFraction} held out)");
+                                        $"({activations.Rows} rows, validation_fraction {fraction} held out)");
         StepsPerEpoch = TrainRows.Rows / cfg.BatchSize;
-        Config = cfg with { TotalSteps = checked(fit.Epochs * StepsPerEpoch), StepsPerEpoch = StepsPerEpoch };
         Source = new InMemoryActivationSource(TrainRows, SourceSeed(cfg.Seed), shuffle: true, endless: true, dropLast: true);
-        Trainer = new Trainer(sae, Source, Config, runDir, compute, ValidationRows);
+        Trainer = new Trainer(sae, Source, cfg, runDir, new EpochPlan(StepsPerEpoch, ValidationRows));
     }
 
     /// <summary>The shuffling seed of the training rows (the CLI's source seed: run seed + 1).</summary>
@@ -67,7 +51,7 @@ public sealed class FitRunner
         return (data.RowSlice(0, n - nVal), data.RowSlice(n - nVal, nVal));
     }
 
-    public long ResumeIfPossible() => Trainer.ResumeIfPossible();
+    public long ResumeIfPossible(Action<string>? warn = null) => Trainer.ResumeIfPossible(warn);
 
     public TrainSummary Run(CancellationToken cancel = default, Action<TrainProgress>? progress = null) => Trainer.Run(cancel, progress);
 

@@ -25,6 +25,10 @@ public interface ITrainableSae
 {
     int DIn { get; }
     int DSae { get; }
+    /// <summary>The thread budget of the SAE's kernels; the trainer's own kernels use it too.</summary>
+    Compute Compute { get; }
+    /// <summary>Whether the sparsity coefficient (l1_coefficient) applies; top-k kinds have no penalty.</summary>
+    bool SparsityPenalty { get; }
     IReadOnlyDictionary<string, Tensor> Parameters { get; }
     /// <summary>Forward and backward on <paramref name="input"/> (and <paramref name="target"/> for transcoders; else the input), writing into <paramref name="gradients"/>.</summary>
     TrainStepResult ForwardBackward(Tensor input, Tensor target, StepInputs inputs, IReadOnlyDictionary<string, Tensor> gradients);

@@ -28,6 +28,8 @@ public sealed class SaeTrainable : ITrainableSae
         _parameters = sae.Params.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
     }
 
+    public Compute Compute => Sae.Compute;
+    public bool SparsityPenalty => Sae.Config.Kind.SparsityPenalty;
     public int DIn => Sae.Config.DIn;
     public int DSae => Sae.Config.DSae;
     public IReadOnlyDictionary<string, Tensor> Parameters => _parameters;

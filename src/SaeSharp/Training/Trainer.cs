@@ -6,69 +6,20 @@ using SaeSharp.Tensors;
 
 namespace SaeSharp.Training;
 
-/// <summary>Settings of one training run (SAELens names in the comments).</summary>
-public sealed record TrainerConfig
-{
-    /// <summary>Optimiser steps to take (training_tokens / train_batch_size_tokens).</summary>
-    public long TotalSteps { get; init; } = 1000;
-    /// <summary>Rows per batch (train_batch_size_tokens).</summary>
-    public int BatchSize { get; init; } = 4096;
-    public double Lr { get; init; } = 3e-4;
-    public LrScheduler LrScheduler { get; init; } = LrScheduler.Constant;
-    public long LrWarmupSteps { get; init; }
-    public long LrDecaySteps { get; init; }
-    public double LrEnd { get; init; }
-    public float AdamBeta1 { get; init; } = 0.9f;
-    public float AdamBeta2 { get; init; } = 0.999f;
-    /// <summary>Global gradient-norm clip; 0 disables.</summary>
-    public double MaxGradNorm { get; init; } = 1.0;
-    /// <summary>L1 / L0 coefficient (l1_coefficient); ignored by architectures without a sparsity penalty.</summary>
-    public double SparsityCoefficient { get; init; }
-    public long SparsityWarmupSteps { get; init; }
-    /// <summary>Steps without firing after which a latent counts as dead (dead_feature_window).</summary>
-    public long DeadFeatureWindow { get; init; } = 1000;
-    /// <summary>Steps over which feature density is measured (feature_sampling_window).</summary>
-    public long FeatureSamplingWindow { get; init; } = 2000;
-    public int MetricsEvery { get; init; } = 50;
-    /// <summary>Steps between checkpoints; 0 writes none.</summary>
-    public long CheckpointEvery { get; init; }
-    public ulong Seed { get; init; } = 42;
-    /// <summary>Steps between dead-latent resamplings (Anthropic / drrik); 0 disables resampling.</summary>
-    public long ResampleInterval { get; init; }
-    /// <summary>A latent is resampled when it has not fired in this many steps (drrik's sliding window).</summary>
-    public long ResampleWindow { get; init; } = 1000;
-    /// <summary>How many of the most recent input rows resampling draws its new directions from.</summary>
-    public int ResampleSamples { get; init; } = 1024;
-    /// <summary>
-    /// Fit mode (drrik's <c>fit</c>): steps per epoch over an in-memory array; at the end of every epoch the trainer
-    /// logs the epoch's mean training loss and L0 and, with validation rows, their MSE and L0 (epochs.jsonl, metrics,
-    /// progress). 0 = no epochs. <see cref="FitRunner"/> sets it.
-    /// </summary>
-    public long StepsPerEpoch { get; init; }
-
-    public LrSchedule Schedule => new(Lr, TotalSteps, LrScheduler, LrWarmupSteps, LrDecaySteps, LrEnd);
-
-    public void Validate()
-    {
-        if (BatchSize < 1) throw new ArgumentException($"batch size must be at least 1, got {BatchSize}");
-        if (MetricsEvery < 1) throw new ArgumentException($"metrics interval must be at least 1, got {MetricsEvery}");
-        if (CheckpointEvery < 0) throw new ArgumentException($"checkpoint interval must be non-negative, got {CheckpointEvery}");
-        if (SparsityCoefficient < 0) throw new ArgumentException($"sparsity coefficient must be non-negative, got {SparsityCoefficient}");
-        if (FeatureSamplingWindow < 1) throw new ArgumentException($"feature sampling window must be at least 1, got {FeatureSamplingWindow}");
-        if (ResampleInterval < 0) throw new ArgumentException($"resample_interval must be non-negative (0 disables resampling), got {ResampleInterval}");
-        if (ResampleWindow < 1) throw new ArgumentException($"resample_window must be at least 1, got {ResampleWindow}");
-        if (ResampleSamples < 1) throw new ArgumentException($"resample_samples must be at least 1, got {ResampleSamples}");
-        if (StepsPerEpoch < 0) throw new ArgumentException($"steps per epoch must be non-negative, got {StepsPerEpoch}");
-        Schedule.Validate();
-    }
-}
-
 /// <summary>Progress of a run, reported after every step; <paramref name="Epoch"/> is set on the step that ends an epoch (fit mode).</summary>
 public sealed record TrainProgress(long Step, long TotalSteps, double Loss, double L0, double ExplainedVariance, double TokensPerSecond, EpochMetrics? Epoch = null);
 
-/// <summary>What a finished (or interrupted) run reached; <paramref name="LastEpoch"/> is the last epoch this call completed (fit mode).</summary>
+/// <summary>
+/// What a finished (or interrupted) run reached. <paramref name="DeadLatents"/> counts latents that did not fire in the
+/// last <paramref name="DeadWindow"/> steps, <paramref name="NeverFired"/> those that never fired in the whole run;
+/// <paramref name="LastEpoch"/> is the last epoch this call completed (fit mode); <paramref name="EndedEarly"/> says the
+/// activation source ran out before the planned <paramref name="PlannedSteps"/>.
+/// </summary>
 public sealed record TrainSummary(long Steps, long TokensSeen, bool Interrupted, IReadOnlyDictionary<string, double> LastMetrics, float[] Log10Density, int DeadLatents,
-    EpochMetrics? LastEpoch = null);
+    EpochMetrics? LastEpoch = null, long DeadWindow = 0, int NeverFired = 0, long PlannedSteps = 0, bool EndedEarly = false);
+
+/// <summary>Fit mode's plan for the trainer: steps per epoch and the held-out rows validated after every epoch (<see cref="FitRunner"/>).</summary>
+public sealed record EpochPlan(long StepsPerEpoch, Tensor? Validation);
 
 /// <summary>
 /// One epoch of fit mode, as drrik reports it: the means over the epoch's batches of the training loss (the overall
@@ -104,7 +55,9 @@ public sealed class Trainer
 {
     private readonly ITrainableSae _sae;
     private readonly IActivationSource _source;
-    private readonly TrainerConfig _cfg;
+    private readonly TrainerSettings _cfg;
+    private readonly long _totalSteps, _stepsPerEpoch, _resampleStop;
+    private readonly RecentRows _recent;
     private readonly string _runDir;
     private readonly Compute _compute;
     private readonly Adam _adam;
@@ -121,25 +74,40 @@ public sealed class Trainer
 
     public string CheckpointDir => Path.Combine(_runDir, "checkpoints");
     public string MetricsPath => Path.Combine(_runDir, "metrics.jsonl");
-    /// <summary>One line per finished epoch in fit mode (<see cref="TrainerConfig.StepsPerEpoch"/> &gt; 0).</summary>
+    /// <summary>One line per finished epoch in fit mode.</summary>
     public string EpochsPath => Path.Combine(_runDir, "epochs.jsonl");
     public FiringTracker Tracker => _tracker;
-    /// <summary>The dead-latent resampler, or null when <see cref="TrainerConfig.ResampleInterval"/> is 0.</summary>
+    /// <summary>The dead-latent resampler, or null when <see cref="TrainerSettings.ResampleInterval"/> is 0.</summary>
     public Resampler? Resampler => _resampler;
     public Adam Optimizer => _adam;
     public long Step => _step;
+    /// <summary>The run's length: the settings' step budget, or epochs × steps per epoch in fit mode.</summary>
+    public long TotalSteps => _totalSteps;
+    /// <summary>The newest training rows (up to <see cref="RecentRowCapacity"/>), on which a run's final metrics are measured.</summary>
+    public Tensor RecentRows() => _recent.Rows();
 
-    /// <param name="validation">Held-out rows evaluated at the end of every epoch (fit mode); never trained on.</param>
-    public Trainer(ITrainableSae sae, IActivationSource source, TrainerConfig cfg, string runDir, Compute? compute = null, Tensor? validation = null)
+    /// <summary>At most this many of the newest training rows are kept for the final metrics (fewer when d_in is wide: 64 MB at most).</summary>
+    public int RecentRowCapacity => _recent.Capacity;
+
+    /// <param name="epochs">Fit mode (<see cref="FitRunner"/>): the run is settings.epochs × steps per epoch steps, each epoch closed with training means and the validation rows.</param>
+    /// <remarks>The trainer's own kernels (clipping, Adam, firing counts) use the SAE's thread budget.</remarks>
+    public Trainer(ITrainableSae sae, IActivationSource source, TrainerSettings cfg, string runDir, EpochPlan? epochs = null)
     {
-        cfg.Validate();
+        if (epochs is not null && !cfg.FitMode) throw new ArgumentException("an epoch plan needs epochs > 0 in the settings");
+        if (epochs is null && cfg.FitMode) throw new ArgumentException("epochs (fit mode) trains through a FitRunner, which plans the epochs from the data");
+        _totalSteps = epochs is null ? cfg.TotalSteps() : checked(cfg.Epochs * epochs.StepsPerEpoch);
+        cfg.Validate(_totalSteps);
         if (source.Dim != sae.DIn) throw new ArgumentException($"activations have d_in {source.Dim}, SAE expects {sae.DIn}");
+        var validation = epochs?.Validation;
         if (validation is not null && (validation.Rank != 2 || validation.Cols != sae.DIn))
             throw new ArgumentException($"validation rows must be [n, {sae.DIn}], got [{validation.ShapeString}]");
-        if (validation is not null && cfg.StepsPerEpoch == 0) throw new ArgumentException("validation rows need epochs (steps per epoch > 0)");
+        if (epochs is not null && epochs.StepsPerEpoch < 1) throw new ArgumentException($"steps per epoch must be at least 1, got {epochs.StepsPerEpoch}");
+        _stepsPerEpoch = epochs?.StepsPerEpoch ?? 0;
+        _resampleStop = cfg.ResampleStop(_totalSteps);
         _validation = validation;
         _sae = sae; _source = source; _cfg = cfg; _runDir = runDir;
-        _compute = compute ?? Compute.All;
+        _compute = sae.Compute;
+        _recent = new RecentRows(sae.DIn);
         _adam = new Adam(sae.Parameters, cfg.AdamBeta1, cfg.AdamBeta2);
         _tracker = new FiringTracker(sae.DSae, cfg.DeadFeatureWindow);
         if (cfg.ResampleInterval > 0)
@@ -150,10 +118,13 @@ public sealed class Trainer
     /// <summary>The resampler's RNG seed: derived from the run seed, independent of every other stream.</summary>
     public static ulong ResamplerSeed(ulong seed) => new Rng(seed ^ 0x5245_5341_4D50_4C45UL).NextUInt64();
 
-    /// <summary>Restores the newest checkpoint in the run folder, if any; returns the step it resumes from.</summary>
-    public long ResumeIfPossible()
+    /// <summary>
+    /// Restores the newest intact checkpoint in the run folder, if any (damaged ones are passed over and reported
+    /// through <paramref name="warn"/>); returns the step it resumes from.
+    /// </summary>
+    public long ResumeIfPossible(Action<string>? warn = null)
     {
-        var latest = Checkpoint.LoadLatest(CheckpointDir);
+        var latest = Checkpoint.LoadLatest(CheckpointDir, warn);
         if (latest is null) return 0;
         var (cp, step) = latest.Value;
         foreach (var (name, p) in _sae.Parameters)
@@ -164,6 +135,7 @@ public sealed class Trainer
         }
         cp.RequireIntegers("tracker.steps_since_fired").CopyTo(_tracker.StepsSinceFired, 0);
         cp.RequireIntegers("tracker.window_counts").CopyTo(_tracker.WindowCounts, 0);
+        cp.RequireIntegers("tracker.total_counts").CopyTo(_tracker.TotalCounts, 0);
         _tracker.WindowTokens = long.Parse(cp.Require("tracker.window_tokens"), CultureInfo.InvariantCulture);
         _adam.Step = long.Parse(cp.Require("adam_step"), CultureInfo.InvariantCulture);
         _tokens = long.Parse(cp.Require("tokens_seen"), CultureInfo.InvariantCulture);
@@ -176,7 +148,7 @@ public sealed class Trainer
             _resampler.Restore(cp);
             _resampledSinceLog = long.Parse(cp.Require("resampler.since_log"), CultureInfo.InvariantCulture);
         }
-        if (_cfg.StepsPerEpoch > 0)
+        if (_stepsPerEpoch > 0)
         {
             _epochLoss = double.Parse(cp.Require("epoch.loss_sum"), CultureInfo.InvariantCulture);
             _epochMse = double.Parse(cp.Require("epoch.mse_sum"), CultureInfo.InvariantCulture);
@@ -206,6 +178,7 @@ public sealed class Trainer
         }
         cp.Integers["tracker.steps_since_fired"] = _tracker.StepsSinceFired;
         cp.Integers["tracker.window_counts"] = _tracker.WindowCounts;
+        cp.Integers["tracker.total_counts"] = _tracker.TotalCounts;
         cp.State["tracker.window_tokens"] = _tracker.WindowTokens.ToString(CultureInfo.InvariantCulture);
         cp.State["adam_step"] = _adam.Step.ToString(CultureInfo.InvariantCulture);
         cp.State["tokens_seen"] = _tokens.ToString(CultureInfo.InvariantCulture);
@@ -216,7 +189,7 @@ public sealed class Trainer
             _resampler.Save(cp);
             cp.State["resampler.since_log"] = _resampledSinceLog.ToString(CultureInfo.InvariantCulture);
         }
-        if (_cfg.StepsPerEpoch > 0)
+        if (_stepsPerEpoch > 0)
         {
             cp.State["epoch.loss_sum"] = _epochLoss.ToString("R", CultureInfo.InvariantCulture);
             cp.State["epoch.mse_sum"] = _epochMse.ToString("R", CultureInfo.InvariantCulture);
@@ -226,23 +199,24 @@ public sealed class Trainer
         cp.Save(CheckpointDir, _step);
     }
 
-    /// <summary>Trains until <see cref="TrainerConfig.TotalSteps"/>, the source ends, or cancellation.</summary>
+    /// <summary>Trains until <see cref="TotalSteps"/>, the source ends, or cancellation.</summary>
     public TrainSummary Run(CancellationToken cancel = default, Action<TrainProgress>? progress = null)
     {
         var batch = Tensor.Uninitialized(_cfg.BatchSize, _sae.DIn);
-        var schedule = _cfg.Schedule;
-        var sparsity = new CoefficientWarmup(_cfg.SparsityCoefficient, _cfg.SparsityWarmupSteps);
+        var schedule = _cfg.Schedule(_totalSteps);
+        var sparsity = new CoefficientWarmup(_sae.SparsityPenalty ? _cfg.L1Coefficient : 0, _cfg.L1WarmUpSteps);
         IReadOnlyDictionary<string, double> last = new Dictionary<string, double>();
         bool interrupted = false;
         var clock = Stopwatch.StartNew();
         long tokensAtStart = _tokens;
         using var log = new MetricsLog(MetricsPath, append: _step > 0);
-        using var epochLog = _cfg.StepsPerEpoch > 0 ? new MetricsLog(EpochsPath, append: _step > 0) : null;
+        using var epochLog = _stepsPerEpoch > 0 ? new MetricsLog(EpochsPath, append: _step > 0) : null;
         EpochMetrics? lastEpoch = null;
-        while (_step < _cfg.TotalSteps)
+        bool endedEarly = false;
+        while (_step < _totalSteps)
         {
             if (cancel.IsCancellationRequested) { interrupted = true; break; }
-            if (!_source.Next(batch)) break;
+            if (!_source.Next(batch)) { endedEarly = true; break; }
             if (Ops.HasNonFinite(batch.Span))
                 throw new InvalidDataException($"step {_step + 1}: the activation batch contains NaN or infinite values; training stopped (the last checkpoint is untouched)");
             double coefficient = sparsity.At(_step);
@@ -260,8 +234,10 @@ public sealed class Trainer
             var firingCounts = result.Codes.FiringCounts(_compute);
             _tracker.Record(firingCounts, batch.Rows);
             _resampler?.Record(batch, firingCounts);
+            _recent.Add(batch);
             _step++;
-            if (_resampler is not null && _step % _cfg.ResampleInterval == 0)
+            // No resampling after the stop step, so a re-initialised latent is trained before the run saves it.
+            if (_resampler is not null && _step % _cfg.ResampleInterval == 0 && _step <= _resampleStop)
                 _resampledSinceLog += _resampler.Resample(_sae, _adam).Count;
             _tokens += batch.Rows;
             if (_step % _cfg.FeatureSamplingWindow == 0)
@@ -279,15 +255,15 @@ public sealed class Trainer
             double tps = (_tokens - tokensAtStart) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
             double overall = result.Losses.GetValueOrDefault("overall_loss");
             EpochMetrics? epoch = null;
-            if (_cfg.StepsPerEpoch > 0)
+            if (_stepsPerEpoch > 0)
             {
                 _epochLoss += overall;
                 _epochMse += Reconstruction.Mse(batch, result.Reconstruction);
                 _epochL0 += l0;
                 _epochSteps++;
-                if (_step % _cfg.StepsPerEpoch == 0) epoch = lastEpoch = FinishEpoch();
+                if (_step % _stepsPerEpoch == 0) epoch = lastEpoch = FinishEpoch();
             }
-            if (_step % _cfg.MetricsEvery == 0 || _step == _cfg.TotalSteps || epoch is not null)
+            if (_step % _cfg.MetricsEvery == 0 || _step == _totalSteps || epoch is not null)
             {
                 var m = new Dictionary<string, double>
                 {
@@ -318,13 +294,14 @@ public sealed class Trainer
                 log.Write(m);
                 last = m;
             }
-            progress?.Invoke(new TrainProgress(_step, _cfg.TotalSteps, overall, l0, ev, tps, epoch));
+            progress?.Invoke(new TrainProgress(_step, _totalSteps, overall, l0, ev, tps, epoch));
             if (_cfg.CheckpointEvery > 0 && _step % _cfg.CheckpointEvery == 0) SaveCheckpoint();
         }
         if (interrupted && _cfg.CheckpointEvery >= 0) SaveCheckpoint();
         // Report the window in progress, or the last complete one when a window has just ended.
         var density = _tracker.WindowTokens > 0 || _lastWindowDensity is null ? _tracker.Log10Density() : _lastWindowDensity;
-        return new TrainSummary(_step, _tokens, interrupted, last, density, _tracker.DeadCount, lastEpoch);
+        return new TrainSummary(_step, _tokens, interrupted, last, density, _tracker.DeadCount, lastEpoch, _cfg.DeadFeatureWindow,
+            _tracker.NeverFiredCount, _totalSteps, endedEarly);
     }
 
     /// <summary>Closes the epoch that the current step ends: training means, then the validation rows under the current weights.</summary>
@@ -332,7 +309,7 @@ public sealed class Trainer
     {
         double n = Math.Max(1, _epochSteps);
         var (valLoss, valL0, valEv) = _validation is { Rows: > 0 } v ? Validate(v) : (double.NaN, double.NaN, double.NaN);
-        var e = new EpochMetrics(_step / _cfg.StepsPerEpoch, _cfg.TotalSteps / _cfg.StepsPerEpoch, _step,
+        var e = new EpochMetrics(_step / _stepsPerEpoch, _totalSteps / _stepsPerEpoch, _step,
             _epochLoss / n, _epochMse / n, _epochL0 / n, valLoss, valL0, valEv);
         _epochLoss = _epochMse = _epochL0 = 0;
         _epochSteps = 0;

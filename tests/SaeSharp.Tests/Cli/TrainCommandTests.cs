@@ -51,7 +51,7 @@ public class TrainCommandTests
         Assert.Equal(a.Names, b.Names);
         foreach (var name in a.Names) Assert.Equal(a.RawBytes(name), b.RawBytes(name));
         // batchtopk is exported for inference as jumprelu.
-        Assert.Equal("jumprelu", SaeFiles.Load(killedDir).Config.Architecture);
+        Assert.Equal("jumprelu", SaeFiles.Load(killedDir, Compute.All).Config.Architecture);
         Directory.Delete(dir, true);
     }
 
@@ -114,7 +114,7 @@ public class TrainFitCommandTests
         Assert.True(epochs[^1].ValLoss < epochs[0].ValLoss, string.Join(" ", epochs.Select(e => e.ValLoss)));
         Assert.True(epochs[^1].TrainLoss < epochs[0].TrainLoss, string.Join(" ", epochs.Select(e => e.TrainLoss)));
         Assert.All(File.ReadLines(Path.Combine(run, "metrics.jsonl")), l => Assert.Contains("\"resampled_latents\"", l));
-        var sae = SaeFiles.Load(run);
+        var sae = SaeFiles.Load(run, Compute.All);
         Assert.Equal(4, sae.Config.Metadata["epochs"]!.GetValue<int>());
         Directory.Delete(dir, true);
     }
@@ -131,12 +131,14 @@ public class TrainFitCommandTests
             ResampleInterval = 7, ResampleWindow = 3,
         };
         string straight = Path.Combine(dir, "straight"), resumed = Path.Combine(dir, "resumed");
-        var a = SaeSharp.Runs.TrainRun.ExecuteFit(settings, data, straight, CancellationToken.None);
+        string npy = Path.Combine(dir, "acts.npy");
+        var a = SaeSharp.Runs.TrainRun.Execute(settings, SaeSharp.Runs.TrainData.FromArray(data, settings.Seed, npy), straight, Compute.All);
         Assert.False(a.Summary.Interrupted);
         Assert.Equal(36, a.Summary.Steps); // ⌊800 / 64⌋ = 12 steps an epoch
 
         using var cancel = new CancellationTokenSource();
-        var half = SaeSharp.Runs.TrainRun.ExecuteFit(settings, data, resumed, cancel.Token, p => { if (p.Step == 19) cancel.Cancel(); });
+        var half = SaeSharp.Runs.TrainRun.Execute(settings, SaeSharp.Runs.TrainData.FromArray(data, settings.Seed, npy), resumed, Compute.All,
+            cancel: cancel.Token, progress: p => { if (p.Step == 19) cancel.Cancel(); });
         Assert.True(half.Summary.Interrupted);
         var r = CliRunner.Run("train", "--resume", resumed, "--activations", Path.Combine(dir, "acts.npy"));
         Assert.True(r.Code == 0, r.Err + r.Out);
@@ -195,7 +197,10 @@ public class SaeInfoCommandTests
         Assert.Contains("d_in: 8   d_sae: 16   k: 2", info.Out);
         Assert.Contains("W_dec      [16, 8]", info.Out);
         Assert.Contains("decoder row norms:", info.Out);
-        Assert.DoesNotContain("never fired 16", info.Out); // density comes from the last complete window, not an empty one
+        Assert.DoesNotContain("no firing 16", info.Out); // density comes from the last complete window, not an empty one
+        // Latents dead in the last window and latents that never fired are told apart, each with its meaning.
+        var meta = SaeFiles.Load(Path.Combine(dir, "run"), Compute.All).Config.Metadata;
+        Assert.Contains($"training run: {meta["dead_latents"]} latents did not fire in the last 1000 steps; {meta["never_fired_latents"]} never fired over the whole run", info.Out);
         var missing = CliRunner.Run("sae", "info", Path.Combine(dir, "nothing"));
         Assert.Equal(1, missing.Code);
         Directory.Delete(dir, true);
@@ -213,7 +218,7 @@ public class SaeInfoCommandTests
             "--k", "2", "--steps", "40", "--batch-size", "32", "--out", Path.Combine(dir, "run"), "--set", "matryoshka_widths=4,8,16",
             "--set", "normalize_activations=layer_norm");
         Assert.True(r.Code == 0, r.Err + r.Out);
-        var sae = SaeFiles.Load(Path.Combine(dir, "run"));
+        var sae = SaeFiles.Load(Path.Combine(dir, "run"), Compute.All);
         Assert.Equal("jumprelu", sae.Config.Architecture);
         Assert.Equal("layer_norm", sae.Config.NormalizeActivations);
         var info = CliRunner.Run("sae", "info", Path.Combine(dir, "run"));

@@ -65,7 +65,51 @@ public class ActivationCacheTests
         var d = Tmp();
         var m = ActivationCache.Write(d, model, Hook, ctx, 2, 2, DType.BF16);
         using (var f = SafetensorsFile.Open(Path.Combine(d, m.Shards[0].File))) Assert.Equal(DType.BF16, f.Entry("acts").DType);
-        var e = Assert.Throws<InvalidDataException>(() => ActivationCache.Write(d, model, Hook, ctx, 2, 2, DType.F32));
-        Assert.Contains("manifest.json", e.Message);
+        Assert.True(m.Complete);
+        var e = Assert.Throws<InvalidOperationException>(() => ActivationCache.Write(d, model, Hook, ctx, 2, 2, DType.F32));
+        Assert.Contains(d, e.Message);
+        Assert.Contains("dtype: \"BF16\" → \"F32\"", e.Message);
+        e = Assert.Throws<InvalidOperationException>(() => ActivationCache.Write(d, model, Hook, ctx, 2, 2, DType.BF16, settings: new() { ["dataset"] = "other.txt" }));
+        Assert.Contains("dataset: null → \"other.txt\"", e.Message);
+    }
+
+    [SharedFact(ActivationStoreTests.Model)]
+    public void PartialCacheIsRefusedForTrainingUnlessAllowed()
+    {
+        var model = ActivationStoreTests.LoadModel();
+        var ctx = ActivationStoreTests.Contexts(6, 4);
+        var d = Tmp();
+        var m = ActivationCache.Write(d, model, Hook, ctx, 2, 2, maxShards: 1);
+        Assert.False(m.Complete);
+        Assert.Equal(3, m.TotalShards);
+        var e = Assert.Throws<InvalidDataException>(() => new CachedActivationSource(d, 1));
+        Assert.Contains("partial cache (1 of 3 shards", e.Message);
+        Assert.Contains("--allow-partial-cache", e.Message);
+        var partial = new CachedActivationSource(d, 1, allowPartial: true);
+        var batch = new Tensor(4, partial.Dim);
+        Assert.True(partial.Next(batch));
+        // Finishing the cache with the same settings completes it.
+        Assert.True(ActivationCache.Write(d, model, Hook, ctx, 2, 2).Complete);
+        Assert.True(new CachedActivationSource(d, 1).Next(batch));
+    }
+
+    [SharedFact(ActivationStoreTests.Model)]
+    public void ManifestMustNameFilesInsideTheCacheWithTheirRowCounts()
+    {
+        var model = ActivationStoreTests.LoadModel();
+        var d = Tmp();
+        ActivationCache.Write(d, model, Hook, ActivationStoreTests.Contexts(2, 4), 2, 2);
+        string manifest = Path.Combine(d, ActivationCache.ManifestName);
+        string good = File.ReadAllText(manifest);
+        foreach (var bad in new[] { "../outside.safetensors", "/etc/passwd", "sub/shard.safetensors" })
+        {
+            File.WriteAllText(manifest, good.Replace("shard_00000.safetensors", bad));
+            var e = Assert.Throws<InvalidDataException>(() => new CachedActivationSource(d, 1));
+            Assert.Contains("not a file name inside the cache folder", e.Message);
+        }
+        File.WriteAllText(manifest, good.Replace("\"rows\": 8", "\"rows\": 9"));
+        var src = new CachedActivationSource(d, 1);
+        var err = Assert.Throws<InvalidDataException>(() => src.Next(new Tensor(4, src.Dim)));
+        Assert.Contains("holds 8 rows, the cache's manifest.json says 9", err.Message);
     }
 }

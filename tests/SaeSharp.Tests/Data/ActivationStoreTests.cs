@@ -8,7 +8,7 @@ namespace SaeSharp.Tests.Data;
 public class ActivationStoreTests
 {
     internal const string Model = "models/stories260K/model.safetensors";
-    internal static HookedTransformer LoadModel() => HookedTransformer.Load(System.IO.Path.GetDirectoryName(SharedData.Path(Model))!);
+    internal static HookedTransformer LoadModel() => HookedTransformer.Load(System.IO.Path.GetDirectoryName(SharedData.Path(Model))!, Compute.All);
 
     internal static List<int[]> Contexts(int n, int len)
     {

@@ -39,7 +39,7 @@ public class CacheFromTextTests
         var docs = new[] { "Once upon a time, there was a little girl named Lily.", "She loved to play outside." };
         File.WriteAllLines(text, docs);
         string tokens = Path.Combine(dir, "tokens.safetensors");
-        var (code, output, err) = SaeSharp.Tests.Cli.CliRunner.Run("pretokenize", "--tokenizer", SharedData.Path(Model), "--dataset", text, "--out", tokens, "--add-bos");
+        var (code, output, err) = SaeSharp.Tests.Cli.CliRunner.Run("pretokenize", "--tokenizer", SharedData.Path(Model), "--dataset", text, "--out", tokens, "--prepend-bos");
         Assert.True(code == 0, err + output);
         var tokenizer = Tokenizers.Load(SharedData.Path(Model));
         var read = SaeSharp.Data.TokenFile.Read(tokens);

@@ -22,12 +22,12 @@ public class DataCommandTests
         Assert.Equal(24, man.Shards.Sum(s => s.Rows));
         Assert.Equal("BF16", man.DType);
 
-        rc = Program.Run(new[] { "extract", "--model", modelDir, "--hooks", "blocks.0.hook_resid_post", "--tokens-file", tf, "--out", Path.Combine(dir, "x") }, o, e);
+        rc = Program.Run(new[] { "extract", "--model", modelDir, "--hook", "blocks.0.hook_resid_post", "--tokens-file", tf, "--out", Path.Combine(dir, "x") }, o, e);
         Assert.True(rc == 0, e.ToString());
         Assert.Equal(4, DocumentExtraction.Load(Path.Combine(dir, "x")).Acts.Rows);
 
         var err = new StringWriter();
-        rc = Program.Run(new[] { "extract", "--model", modelDir, "--hooks", "blocks.0.hook_resid_post", "--dataset", "d.txt", "--out", dir }, o, err);
+        rc = Program.Run(new[] { "extract", "--model", modelDir, "--hook", "blocks.0.hook_resid_post", "--dataset", "d.txt", "--out", dir }, o, err);
         Assert.Equal(1, rc);
         Assert.Contains("d.txt", err.ToString()); // a missing dataset is named
     }

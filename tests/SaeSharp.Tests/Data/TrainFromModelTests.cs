@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using SaeSharp.Runs;
+using SaeSharp.Tensors;
 using SaeSharp.Data;
 using SaeSharp.Evals;
 using SaeSharp.Models;
@@ -32,7 +33,7 @@ public sealed class TrainFromModelTests : IDisposable
     private static TrainSettings TopK(long steps, int batch) => new()
     {
         Architecture = "topk", DSae = 512, K = 8, Steps = steps, BatchSize = batch, Lr = 1e-3, Seed = 7,
-        MetricsEvery = 10, CheckpointEvery = 0, StoreBatchSizePrompts = 16, NBatchesInBuffer = 8,
+        MetricsEvery = 10, CheckpointEvery = 0, Contexts = new() { StoreBatchSizePrompts = 16 }, NBatchesInBuffer = 8,
     };
 
     [SharedFact(Model + "/model.safetensors", Model + "/tokenizer.json", Corpus)]
@@ -41,21 +42,21 @@ public sealed class TrainFromModelTests : IDisposable
         var (train, heldOut) = SplitCorpus();
         var settings = TopK(steps: 250, batch: 1024);
         string model = SharedData.Path(Model);
-        var (source, meta, _) = TrainInputs.Open(settings, null, null, model, Hook, train, null);
+        var data = TrainInputs.Open(settings, Compute.All, null, null, model, Hook, train, null);
         string outDir = Path.Combine(_dir, "run");
-        var result = TrainRun.Execute(settings, source, outDir, CancellationToken.None, metadata: meta);
+        var result = TrainRun.Execute(settings, data, outDir, Compute.All);
 
         // Held-out activations: the unseen stories, batched exactly as in training.
-        var m = HookedTransformer.Load(model);
+        var m = HookedTransformer.Load(model, Compute.All);
         var tokenizer = SaeSharp.Text.Tokenizers.Load(model);
-        var contexts = ModelInputs.Contexts(heldOut.Where(l => l.Length > 0).Select(l => tokenizer.Encode(l)), m.Config, settings.ContextSize, prependBos: true, "bos")
+        var contexts = ModelInputs.Contexts(heldOut.Where(l => l.Length > 0).Select(l => tokenizer.Encode(l)), m.Config, settings.Contexts)
             .Take(64).ToList();
         var (acts, _) = ActivationStore.Extract(m, Hook, contexts);
-        Assert.Equal(64 * settings.ContextSize, acts.Rows);
+        Assert.Equal(64 * settings.Contexts.ContextSize, acts.Rows);
         double ev = Reconstruction.ExplainedVariance(acts, result.Sae.Reconstruct(acts));
         Assert.True(ev > 0.8, $"held-out explained variance {ev:F4}");
 
-        var reloaded = SaeFiles.Load(outDir);
+        var reloaded = SaeFiles.Load(outDir, Compute.All);
         Assert.Equal("topk", reloaded.Config.Architecture);
         Assert.Equal(result.Sae.Reconstruct(acts).Span.ToArray(), reloaded.Reconstruct(acts).Span.ToArray());
         Assert.Equal(result.Sae.Encode(acts).Span.ToArray(), reloaded.Encode(acts).Span.ToArray());
@@ -73,13 +74,14 @@ public sealed class TrainFromModelTests : IDisposable
     public void InterruptedStreamingRunResumesBitForBit()
     {
         var (train, _) = SplitCorpus();
-        var settings = TopK(steps: 24, batch: 256) with { NBatchesInBuffer = 2, StoreBatchSizePrompts = 4 };
+        var settings = TopK(steps: 24, batch: 256) with { NBatchesInBuffer = 2, Contexts = new() { StoreBatchSizePrompts = 4 } };
         string model = SharedData.Path(Model);
         Sae Run(string dir, int? stopAt)
         {
-            var (source, meta, _) = TrainInputs.Open(settings, null, null, model, Hook, train, null);
+            var data = TrainInputs.Open(settings, Compute.All, null, null, model, Hook, train, null);
             using var cts = new CancellationTokenSource();
-            var r = TrainRun.Execute(settings, source, dir, cts.Token, p => { if (p.Step == stopAt) cts.Cancel(); }, meta);
+            var mode = stopAt is null && TrainRun.HoldsRun(dir) ? RunFolderMode.Resume : RunFolderMode.New;
+            var r = TrainRun.Execute(settings, data, dir, Compute.All, mode, cancel: cts.Token, progress: p => { if (p.Step == stopAt) cts.Cancel(); });
             Assert.Equal(stopAt is not null, r.Summary.Interrupted);
             return r.Sae;
         }
@@ -111,7 +113,7 @@ public sealed class TrainFromModelTests : IDisposable
         Assert.True(fromCache.Code == 0, fromCache.Err + fromCache.Out);
         var cacheMeta = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "from-cache", "cfg.json")))!["metadata"]!;
         Assert.Equal(Hook, (string?)cacheMeta["hook_name"]);
-        Assert.Equal(64, SaeFiles.Load(Path.Combine(_dir, "from-cache")).Config.DIn);
+        Assert.Equal(64, SaeFiles.Load(Path.Combine(_dir, "from-cache"), Compute.All).Config.DIn);
     }
 
     [Theory]

@@ -188,7 +188,7 @@ public class RuntimeTests
         var dir = CopyModel("tiny-random-gpt2", c => c["n_inner"] = 128);
         try
         {
-            var e = Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir));
+            var e = Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir, Compute.All));
             Assert.Contains("mlp.c_fc.weight", e.Message);
             Assert.Contains("[64, 256]", e.Message);
             Assert.Contains("expected [64, 128]", e.Message);
@@ -196,15 +196,15 @@ public class RuntimeTests
         finally { Directory.Delete(dir, true); }
 
         dir = CopyModel("tiny-random-gpt2", c => c.Remove("n_embd"));
-        try { Assert.Contains("'n_embd'", Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir)).Message); }
+        try { Assert.Contains("'n_embd'", Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir, Compute.All)).Message); }
         finally { Directory.Delete(dir, true); }
 
         dir = CopyModel("tiny-random-gpt2", c => c["n_layer"] = 2);
-        try { Assert.Contains("transformer.h.2.", Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir)).Message); }
+        try { Assert.Contains("transformer.h.2.", Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir, Compute.All)).Message); }
         finally { Directory.Delete(dir, true); }
 
         dir = CopyModel("tiny-random-gpt2", c => c["activation_function"] = "swiglu9");
-        try { Assert.Contains("activation_function", Assert.Throws<NotSupportedException>(() => HookedTransformer.Load(dir)).Message); }
+        try { Assert.Contains("activation_function", Assert.Throws<NotSupportedException>(() => HookedTransformer.Load(dir, Compute.All)).Message); }
         finally { Directory.Delete(dir, true); }
     }
 
@@ -221,7 +221,7 @@ public class RuntimeTests
                 foreach (var n in f.Names.Where(n => n != "embed_out.weight")) w.Add(n, f.ReadFloat32(n));
                 w.Write(Path.Combine(dir, "model.safetensors"));
             }
-            var e = Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir));
+            var e = Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir, Compute.All));
             Assert.Contains("embed_out.weight", e.Message);
             Assert.Contains("[512, 64]", e.Message);
         }
@@ -241,7 +241,7 @@ public class RuntimeTests
             Array.Copy(bytes, 28, untied, bytes.Length, 512 * 64 * 4);
             BitConverter.GetBytes(-512).CopyTo(untied, 20);
             File.WriteAllBytes(path, untied);
-            var model = HookedTransformer.Load(path);
+            var model = HookedTransformer.Load(path, Compute.All);
             Assert.False(model.Config.TiedEmbeddings);
             Assert.NotSame(model.Weights.Embed, model.Weights.Unembed);
             int[] tokens = [1, 403, 407, 261, 378];
@@ -254,13 +254,13 @@ public class RuntimeTests
     public void LlamaConfigErrorsNameTheKey()
     {
         var dir = CopyModel("stories260K", c => c["num_key_value_heads"] = 3);
-        try { Assert.Contains("num_key_value_heads 3", Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir)).Message); }
+        try { Assert.Contains("num_key_value_heads 3", Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir, Compute.All)).Message); }
         finally { Directory.Delete(dir, true); }
         dir = CopyModel("stories260K", c => c["rope_scaling"] = new JsonObject { ["type"] = "linear", ["factor"] = 2 });
-        try { Assert.Contains("rope_scaling", Assert.Throws<NotSupportedException>(() => HookedTransformer.Load(dir)).Message); }
+        try { Assert.Contains("rope_scaling", Assert.Throws<NotSupportedException>(() => HookedTransformer.Load(dir, Compute.All)).Message); }
         finally { Directory.Delete(dir, true); }
         dir = CopyModel("stories260K", c => c["tie_word_embeddings"] = false);
-        try { Assert.Contains("lm_head.weight", Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir)).Message); }
+        try { Assert.Contains("lm_head.weight", Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(dir, Compute.All)).Message); }
         finally { Directory.Delete(dir, true); }
     }
 
@@ -278,7 +278,7 @@ public class RuntimeTests
                 w.Add("h.0.attn.bias", new Tensor(1, 1, 8, 8));
                 w.Write(Path.Combine(dir, "model.safetensors"));
             }
-            var model = HookedTransformer.Load(dir);
+            var model = HookedTransformer.Load(dir, Compute.All);
             Close(Model("gpt2").Forward(Seq0), model.Forward(Seq0), 0, "unprefixed GPT-2");
         }
         finally { Directory.Delete(dir, true); }
@@ -292,7 +292,7 @@ public class RuntimeTests
         {
             var bytes = File.ReadAllBytes(SharedData.Path(StoriesBin));
             File.WriteAllBytes(path, bytes[..^4]);
-            var e = Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(path));
+            var e = Assert.Throws<InvalidDataException>(() => HookedTransformer.Load(path, Compute.All));
             Assert.Contains("1056536 bytes", e.Message);
             Assert.Contains("implies 1056540", e.Message);
         }
@@ -332,9 +332,9 @@ public class RuntimeTests
                 w32.Add(name, rounded);
             }
             w16.Write(Path.Combine(dir, "model.safetensors"));
-            var m16 = HookedTransformer.Load(dir);
+            var m16 = HookedTransformer.Load(dir, Compute.All);
             w32.Write(Path.Combine(dir, "model.safetensors"));
-            var m32 = HookedTransformer.Load(dir);
+            var m32 = HookedTransformer.Load(dir, Compute.All);
             int[] tokens = [1, 5, 9, 15, 0];
             Close(m32.Forward(tokens), m16.Forward(tokens), 0, "bf16 vs rounded f32");
             Assert.Equal(1, m16.Config.NKvHeads);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SaeSharp.Models;
+using SaeSharp.Tensors;
 using SaeSharp.Text;
 
 namespace SaeSharp.Tests.Models;
@@ -14,7 +15,7 @@ public class TinyStoriesNllTests
     [InlineData("stories260K.bin")]
     public void MeanNllOnTheSampleMatchesReference(string modelFile)
     {
-        var model = HookedTransformer.Load(SharedData.Path(modelFile == "" ? Dir : Dir + "/" + modelFile));
+        var model = HookedTransformer.Load(SharedData.Path(modelFile == "" ? Dir : Dir + "/" + modelFile), Compute.All);
         var tokenizer = Tokenizers.Load(SharedData.Path(Dir + "/tok512.bin"));
         using var reference = JsonDocument.Parse(File.ReadAllText(SharedData.Path(Dir + "/reference/nll_tinystories_sample.json")));
         // The reference's procedure: split on <|endoftext|>, strip, drop empty, encode with BOS, predict tokens[1:].

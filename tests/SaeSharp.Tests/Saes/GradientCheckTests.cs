@@ -231,7 +231,7 @@ public class GradientCheckTests
 
     public static Sae RandomSae(SaeConfig cfg, ulong seed, float encStd = 0.5f)
     {
-        var sae = SaeRegistry.Create(cfg);
+        var sae = SaeRegistry.Create(cfg, Compute.All);
         var rng = new Rng(seed);
         foreach (var (name, t) in sae.Params)
         {

@@ -26,7 +26,7 @@ public class HandComputedTests
     // x row 1 = [0.5, 1]    → sae_in [0, 1]    → pre [0, 1, −0.9].
     private static T Tiny<T>(SaeConfig cfg) where T : Sae
     {
-        var sae = (T)SaeRegistry.Create(cfg);
+        var sae = (T)SaeRegistry.Create(cfg, Compute.All);
         Set(sae.WEnc, 1, 0, 1, 0, 1, -1);
         Set(sae.Params["b_enc"], 0, 0, 0.1f);
         Set(sae.WDec, 2, 0, 0, 1, 0.5f, 0);
@@ -88,7 +88,7 @@ public class HandComputedTests
     [Fact]
     public void Gated()
     {
-        var sae = new GatedSae(new SaeConfig { Architecture = "gated", DIn = 2, DSae = 2 });
+        var sae = new GatedSae(new SaeConfig { Architecture = "gated", DIn = 2, DSae = 2 }, Compute.All);
         Set(sae.WEnc, 1, 0, 0, 1);
         Set(sae.Params["b_gate"], 0, -0.5f);
         Set(sae.Params["r_mag"], MathF.Log(2), 0);
@@ -111,7 +111,7 @@ public class HandComputedTests
     public void MatryoshkaBatchTopK()
     {
         var cfg = new SaeConfig { Architecture = "matryoshka_batchtopk", DIn = 2, DSae = 4, K = 3, MatryoshkaWidths = [1, 3, 4] };
-        var sae = (MatryoshkaBatchTopKSae)SaeRegistry.Create(cfg);
+        var sae = (MatryoshkaBatchTopKSae)SaeRegistry.Create(cfg, Compute.All);
         Set(sae.WEnc, 1, 0, 0.5f, 0.25f, 0, 1, 0, 0.25f); // columns e0, e1, e0/2, (e0 + e1)/4
         Set(sae.WDec, 1, 0, 0, 0.5f, 1, 1, 0, 1);
         Set(sae.BDec, 0, 0.5f);
@@ -135,7 +135,7 @@ public class HandComputedTests
     // (norms √5, 1); b_dec = [0, 0, 1]. x = [1, 0.5] → pre = [1.5, 0] → f = [1.5, 0] → decoded [1.5, 0, 4].
     private static StandardSae TinyTranscoder(string arch)
     {
-        var sae = (StandardSae)SaeRegistry.Create(new SaeConfig { Architecture = arch, DIn = 2, DSae = 2, DOut = 3, ApplyBDecToInput = false });
+        var sae = (StandardSae)SaeRegistry.Create(new SaeConfig { Architecture = arch, DIn = 2, DSae = 2, DOut = 3, ApplyBDecToInput = false }, Compute.All);
         Set(sae.WEnc, 1, -1, 1, 1);
         Set(sae.Params["b_enc"], 0, 0.5f);
         Set(sae.WDec, 1, 0, 2, 0, 1, 0);
@@ -184,7 +184,7 @@ public class HandComputedTests
         // normalisation, because the output is de-normalised.
         foreach (var mode in new[] { "constant_norm_rescale", "layer_norm" })
         {
-            var sae = new StandardSae(new SaeConfig { Architecture = "standard", DIn = 2, DSae = 2, NormalizeActivations = mode });
+            var sae = new StandardSae(new SaeConfig { Architecture = "standard", DIn = 2, DSae = 2, NormalizeActivations = mode }, Compute.All);
             Set(sae.WEnc, 1, 0, 0, 1);
             Set(sae.WDec, 1, 0, 0, 1);
             var x = Tensor.FromArray([3f, 4f], 1, 2);

@@ -99,7 +99,7 @@ public class JumpReluTests
     {
         // d_in = 2, d_sae = 3, identity-like weights: pre = x − b_dec (+ b_enc).
         var cfg = new SaeConfig { Architecture = "jumprelu", DIn = 2, DSae = 3 };
-        var sae = new JumpReluSae(cfg);
+        var sae = new JumpReluSae(cfg, Compute.All);
         float[] wEnc = [1, 0, 1, 0, 1, -1]; // columns: e0, e1, e0 − e1
         wEnc.CopyTo(sae.WEnc.Span);
         float[] wDec = [1, 0, 0, 1, 0.5f, 0];

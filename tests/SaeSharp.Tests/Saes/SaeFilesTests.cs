@@ -36,7 +36,7 @@ public sealed class SaeFilesTests : IDisposable
         var density = new float[9];
         new Rng(4).FillUniform(density, -5, 0);
         SaeFiles.Save(sae, _dir, density);
-        var back = SaeFiles.Load(_dir);
+        var back = SaeFiles.Load(_dir, Compute.All);
         Assert.Equal(arch, back.Config.Architecture);
         Assert.Equal(cfg with { Metadata = back.Config.Metadata, MatryoshkaWidths = back.Config.MatryoshkaWidths }, back.Config);
         Assert.Equal(cfg.MatryoshkaWidths, back.Config.MatryoshkaWidths);
@@ -98,7 +98,7 @@ public sealed class SaeFilesTests : IDisposable
         var sae = RandomSae(new SaeConfig { Architecture = "standard", DIn = 4, DSae = 8 }, 1);
         SaeFiles.Save(sae, _dir);
         WriteCfg("""{"architecture": "standard", "d_in": 4, "d_sae": 6}""");
-        var e = Assert.Throws<InvalidDataException>(() => SaeFiles.Load(_dir));
+        var e = Assert.Throws<InvalidDataException>(() => SaeFiles.Load(_dir, Compute.All));
         Assert.Contains("W_enc", e.Message);
         Assert.Contains("[4, 6]", e.Message);
     }
@@ -111,7 +111,7 @@ public sealed class SaeFilesTests : IDisposable
             .Add("W_enc", new Tensor(2, 3)).Add("b_enc", new Tensor(3)).Add("W_dec", new Tensor(3, 2)).Add("b_dec", new Tensor(2))
             .Add("log_threshold", Tensor.FromArray([0f, MathF.Log(2), -1f], 3))
             .Write(Path.Combine(_dir, SaeFiles.WeightsFile));
-        var sae = (JumpReluSae)SaeFiles.Load(_dir);
+        var sae = (JumpReluSae)SaeFiles.Load(_dir, Compute.All);
         Assert.Equal(1f, sae.Threshold[0]);
         Assert.Equal(2f, sae.Threshold[1], 6);
         Assert.Equal(MathF.Exp(-1), sae.Threshold[2]);
@@ -128,7 +128,7 @@ public sealed class SaeFilesTests : IDisposable
         WriteCfg("""{"expansion_factor": 2, "normalize_decoder": true, "num_latents": 7, "k": 2, "multi_topk": false, "d_in": 4}""");
         new SafetensorsWriter().Add("encoder.weight", enc).Add("encoder.bias", bias).Add("W_dec", wDec).Add("b_dec", bDec)
             .Write(Path.Combine(_dir, SaeFiles.SparsifyWeightsFile));
-        var sae = SaeFiles.ImportSparsify(_dir);
+        var sae = SaeFiles.ImportSparsify(_dir, Compute.All);
         Assert.Equal("topk", sae.Config.Architecture);
         Assert.Equal(2, sae.Config.K);
         var x = RandomX(3, 4, 10);
@@ -164,7 +164,7 @@ public sealed class SaeFilesTests : IDisposable
         for (int i = 0; i < 20; i++) sae.Forward(RandomX(16, 6, 100 + (ulong)i), new SaeLossOptions());
         Assert.True(sae.TopKThreshold > 0);
         SaeFiles.Save(sae.ToJumpRelu(), _dir);
-        var j = (JumpReluSae)SaeFiles.Load(_dir);
+        var j = (JumpReluSae)SaeFiles.Load(_dir, Compute.All);
         Assert.Equal("jumprelu", j.Config.Architecture);
         Assert.Null(j.Config.MatryoshkaWidths);
         var x = RandomX(32, 6, 999);
@@ -196,7 +196,7 @@ public sealed class SaeFilesTests : IDisposable
         };
         SaeFiles.Save(RandomSae(cfg, 5), _dir, new float[9]);
         var o = new StringWriter();
-        SaeSharp.Cli.Commands.SaeCommands.Print(o, SaeFiles.Load(_dir), SaeFiles.LoadSparsity(_dir, 9));
+        SaeSharp.Cli.Commands.SaeCommands.Print(o, SaeFiles.Load(_dir, Compute.All), SaeFiles.LoadSparsity(_dir, 9));
         string text = o.ToString();
         Assert.Contains($"architecture: {arch}", text);
         Assert.Contains(expected, text);
@@ -207,8 +207,8 @@ public sealed class SaeFilesTests : IDisposable
     public void MissingFilesAreClearErrors()
     {
         Directory.CreateDirectory(_dir);
-        Assert.Contains("cfg.json", Assert.Throws<FileNotFoundException>(() => SaeFiles.Load(_dir)).Message);
+        Assert.Contains("cfg.json", Assert.Throws<FileNotFoundException>(() => SaeFiles.Load(_dir, Compute.All)).Message);
         WriteCfg("""{"architecture": "standard", "d_in": 4, "d_sae": 8}""");
-        Assert.Contains(SaeFiles.WeightsFile, Assert.Throws<FileNotFoundException>(() => SaeFiles.Load(_dir)).Message);
+        Assert.Contains(SaeFiles.WeightsFile, Assert.Throws<FileNotFoundException>(() => SaeFiles.Load(_dir, Compute.All)).Message);
     }
 }

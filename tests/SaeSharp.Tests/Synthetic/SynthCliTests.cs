@@ -21,7 +21,7 @@ public class SynthCliTests
             string w = Path.Combine(dir.FullName, "sae.safetensors");
             new SafetensorsWriter().Add("W_dec", m.Dictionary.FeatureVectors).Write(w);
             o = new StringWriter();
-            Assert.Equal(0, SaeSharp.Cli.Program.Run(["synth", "mcc", "--model", model, "--weights", w], o, e));
+            Assert.Equal(0, SaeSharp.Cli.Program.Run(["synth", "mcc", "--synthetic-model", model, "--weights", w], o, e));
             Assert.Contains("mcc: 1.000000", o.ToString());
             e = new StringWriter();
             Assert.Equal(1, SaeSharp.Cli.Program.Run(["synth", "build", "--preset", "huge", "--out", model], new StringWriter(), e));

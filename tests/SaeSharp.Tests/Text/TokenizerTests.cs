@@ -181,7 +181,7 @@ public class TokenizeCommandTests
     {
         var dir = System.IO.Path.GetDirectoryName(SharedData.Path("models/stories260K/tok512.bin"))!;
         var (o, e) = (new StringWriter(), new StringWriter());
-        int rc = SaeSharp.Cli.Program.Run(["tokenize", "--tokenizer", dir, "--text", "Once upon a time", "--bos"], o, e);
+        int rc = SaeSharp.Cli.Program.Run(["tokenize", "--tokenizer", dir, "--text", "Once upon a time", "--prepend-bos"], o, e);
         Assert.Equal(0, rc);
         Assert.Equal("1 403 407 261 378", o.ToString().Trim());
         o = new StringWriter();

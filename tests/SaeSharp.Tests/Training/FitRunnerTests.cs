@@ -9,7 +9,7 @@ public class FitRunnerTests
 {
     private static SaeTrainable Standard(int dIn, ulong seed = 1)
     {
-        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "standard", DIn = dIn, DSae = 32 });
+        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "standard", DIn = dIn, DSae = 32 }, Compute.All);
         SaeTrainable.Initialize(sae, new Rng(seed), decoderInitNorm: 1);
         return new SaeTrainable(sae, unitNormDecoder: true);
     }
@@ -19,8 +19,8 @@ public class FitRunnerTests
     {
         var data = SparseDictionaryData.Sample(4000, 3);
         var dir = Directory.CreateTempSubdirectory().FullName;
-        var cfg = new TrainerConfig { BatchSize = 64, Lr = 3e-3, SparsityCoefficient = 0.05, MetricsEvery = 1000 };
-        var fit = new FitRunner(Standard(16), data, cfg, new FitOptions { Epochs = 6, ValidationFraction = 0.1 }, dir, new Compute(2));
+        var cfg = new TrainerSettings { BatchSize = 64, Lr = 3e-3, L1Coefficient = 0.05, MetricsEvery = 1000, Epochs = 6, ValidationFraction = 0.1 };
+        var fit = new FitRunner(Standard(16), data, cfg, dir);
         Assert.Equal(3600, fit.TrainRows.Rows);
         Assert.Equal(400, fit.ValidationRows.Rows);
         Assert.Equal(3600 / 64, fit.StepsPerEpoch);
@@ -52,6 +52,8 @@ public class FitRunnerTests
     {
         public readonly List<List<float>> Trained = [];
         public readonly List<float> Evaluated = [];
+        public Compute Compute => inner.Compute;
+        public bool SparsityPenalty => inner.SparsityPenalty;
         public int DIn => inner.DIn;
         public int DSae => inner.DSae;
         public IReadOnlyDictionary<string, Tensor> Parameters => inner.Parameters;
@@ -79,8 +81,8 @@ public class FitRunnerTests
         for (int r = 0; r < data.Rows; r++) data[r, 0] = r;
         var dir = Directory.CreateTempSubdirectory().FullName;
         var spy = new Spy(Standard(16));
-        var cfg = new TrainerConfig { BatchSize = 64, Lr = 1e-3, SparsityCoefficient = 0.05, MetricsEvery = 1000 };
-        var fit = new FitRunner(spy, data, cfg, new FitOptions { Epochs = 3, ValidationFraction = 0.1 }, dir, new Compute(2));
+        var cfg = new TrainerSettings { BatchSize = 64, Lr = 1e-3, L1Coefficient = 0.05, MetricsEvery = 1000, Epochs = 3, ValidationFraction = 0.1 };
+        var fit = new FitRunner(spy, data, cfg, dir);
         fit.Run();
 
         Assert.Equal(3 * 14, spy.Trained.Count); // ⌊900 / 64⌋ = 14 full batches an epoch
@@ -100,18 +102,17 @@ public class FitRunnerTests
     public void InterruptedFitResumesBitForBit()
     {
         var data = SparseDictionaryData.Sample(1000, 3);
-        var cfg = new TrainerConfig { BatchSize = 64, Lr = 3e-3, SparsityCoefficient = 0.05, MetricsEvery = 5, ResampleInterval = 10, ResampleWindow = 5 };
-        var options = new FitOptions { Epochs = 3, ValidationFraction = 0.2 };
+        var cfg = new TrainerSettings { BatchSize = 64, Lr = 3e-3, L1Coefficient = 0.05, MetricsEvery = 5, ResampleInterval = 10, ResampleWindow = 5, Epochs = 3, ValidationFraction = 0.2 };
         var straightDir = Directory.CreateTempSubdirectory().FullName;
         var straightSae = Standard(16);
-        new FitRunner(straightSae, data, cfg, options, straightDir, new Compute(2)).Run();
+        new FitRunner(straightSae, data, cfg, straightDir).Run();
 
         var resumedDir = Directory.CreateTempSubdirectory().FullName;
         using var cancel = new CancellationTokenSource();
         // Interrupted in the middle of the second epoch (12 steps an epoch).
-        Assert.True(new FitRunner(Standard(16), data, cfg, options, resumedDir, new Compute(2)).Run(cancel.Token, p => { if (p.Step == 17) cancel.Cancel(); }).Interrupted);
+        Assert.True(new FitRunner(Standard(16), data, cfg, resumedDir).Run(cancel.Token, p => { if (p.Step == 17) cancel.Cancel(); }).Interrupted);
         var resumedSae = Standard(16, seed: 5);
-        var resumed = new FitRunner(resumedSae, data, cfg, options, resumedDir, new Compute(2));
+        var resumed = new FitRunner(resumedSae, data, cfg, resumedDir);
         Assert.Equal(17, resumed.ResumeIfPossible());
         resumed.Run();
 
@@ -130,9 +131,9 @@ public class FitRunnerTests
         var (train, val) = FitRunner.Split(data, 0.25);
         Assert.Equal(8, train.Rows); // drrik: n_val = int(10 · 0.25) = 2
         Assert.Equal(2, val.Rows);
-        Assert.Contains("validation_fraction", Assert.Throws<ArgumentException>(() => new FitOptions { ValidationFraction = 1 }.Validate()).Message);
-        Assert.Contains("epochs", Assert.Throws<ArgumentException>(() => new FitOptions { Epochs = 0 }.Validate()).Message);
-        var e = Assert.Throws<ArgumentException>(() => new FitRunner(Standard(2), data, new TrainerConfig { BatchSize = 16 }, new FitOptions(), Path.GetTempPath()));
+        Assert.Contains("validation_fraction", Assert.Throws<ArgumentException>(() => new TrainerSettings { Epochs = 1, ValidationFraction = 1 }.Validate()).Message);
+        Assert.Contains("epochs", Assert.Throws<ArgumentException>(() => new FitRunner(Standard(2), data, new TrainerSettings { BatchSize = 2 }, Path.GetTempPath())).Message);
+        var e = Assert.Throws<ArgumentException>(() => new FitRunner(Standard(2), data, new TrainerSettings { BatchSize = 16, Epochs = 1 }, Path.GetTempPath()));
         Assert.Contains("batch_size", e.Message);
     }
 }

@@ -30,7 +30,7 @@ public class ResamplerTests
     {
         const int dIn = 8, dSae = 16, rows = 32;
         var rng = new Rng(5);
-        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "standard", DIn = dIn, DSae = dSae });
+        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "standard", DIn = dIn, DSae = dSae }, Compute.All);
         SaeTrainable.Initialize(sae, rng, decoderInitNorm: 1);
         rng.FillNormal(sae.Params["b_enc"].Span);
         var trainable = new SaeTrainable(sae, unitNormDecoder: true);
@@ -136,6 +136,8 @@ public class ResamplerTests
         {
             ["W_enc"] = new Tensor(dIn, dSae), ["b_enc"] = new Tensor(dSae), ["W_dec"] = new Tensor(dSae, dIn),
         };
+        public Compute Compute => Compute.Single;
+        public bool SparsityPenalty => false;
         public int DIn => dIn;
         public int DSae => dSae;
         public IReadOnlyDictionary<string, Tensor> Parameters => _p;
@@ -175,23 +177,23 @@ public class ResamplerTests
         }
     }
 
-    private static (SaeTrainable Sae, Trainer Trainer) Make(Tensor data, string dir, TrainerConfig cfg, ulong seed)
+    private static (SaeTrainable Sae, Trainer Trainer) Make(Tensor data, string dir, TrainerSettings cfg, ulong seed)
     {
         // top-1 over 48 latents with 8 rows a step: at most 32 latents fire in a 4-step window, so every resampling
         // has dead latents to re-initialise.
-        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "topk", DIn = data.Cols, DSae = 48, K = 1 });
+        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "topk", DIn = data.Cols, DSae = 48, K = 1 }, Compute.All);
         SaeTrainable.Initialize(sae, new Rng(seed), decoderInitNorm: 1);
         var trainable = new SaeTrainable(sae, unitNormDecoder: true);
-        return (trainable, new Trainer(trainable, new InMemoryActivationSource(data, seed: 7), cfg, dir, new Compute(2)));
+        return (trainable, new Trainer(trainable, new InMemoryActivationSource(data, seed: 7), cfg, dir));
     }
 
     [Fact]
     public void RunWithResamplingResumesBitForBit()
     {
         var data = SparseDictionaryData.Sample(2048, 3);
-        var cfg = new TrainerConfig
+        var cfg = new TrainerSettings
         {
-            TotalSteps = 26, BatchSize = 8, Lr = 3e-3, MetricsEvery = 10, CheckpointEvery = 0,
+            Steps = 26, BatchSize = 8, Lr = 3e-3, MetricsEvery = 10, CheckpointEvery = 0,
             DeadFeatureWindow = 5, ResampleInterval = 6, ResampleWindow = 4, ResampleSamples = 100,
         };
         var straightDir = Directory.CreateTempSubdirectory().FullName;
@@ -225,8 +227,8 @@ public class ResamplerTests
     [Fact]
     public void BadResampleSettingsAreRejectedByName()
     {
-        Assert.Contains("resample_interval", Assert.Throws<ArgumentException>(() => new TrainerConfig { ResampleInterval = -1 }.Validate()).Message);
-        Assert.Contains("resample_window", Assert.Throws<ArgumentException>(() => new TrainerConfig { ResampleWindow = 0 }.Validate()).Message);
-        Assert.Contains("resample_samples", Assert.Throws<ArgumentException>(() => new TrainerConfig { ResampleSamples = 0 }.Validate()).Message);
+        Assert.Contains("resample_interval", Assert.Throws<ArgumentException>(() => new TrainerSettings { ResampleInterval = -1 }.Validate()).Message);
+        Assert.Contains("resample_window", Assert.Throws<ArgumentException>(() => new TrainerSettings { ResampleWindow = 0 }.Validate()).Message);
+        Assert.Contains("resample_samples", Assert.Throws<ArgumentException>(() => new TrainerSettings { ResampleSamples = 0 }.Validate()).Message);
     }
 }

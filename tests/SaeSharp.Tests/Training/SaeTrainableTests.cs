@@ -16,7 +16,7 @@ public class SaeTrainableTests
     public void TranscodersTrainAgainstTheSeparateTarget(string arch)
     {
         var cfg = new SaeConfig { Architecture = arch, DIn = 6, DSae = 12, DOut = 4, ApplyBDecToInput = false };
-        var sae = SaeRegistry.Create(cfg);
+        var sae = SaeRegistry.Create(cfg, Compute.All);
         SaeTrainable.Initialize(sae, new Rng(1), bDec: [0.1f, 0.2f, 0.3f, 0.4f]);
         Assert.Equal([6, 12], sae.WEnc.Shape.ToArray());
         if (arch == "skip_transcoder") Assert.All(sae.Params["W_skip"].ToArray(), v => Assert.Equal(0f, v));
@@ -46,7 +46,7 @@ public class SaeTrainableTests
     public void MatryoshkaStepCountsTheInnerLosses()
     {
         var cfg = new SaeConfig { Architecture = "matryoshka_batchtopk", DIn = 6, DSae = 12, K = 3, MatryoshkaWidths = [4, 8, 12] };
-        var sae = SaeRegistry.Create(cfg);
+        var sae = SaeRegistry.Create(cfg, Compute.All);
         SaeTrainable.Initialize(sae, new Rng(5));
         var trainable = new SaeTrainable(sae);
         var x = RandomX(8, 6, 6);

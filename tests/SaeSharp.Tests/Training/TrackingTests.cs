@@ -50,4 +50,18 @@ public class TrackingTests
         Assert.StartsWith("{\"step\":3", lines[2]);
         dir.Delete(true);
     }
+
+    [Fact]
+    public void LatentsDeadLatelyAreToldApartFromLatentsThatNeverFired()
+    {
+        var t = new FiringTracker(3, deadWindow: 2);
+        t.Record([4, 0, 0], 8);   // latent 0 fires once, early
+        t.Record([0, 0, 1], 8);   // latent 2 fires at the second step
+        t.Record([0, 0, 0], 8);
+        t.Record([0, 0, 0], 8);
+        Assert.Equal(3, t.DeadCount);          // none fired in the last 2 steps
+        Assert.Equal(1, t.NeverFiredCount);    // only latent 1 never fired at all
+        t.ResetWindow();
+        Assert.Equal(1, t.NeverFiredCount);    // the run-long count survives the density window
+    }
 }

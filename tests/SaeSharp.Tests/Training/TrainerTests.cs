@@ -29,12 +29,12 @@ public class TrainerTests
         return Gemm.MatMul(f, dictionary);
     }
 
-    private static (SaeTrainable Sae, Trainer Trainer) Make(string arch, Tensor data, string dir, TrainerConfig cfg, ulong seed = 1)
+    private static (SaeTrainable Sae, Trainer Trainer) Make(string arch, Tensor data, string dir, TrainerSettings cfg, ulong seed = 1)
     {
-        var sae = SaeRegistry.Create(new SaeConfig { Architecture = arch, DIn = data.Cols, DSae = 64, K = 3 });
+        var sae = SaeRegistry.Create(new SaeConfig { Architecture = arch, DIn = data.Cols, DSae = 64, K = 3 }, Compute.All);
         SaeTrainable.Initialize(sae, new Rng(seed), decoderInitNorm: 0.1);
         var trainable = new SaeTrainable(sae, unitNormDecoder: arch == "standard");
-        var trainer = new Trainer(trainable, new InMemoryActivationSource(data, seed: 7), cfg, dir, new Compute(2));
+        var trainer = new Trainer(trainable, new InMemoryActivationSource(data, seed: 7), cfg, dir);
         return (trainable, trainer);
     }
 
@@ -50,7 +50,7 @@ public class TrainerTests
     {
         var data = KnownDictionaryData(256, out _);
         var dir = Directory.CreateTempSubdirectory().FullName;
-        var cfg = new TrainerConfig { TotalSteps = 1, BatchSize = 256, MetricsEvery = 1 };
+        var cfg = new TrainerSettings { Steps = 1, BatchSize = 256, MetricsEvery = 1 };
         var (sae, trainer) = Make(arch, data, dir, cfg);
         var bEnc = sae.Sae.Params["b_enc"].Span;
         if (arch == "topk") bEnc.Fill(-100);
@@ -75,7 +75,7 @@ public class TrainerTests
     public void RecoversAKnownSparseDictionary(string arch, double l1)
     {
         var data = KnownDictionaryData(16_384, out var dict);
-        var cfg = new TrainerConfig { TotalSteps = 1500, BatchSize = 256, Lr = 3e-3, SparsityCoefficient = l1, SparsityWarmupSteps = 100, MetricsEvery = 100, DeadFeatureWindow = 200 };
+        var cfg = new TrainerSettings { Steps = 1500, BatchSize = 256, Lr = 3e-3, L1Coefficient = l1, L1WarmUpSteps = 100, MetricsEvery = 100, DeadFeatureWindow = 200 };
         var dir = Directory.CreateTempSubdirectory().FullName;
         var (sae, trainer) = Make(arch, data, dir, cfg);
         var summary = trainer.Run();
@@ -94,13 +94,13 @@ public class TrainerTests
     public void ResumeContinuesBitForBit()
     {
         var data = KnownDictionaryData(2048, out _);
-        var cfg = new TrainerConfig { TotalSteps = 40, BatchSize = 64, Lr = 1e-3, MetricsEvery = 5, CheckpointEvery = 20, DeadFeatureWindow = 5 };
+        var cfg = new TrainerSettings { Steps = 40, BatchSize = 64, Lr = 1e-3, MetricsEvery = 5, CheckpointEvery = 20, DeadFeatureWindow = 5 };
         var straightDir = Directory.CreateTempSubdirectory().FullName;
         var (straight, t1) = Make("batchtopk", data, straightDir, cfg);
         t1.Run();
 
         var resumedDir = Directory.CreateTempSubdirectory().FullName;
-        var (_, half) = Make("batchtopk", data, resumedDir, cfg with { TotalSteps = 20 });
+        var (_, half) = Make("batchtopk", data, resumedDir, cfg with { Steps = 20 });
         half.Run();
         var (resumed, t2) = Make("batchtopk", data, resumedDir, cfg, seed: 99); // different init: everything must come from the checkpoint
         Assert.Equal(20, t2.ResumeIfPossible());
@@ -121,10 +121,10 @@ public class TrainerTests
         var data = KnownDictionaryData(256, out _);
         data[130, 3] = float.NaN;
         var dir = Directory.CreateTempSubdirectory().FullName;
-        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "topk", DIn = data.Cols, DSae = 16, K = 2 });
+        var sae = SaeRegistry.Create(new SaeConfig { Architecture = "topk", DIn = data.Cols, DSae = 16, K = 2 }, Compute.All);
         SaeTrainable.Initialize(sae, new Rng(1));
         var source = new NanAfter(data, 2);
-        var trainer = new Trainer(new SaeTrainable(sae), source, new TrainerConfig { TotalSteps = 10, BatchSize = 64, CheckpointEvery = 1 }, dir);
+        var trainer = new Trainer(new SaeTrainable(sae), source, new TrainerSettings { Steps = 10, BatchSize = 64, CheckpointEvery = 1 }, dir);
         var e = Assert.Throws<InvalidDataException>(() => trainer.Run());
         Assert.Contains("step 3", e.Message);
         Assert.Equal(2, Checkpoint.LoadLatest(trainer.CheckpointDir)!.Value.Step);
