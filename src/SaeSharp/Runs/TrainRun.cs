@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SaeSharp.Data;
-using SaeSharp.Evals;
 using SaeSharp.IO;
 using SaeSharp.Saes;
 using SaeSharp.Tensors;

@@ -138,7 +138,7 @@ public static class SyntheticEvals
     }
 
     /// <summary>1 − Σ‖x − x̂‖² / Σ‖x − mean(x)‖².</summary>
-    public static double ExplainedVariance(Tensor input, Tensor reconstruction) => SaeSharp.Evals.Reconstruction.ExplainedVariance(input, reconstruction);
+    public static double ExplainedVariance(Tensor input, Tensor reconstruction) => SaeSharp.Saes.Reconstruction.ExplainedVariance(input, reconstruction);
 
     /// <summary>
     /// Everything at once. <paramref name="hidden"/> [samples, hidden] are the SAE inputs made from

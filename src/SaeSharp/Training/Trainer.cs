@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using SaeSharp.Data;
-using SaeSharp.Evals;
+using SaeSharp.Saes;
 using SaeSharp.Tensors;
 
 namespace SaeSharp.Training;

@@ -2,7 +2,6 @@ using System.Text.Json.Nodes;
 using SaeSharp.Runs;
 using SaeSharp.Tensors;
 using SaeSharp.Data;
-using SaeSharp.Evals;
 using SaeSharp.Models;
 using SaeSharp.Saes;
 using SaeSharp.Tests.Cli;

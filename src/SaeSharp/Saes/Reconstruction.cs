@@ -1,6 +1,6 @@
 using Tensor = SaeSharp.Tensors.Tensor;
 
-namespace SaeSharp.Evals;
+namespace SaeSharp.Saes;
 
 /// <summary>Reconstruction quality of an SAE on a batch: the one definition used by training logs and evals.</summary>
 public static class Reconstruction
