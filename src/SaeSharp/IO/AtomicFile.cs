@@ -2,7 +2,7 @@ namespace SaeSharp.IO;
 
 /// <summary>
 /// Every file SaeSharp writes goes through here: the content is written to <c>path.tmp</c>, flushed, and
-/// renamed over <paramref name="path"/>, so a crash mid-write never leaves a half-written file in place of a good one.
+/// renamed over <c>path</c>, so a crash mid-write never leaves a half-written file in place of a good one.
 /// </summary>
 public static class AtomicFile
 {
