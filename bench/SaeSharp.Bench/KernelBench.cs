@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using SaeSharp.Tensors;
+using SaeSharp.Training;
 
 namespace SaeSharp.Bench;
 
@@ -52,7 +53,55 @@ public static class KernelBench
         double decS = BenchUtil.BestSeconds(() => SparseKernels.Decode(codes, wDec, outIn, default, all), quick ? 1 : 3);
         double bytes = (double)B * k * dIn * 4 + (double)B * dIn * 4;
         o.WriteLine($"Sparse decode ({B}x{dSae}, k={k}, d_in={dIn}): {BenchUtil.Ms(decS).Trim()}, {bytes / decS / 1e9:F1} GB/s of decoder rows read + output written");
+        SimdLoops(o, f, k, quick);
         return 0;
+    }
+
+    /// <summary>
+    /// The hand-vectorised loops (<see cref="ISimdLoop"/> kernels) at each width the machine accelerates, on one
+    /// thread over the [B, d_sae] latents, with each width's time as a ratio to the scalar path's.
+    /// </summary>
+    private static void SimdLoops(TextWriter o, Tensor f, int k, bool quick)
+    {
+        var widths = Enum.GetValues<SimdWidth>().Where(w => w <= Simd.Best).ToArray();
+        int rows = quick ? 256 : f.Rows, cols = f.Cols;
+        var pre = f.RowSlice(0, rows);
+        var sparse = pre.Clone(); // about 2% non-zero, as a trained SAE's latents
+        foreach (ref float v in sparse.Span) v = Math.Max(0, v - 2);
+        var grad = pre.Clone();
+        var threshold = Enumerable.Repeat(0.5f, cols).ToArray();
+        var deadLanes = new float[cols];
+        var features = new float[cols];
+        var sums = new double[cols]; var reluSums = new double[cols];
+        var colSums = new float[cols];
+        var counts = new int[rows];
+        var values = new float[k]; var indices = new int[k];
+        var found = new List<long>();
+        var p = pre.Clone(); var moment1 = new float[p.Length]; var moment2 = new float[p.Length];
+        var cases = new (string Name, Action<SimdWidth> Run)[]
+        {
+            ("column sums (float64)", w => Ops.SumRows(pre, colSums, false, Compute.Single, w)),
+            ("ReLU backward", w => { for (int r = 0; r < rows; r++) ActivationKernels.ReluBackwardRow(pre.Row(r), grad.Row(r), threshold, sums, reluSums, w); }),
+            ("JumpReLU forward", w => { for (int r = 0; r < rows; r++) ActivationKernels.JumpReluRow(pre.Row(r), threshold, deadLanes, 0.001f, features, null, 0, w); }),
+            ("Adam update", w => Adam.UpdateSlice(p.Span, pre.Span, moment1, moment2, 0.9f, 0.999f, 1e-8f, 1e-9f, 1f, w)),
+            ("non-zero count", w => { for (int r = 0; r < rows; r++) counts[r] = SparseCodes.CountNonZero(sparse.Row(r), w); }),
+            ("dense to codes", w => SparseCodes.FromDense(sparse, counts, Compute.Single, w)),
+            ($"row top-k scan, k={k}", w => { for (int r = 0; r < rows; r++) TopK.SelectRow(pre.Row(r), k, values, indices, w); }),
+            ("values above a cut", w => { found.Clear(); for (int r = 0; r < rows; r++) TopK.CollectAbove(pre.Row(r), 2.5f, (long)r * cols, found, w); }),
+        };
+        o.WriteLine($"Hand-vectorised loops, 1 thread, {rows}x{cols} (time, and its ratio to the scalar path):");
+        foreach (var (name, run) in cases)
+        {
+            var line = new System.Text.StringBuilder($"  {name,-24}");
+            double scalar = 0;
+            foreach (var w in widths)
+            {
+                double sec = BenchUtil.BestSeconds(() => run(w), quick ? 1 : 3);
+                if (w == SimdWidth.Scalar) scalar = sec;
+                line.Append($"  {w,-6} {BenchUtil.Ms(sec)} ({sec / scalar,4:F2})");
+            }
+            o.WriteLine(line.ToString());
+        }
     }
 
     /// <summary>Measured fp32 FMA throughput: independent vector FMA chains in registers, on every thread of <paramref name="compute"/>.</summary>

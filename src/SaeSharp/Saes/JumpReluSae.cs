@@ -1,5 +1,3 @@
-using System.Numerics;
-using System.Runtime.Intrinsics;
 using System.Numerics.Tensors;
 using SaeSharp.Tensors;
 using Tensor = SaeSharp.Tensors.Tensor;
@@ -61,7 +59,7 @@ public sealed class JumpReluSae : Sae
             for (int r = r0; r < r1; r++)
             {
                 var p = pre.Row(r); var o = f.Row(r);
-                counts[r] = ForEachNeeded(p, th, deadLanes, halfWindow, o, null);
+                counts[r] = ActivationKernels.JumpReluRow(p, th, deadLanes, halfWindow, o, null, 0, Simd.Best);
             }
         });
         SparseCodes? codes = null;
@@ -70,7 +68,7 @@ public sealed class JumpReluSae : Sae
             var c = codes = SparseCodes.FromRowCounts(pre.Cols, counts);
             Compute.ForRange(pre.Rows, 16, (r0, r1) =>
             {
-                for (int r = r0; r < r1; r++) ForEachNeeded(pre.Row(r), th, deadLanes, halfWindow, f.Row(r), (c, r));
+                for (int r = r0; r < r1; r++) ActivationKernels.JumpReluRow(pre.Row(r), th, deadLanes, halfWindow, f.Row(r), c, r, Simd.Best);
             });
         }
         var output = DecodeLatents(f, codes);
@@ -108,44 +106,6 @@ public sealed class JumpReluSae : Sae
             Input = input, Target = target, Norm = norm, SaeIn = saeIn, Output = output, PreActs = pre, Features = f, Codes = codes,
             Options = loss, State = new State(mseGrad, norms),
         }.WithLosses(losses);
-    }
-
-    /// <summary>
-    /// Writes the row's activations f = pre·[pre &gt; θ]·[pre &gt; 0] into <paramref name="f"/> and returns how many entries
-    /// the backward needs; with <paramref name="fill"/>, also writes those entries (ascending) into that row of the codes.
-    /// </summary>
-    private static int ForEachNeeded(ReadOnlySpan<float> p, float[] th, float[] deadLanes, float halfWindow, Span<float> f,
-        (SparseCodes Codes, int Row)? fill)
-    {
-        int n = 0, j = 0, w = fill is { } fl ? fl.Codes.RowStart[fl.Row] : 0;
-        var hw = Vector512.Create(halfWindow);
-        if (Vector512.IsHardwareAccelerated)
-            for (; j + 16 <= p.Length; j += 16)
-            {
-                var pv = Vector512.Create(p.Slice(j, 16)); var tv = Vector512.Create(th.AsSpan(j, 16));
-                var above = Vector512.GreaterThan(pv, tv);
-                var fv = Vector512.ConditionalSelect(above & Vector512.GreaterThan(pv, Vector512<float>.Zero), pv, Vector512<float>.Zero);
-                fv.CopyTo(f.Slice(j, 16));
-                var need = above | Vector512.LessThan(Vector512.Abs(pv - tv), hw)
-                    | (Vector512.GreaterThan(tv, pv) & Vector512.GreaterThan(Vector512.Create(deadLanes.AsSpan(j, 16)), Vector512<float>.Zero));
-                ulong mask = need.ExtractMostSignificantBits();
-                n += BitOperations.PopCount(mask);
-                if (fill is { } fc)
-                    for (; mask != 0; mask &= mask - 1)
-                    {
-                        int t = j + BitOperations.TrailingZeroCount(mask);
-                        fc.Codes.Index[w] = t; fc.Codes.Value[w++] = f[t];
-                    }
-            }
-        for (; j < p.Length; j++)
-        {
-            bool above = p[j] > th[j];
-            f[j] = above && p[j] > 0 ? p[j] : 0;
-            if (!(above || MathF.Abs(p[j] - th[j]) < halfWindow || (th[j] > p[j] && deadLanes[j] > 0))) continue;
-            n++;
-            if (fill is { } fc) { fc.Codes.Index[w] = j; fc.Codes.Value[w++] = f[j]; }
-        }
-        return n;
     }
 
     private static bool CheckMode(SaeLossOptions loss) => loss.JumpReluSparsityMode switch

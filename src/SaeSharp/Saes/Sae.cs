@@ -1,4 +1,3 @@
-using System.Runtime.Intrinsics;
 using System.Collections;
 using System.Numerics.Tensors;
 using SaeSharp.Tensors;
@@ -305,40 +304,10 @@ public abstract class Sae
         {
             var gs = acc[0].AsSpan();
             var rs = relu ? acc[1].AsSpan() : default;
-            for (int r = r0; r < r1; r++)
-            {
-                var p = pre.Row(r); var g = grad.Row(r);
-                int j = 0;
-                if (Vector512.IsHardwareAccelerated)
-                    for (; j + 16 <= cols; j += 16)
-                    {
-                        var pv = Vector512.Create(p.Slice(j, 16));
-                        var gv = Vector512.Create(g.Slice(j, 16));
-                        if (add is not null) gv += Vector512.Create(add.AsSpan(j, 16));
-                        var keep = Vector512.GreaterThan(pv, Vector512<float>.Zero);
-                        gv = Vector512.ConditionalSelect(keep, gv, Vector512<float>.Zero);
-                        gv.CopyTo(g.Slice(j, 16));
-                        AddWidened(gs.Slice(j, 16), gv);
-                        if (relu) AddWidened(rs.Slice(j, 16), Vector512.ConditionalSelect(keep, pv, Vector512<float>.Zero));
-                    }
-                for (; j < cols; j++)
-                {
-                    bool on = p[j] > 0;
-                    g[j] = on ? g[j] + (add is null ? 0 : add[j]) : 0;
-                    gs[j] += g[j];
-                    if (relu) rs[j] += on ? p[j] : 0;
-                }
-            }
+            for (int r = r0; r < r1; r++) ActivationKernels.ReluBackwardRow(pre.Row(r), grad.Row(r), add, gs, rs, Simd.Best);
         });
         if (relu) for (int j = 0; j < cols; j++) reluColumnSums![j] = (float)sums[1][j];
         return Array.ConvertAll(sums[0], v => (float)v);
-    }
-
-    private static void AddWidened(Span<double> acc, Vector512<float> v)
-    {
-        var (lo, hi) = Vector512.Widen(v);
-        (Vector512.Create<double>(acc[..8]) + lo).CopyTo(acc[..8]);
-        (Vector512.Create<double>(acc.Slice(8, 8)) + hi).CopyTo(acc.Slice(8, 8));
     }
 
     /// <summary>

@@ -1,5 +1,5 @@
-using System.Runtime.Intrinsics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 
 namespace SaeSharp.Tensors;
 
@@ -38,29 +38,45 @@ public static class Ops
     }
 
     /// <summary>Column sums of x [rows, cols] into <paramref name="result"/> (accumulated in float64 for stability).</summary>
-    public static void SumRows(Tensor x, Span<float> result, bool accumulate = false, Compute? compute = null)
+    public static void SumRows(Tensor x, Span<float> result, bool accumulate = false, Compute? compute = null) =>
+        SumRows(x, result, accumulate, compute, Simd.Best);
+
+    /// <summary>
+    /// <see cref="SumRows(Tensor, Span{float}, bool, Compute?)"/> at a given vector width. Each column is summed in row
+    /// order (a lane per column, no sum across lanes), so every width and thread count gives the same bits.
+    /// </summary>
+    internal static void SumRows(Tensor x, Span<float> result, bool accumulate, Compute? compute, SimdWidth width)
     {
         if (result.Length != x.Cols) throw new ArgumentException($"result has {result.Length} elements, rows have {x.Cols}");
         var acc = new double[x.Cols];
-        // Columns in parallel blocks; each column is summed in row order, so the result never depends on threads.
         (compute ?? Compute.All).ForRange(x.Cols, 1024, (c0, c1) =>
         {
             var a = acc.AsSpan(c0, c1 - c0);
-            for (int r = 0; r < x.Rows; r++)
-            {
-                var row = x.Row(r).Slice(c0, c1 - c0);
-                int j = 0;
-                if (Vector512.IsHardwareAccelerated)
-                    for (; j + 16 <= row.Length; j += 16)
-                    {
-                        var (lo, hi) = Vector512.Widen(Vector512.Create(row.Slice(j, 16)));
-                        (Vector512.Create<double>(a.Slice(j, 8)) + lo).CopyTo(a.Slice(j, 8));
-                        (Vector512.Create<double>(a.Slice(j + 8, 8)) + hi).CopyTo(a.Slice(j + 8, 8));
-                    }
-                for (; j < row.Length; j++) a[j] += row[j];
-            }
+            for (int r = 0; r < x.Rows; r++) AddWidened(x.Row(r).Slice(c0, c1 - c0), a, width);
         }, align: 16);
         for (int j = 0; j < acc.Length; j++) result[j] = (float)(accumulate ? result[j] + acc[j] : acc[j]);
+    }
+
+    /// <summary>accumulator[j] += x[j], in float64.</summary>
+    internal static void AddWidened(ReadOnlySpan<float> x, Span<double> accumulator, SimdWidth width)
+    {
+        if (accumulator.Length < x.Length) throw new ArgumentException($"accumulator has {accumulator.Length} elements, x has {x.Length}");
+        var loop = new WidenedAdd(x, accumulator);
+        Simd.Run(ref loop, width);
+    }
+
+    private readonly ref struct WidenedAdd(ReadOnlySpan<float> x, Span<double> accumulator) : ISimdLoop
+    {
+        private readonly ReadOnlySpan<float> _x = x;
+        private readonly Span<double> _accumulator = accumulator;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<T>(int j) where T : struct, IFloatLanes<T>
+        {
+            var x = _x; var acc = _accumulator;
+            for (; j + T.Count <= x.Length; j += T.Count) T.Load(x, j).AddWidenedTo(acc, j);
+            return j;
+        }
     }
 
     /// <summary>The transpose of a 2-D tensor, as a new tensor.</summary>

@@ -1,5 +1,5 @@
 using System.Numerics;
-using System.Runtime.Intrinsics;
+using System.Runtime.CompilerServices;
 
 namespace SaeSharp.Tensors;
 
@@ -42,7 +42,10 @@ public sealed class SparseCodes
     }
 
     /// <summary><see cref="FromDense(Tensor, Compute?)"/> given each row's non-zero count (from a pass that already read the rows).</summary>
-    public static SparseCodes FromDense(Tensor dense, int[] rowCounts, Compute? compute = null)
+    public static SparseCodes FromDense(Tensor dense, int[] rowCounts, Compute? compute = null) => FromDense(dense, rowCounts, compute, Simd.Best);
+
+    /// <summary><see cref="FromDense(Tensor, int[], Compute?)"/> scanning at a given vector width (same codes at every width).</summary>
+    internal static SparseCodes FromDense(Tensor dense, int[] rowCounts, Compute? compute, SimdWidth width)
     {
         int rows = dense.Rows;
         if (rowCounts.Length != rows) throw new ArgumentException($"{rowCounts.Length} row counts for {rows} rows");
@@ -51,26 +54,41 @@ public sealed class SparseCodes
         {
             for (int r = r0; r < r1; r++)
             {
-                var row = dense.Row(r);
-                int w = codes.RowStart[r], end = codes.RowStart[r + 1], j = 0;
-                // Visit only the set bits of each 16-lane non-zero mask; a sparse row costs one compare per 16 entries.
-                if (Vector512.IsHardwareAccelerated)
-                    for (; j + 16 <= row.Length; j += 16)
-                    {
-                        ulong mask = ~Vector512.Equals(Vector512.Create(row.Slice(j, 16)), Vector512<float>.Zero).ExtractMostSignificantBits() & 0xFFFF;
-                        for (; mask != 0 && w < end; mask &= mask - 1)
-                        {
-                            int t = j + BitOperations.TrailingZeroCount(mask);
-                            codes.Index[w] = t;
-                            codes.Value[w++] = row[t];
-                        }
-                    }
-                for (; j < row.Length && w < end; j++)
-                    if (row[j] != 0) { codes.Index[w] = j; codes.Value[w++] = row[j]; }
-                if (w != end) throw new ArgumentException($"row {r} has {w - codes.RowStart[r]} non-zero entries, its count says {end - codes.RowStart[r]}");
+                int start = codes.RowStart[r], end = codes.RowStart[r + 1];
+                var copy = new NonZeroCopy(dense.Row(r), codes.Index.AsSpan(start, end - start), codes.Value.AsSpan(start, end - start));
+                Simd.Run(ref copy, width);
+                if (copy.Written != end - start)
+                    throw new ArgumentException($"row {r} has {copy.Written} non-zero entries, its count says {end - start}");
             }
         });
         return codes;
+    }
+
+    // Writes the non-zero entries of a row (ascending) while they fit, visiting only the set bits of each vector's
+    // non-zero mask: a sparse row costs one compare per vector. Written counts them all, also those that did not fit.
+    private ref struct NonZeroCopy(ReadOnlySpan<float> row, Span<int> index, Span<float> value) : ISimdLoop
+    {
+        private readonly ReadOnlySpan<float> _row = row;
+        private readonly Span<int> _index = index;
+        private readonly Span<float> _value = value;
+        public int Written { get; private set; }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<T>(int j) where T : struct, IFloatLanes<T>
+        {
+            var row = _row; var index = _index; var value = _value;
+            int w = Written;
+            for (; j + T.Count <= row.Length; j += T.Count)
+                for (uint mask = T.Bits(~T.EqualTo(T.Load(row, j), T.Zero)); mask != 0; mask &= mask - 1, w++)
+                {
+                    if (w >= index.Length) continue;
+                    int t = j + BitOperations.TrailingZeroCount(mask);
+                    index[w] = t;
+                    value[w] = row[t];
+                }
+            Written = w;
+            return j;
+        }
     }
 
     /// <summary>Empty codes laid out for the given number of entries in each row (RowStart filled; entries to be written).</summary>
@@ -85,14 +103,30 @@ public sealed class SparseCodes
     }
 
     /// <summary>How many entries of <paramref name="row"/> are not zero (NaN counts as non-zero).</summary>
-    public static int CountNonZero(ReadOnlySpan<float> row)
+    public static int CountNonZero(ReadOnlySpan<float> row) => CountNonZero(row, Simd.Best);
+
+    /// <summary><see cref="CountNonZero(ReadOnlySpan{float})"/> at a given vector width.</summary>
+    internal static int CountNonZero(ReadOnlySpan<float> row, SimdWidth width)
     {
-        int n = 0, j = 0;
-        if (Vector512.IsHardwareAccelerated)
-            for (; j + 16 <= row.Length; j += 16)
-                n += 16 - BitOperations.PopCount(Vector512.Equals(Vector512.Create(row.Slice(j, 16)), Vector512<float>.Zero).ExtractMostSignificantBits());
-        for (; j < row.Length; j++) if (row[j] != 0) n++;
-        return n;
+        var count = new NonZeroCount(row);
+        Simd.Run(ref count, width);
+        return count.Count;
+    }
+
+    private ref struct NonZeroCount(ReadOnlySpan<float> row) : ISimdLoop
+    {
+        private readonly ReadOnlySpan<float> _row = row;
+        public int Count { get; private set; }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<T>(int j) where T : struct, IFloatLanes<T>
+        {
+            var row = _row;
+            int n = 0;
+            for (; j + T.Count <= row.Length; j += T.Count) n += BitOperations.PopCount(T.Bits(~T.EqualTo(T.Load(row, j), T.Zero)));
+            Count += n;
+            return j;
+        }
     }
 
     /// <summary>How many entries of each latent (column) are positive, i.e. how many rows it fired on; rows in parallel.</summary>

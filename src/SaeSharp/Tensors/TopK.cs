@@ -1,5 +1,5 @@
 using System.Numerics.Tensors;
-using System.Runtime.Intrinsics;
+using System.Runtime.CompilerServices;
 
 namespace SaeSharp.Tensors;
 
@@ -99,7 +99,11 @@ public static class TopK
     }
 
     /// <summary>Top-k of one row into values/indices sorted descending (ties by lower index).</summary>
-    public static void SelectRow(ReadOnlySpan<float> row, int k, Span<float> values, Span<int> indices)
+    public static void SelectRow(ReadOnlySpan<float> row, int k, Span<float> values, Span<int> indices) =>
+        SelectRow(row, k, values, indices, Simd.Best);
+
+    /// <summary><see cref="SelectRow(ReadOnlySpan{float}, int, Span{float}, Span{int})"/>, scanning at a given vector width (same result at every width).</summary>
+    internal static void SelectRow(ReadOnlySpan<float> row, int k, Span<float> values, Span<int> indices, SimdWidth width)
     {
         int n = row.Length;
         if (k < 1 || k > n) throw new ArgumentOutOfRangeException(nameof(k));
@@ -110,20 +114,28 @@ public static class TopK
             indices[i] = i;
             SiftUp(values, indices, i);
         }
-        int j = k;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            // Skip whole vectors that cannot enter the heap: the scan is the hot loop when k << n.
-            while (j + 16 <= n)
-            {
-                var v = Vector512.Create(row.Slice(j, 16));
-                if (Vector512.GreaterThanAny(v, Vector512.Create(values[0])))
-                    for (int t = 0; t < 16; t++) Offer(values, indices, k, row[j + t], j + t);
-                j += 16;
-            }
-        }
-        for (; j < n; j++) Offer(values, indices, k, row[j], j);
+        var scan = new HeapScan(row, k, values, indices);
+        Simd.Run(ref scan, width);
         SortDescending(values, indices, k);
+    }
+
+    // Offers row[k..] to the heap, skipping whole vectors that cannot enter it: the scan is the hot loop when k << n.
+    private readonly ref struct HeapScan(ReadOnlySpan<float> row, int k, Span<float> values, Span<int> indices) : ISimdLoop
+    {
+        private readonly ReadOnlySpan<float> _rest = row[k..];
+        private readonly int _k = k;
+        private readonly Span<float> _values = values;
+        private readonly Span<int> _indices = indices;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<T>(int j) where T : struct, IFloatLanes<T>
+        {
+            var rest = _rest; var values = _values; var indices = _indices; int k = _k;
+            for (; j + T.Count <= rest.Length; j += T.Count)
+                if (T.Bits(T.GreaterThan(T.Load(rest, j), T.Create(values[0]))) != 0)
+                    for (int t = j; t < j + T.Count; t++) Offer(values, indices, k, rest[t], k + t);
+            return j;
+        }
     }
 
     private static void Offer(Span<float> values, Span<int> indices, int k, float v, int idx)
@@ -260,24 +272,7 @@ public static class TopK
         {
             var list = new List<long>();
             int r0 = (int)((long)rows * p / parts), r1 = (int)((long)rows * (p + 1) / parts);
-            var est = Vector512.Create(estimate);
-            for (int r = r0; r < r1; r++)
-            {
-                var row = new ReadOnlySpan<float>(data, offset + r * cols, cols);
-                int j = 0;
-                if (Vector512.IsHardwareAccelerated)
-                    for (; j + 16 <= cols; j += 16)
-                    {
-                        ulong mask = Vector512.GreaterThan(Vector512.Create(row.Slice(j, 16)), est).ExtractMostSignificantBits();
-                        while (mask != 0)
-                        {
-                            int t = System.Numerics.BitOperations.TrailingZeroCount(mask);
-                            list.Add((long)r * cols + j + t);
-                            mask &= mask - 1;
-                        }
-                    }
-                for (; j < cols; j++) if (row[j] > estimate) list.Add((long)r * cols + j);
-            }
+            for (int r = r0; r < r1; r++) CollectAbove(new ReadOnlySpan<float>(data, offset + r * cols, cols), estimate, (long)r * cols, list, Simd.Best);
             found[p] = list;
         });
         int count = 0;
@@ -308,6 +303,32 @@ public static class TopK
         }
         while (row0 <= rows) codes.RowStart[row0++] = write;
         return (codes, BitConverter.UInt32BitsToSingle((uint)(cut >> 32)));
+    }
+
+    /// <summary>Appends rowStart + j for every row[j] &gt; <paramref name="threshold"/>, in order, scanning at a given vector width.</summary>
+    internal static void CollectAbove(ReadOnlySpan<float> row, float threshold, long rowStart, List<long> found, SimdWidth width)
+    {
+        var loop = new AboveLoop(row, threshold, rowStart, found);
+        Simd.Run(ref loop, width);
+    }
+
+    private readonly ref struct AboveLoop(ReadOnlySpan<float> row, float threshold, long rowStart, List<long> found) : ISimdLoop
+    {
+        private readonly ReadOnlySpan<float> _row = row;
+        private readonly float _threshold = threshold;
+        private readonly long _rowStart = rowStart;
+        private readonly List<long> _found = found;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<T>(int j) where T : struct, IFloatLanes<T>
+        {
+            var row = _row; var found = _found;
+            var threshold = T.Create(_threshold);
+            for (; j + T.Count <= row.Length; j += T.Count)
+                for (uint mask = T.Bits(T.GreaterThan(T.Load(row, j), threshold)); mask != 0; mask &= mask - 1)
+                    found.Add(_rowStart + j + System.Numerics.BitOperations.TrailingZeroCount(mask));
+            return j;
+        }
     }
 
     // Histogram of positive, non-NaN values: by the high 16 bits (hiBin < 0), or by the low 16 bits of the

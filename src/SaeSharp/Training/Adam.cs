@@ -1,6 +1,6 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
-using System.Runtime.Intrinsics;
 using SaeSharp.Tensors;
+using System.Runtime.CompilerServices;
 
 namespace SaeSharp.Training;
 
@@ -52,34 +52,48 @@ public sealed class Adam
             var v = _v[name];
             float b1 = Beta1, b2 = Beta2, eps = Epsilon;
             (compute ?? Compute.All).ForRange(p.Length, 1 << 14, (s, e) =>
+                UpdateSlice(p.Span[s..e], g.Span[s..e], m.Span[s..e], v.Span[s..e], b1, b2, eps, stepSize, invSqrtC2, Simd.Best), 16);
+        }
+    }
+
+    /// <summary>
+    /// The update of one slice at a given vector width: m = β1·m + (1 − β1)·g, v = β2·v + (1 − β2)·g², p −= stepSize·m /
+    /// (√v·invSqrtC2 + ε). Element-wise with the same operations at every width, so neither the width nor where the
+    /// threads' slices start changes a bit.
+    /// </summary>
+    internal static void UpdateSlice(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v,
+        float beta1, float beta2, float epsilon, float stepSize, float invSqrtC2, SimdWidth width)
+    {
+        if (g.Length != p.Length || m.Length != p.Length || v.Length != p.Length)
+            throw new ArgumentException($"Adam slices must all have the parameter's {p.Length} elements");
+        var loop = new UpdateLoop(p, g, m, v, beta1, beta2, epsilon, stepSize, invSqrtC2);
+        Simd.Run(ref loop, width);
+    }
+
+    private readonly ref struct UpdateLoop(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v,
+        float beta1, float beta2, float epsilon, float stepSize, float invSqrtC2) : ISimdLoop
+    {
+        private readonly Span<float> _p = p, _m = m, _v = v;
+        private readonly ReadOnlySpan<float> _g = g;
+        private readonly float _beta1 = beta1, _beta2 = beta2, _epsilon = epsilon, _stepSize = stepSize, _invSqrtC2 = invSqrtC2;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<T>(int i) where T : struct, IFloatLanes<T>
+        {
+            var ps = _p; var gs = _g; var ms = _m; var vs = _v;
+            var b1 = T.Create(_beta1); var c1 = T.Create(1 - _beta1);
+            var b2 = T.Create(_beta2); var c2 = T.Create(1 - _beta2);
+            var step = T.Create(_stepSize); var inv = T.Create(_invSqrtC2); var eps = T.Create(_epsilon);
+            for (; i + T.Count <= ps.Length; i += T.Count)
             {
-                var ps = p.Span[s..e]; var gs = g.Span[s..e]; var ms = m.Span[s..e]; var vs = v.Span[s..e];
-                int i = 0;
-                if (Vector512.IsHardwareAccelerated)
-                {
-                    // The scalar loop below handles only the last length % 16 elements (ranges start at multiples of 16),
-                    // so which path an element takes, and so its result, does not depend on the number of threads.
-                    var vb1 = Vector512.Create(b1); var vc1 = Vector512.Create(1 - b1);
-                    var vb2 = Vector512.Create(b2); var vc2 = Vector512.Create(1 - b2);
-                    var vStep = Vector512.Create(stepSize); var vInv = Vector512.Create(invSqrtC2); var vEps = Vector512.Create(eps);
-                    for (; i + 16 <= ps.Length; i += 16)
-                    {
-                        var gi = Vector512.Create(gs.Slice(i, 16));
-                        var mi = vb1 * Vector512.Create(ms.Slice(i, 16)) + vc1 * gi;
-                        var vi = vb2 * Vector512.Create(vs.Slice(i, 16)) + vc2 * gi * gi;
-                        mi.CopyTo(ms.Slice(i, 16));
-                        vi.CopyTo(vs.Slice(i, 16));
-                        (Vector512.Create(ps.Slice(i, 16)) - vStep * mi / (Vector512.Sqrt(vi) * vInv + vEps)).CopyTo(ps.Slice(i, 16));
-                    }
-                }
-                for (; i < ps.Length; i++)
-                {
-                    float gi = gs[i];
-                    float mi = ms[i] = b1 * ms[i] + (1 - b1) * gi;
-                    float vi = vs[i] = b2 * vs[i] + (1 - b2) * gi * gi;
-                    ps[i] -= stepSize * mi / (MathF.Sqrt(vi) * invSqrtC2 + eps);
-                }
-            }, 16);
+                var gi = T.Load(gs, i);
+                var mi = b1 * T.Load(ms, i) + c1 * gi;
+                var vi = b2 * T.Load(vs, i) + c2 * gi * gi;
+                mi.Store(ms, i);
+                vi.Store(vs, i);
+                (T.Load(ps, i) - step * mi / (T.Sqrt(vi) * inv + eps)).Store(ps, i);
+            }
+            return i;
         }
     }
 

@@ -154,4 +154,75 @@ public class SparseKernelTests
                 for (int j = 0; j < cols; j++) Assert.Equal(x[r, j] + bias[j], y[r, j]);
         }
     }
+
+    [Theory]
+    [MemberData(nameof(SimdPaths.Widths), MemberType = typeof(SimdPaths))]
+    public void SumRowsIsExactAtEveryWidth(string width)
+    {
+        var w = SimdPaths.Parse(width);
+        var rng = new Rng(41);
+        foreach (int cols in SimdPaths.AwkwardLengths)
+        {
+            const int Rows = 5;
+            var x = Tensor.FromArray(SimdPaths.Values(Rows * cols, rng, 0.05), Rows, cols);
+            var start = SimdPaths.Values(cols, rng, 0);
+            var expected = new float[cols];
+            var expectedAccumulated = new float[cols];
+            for (int j = 0; j < cols; j++)
+            {
+                double s = 0;
+                for (int r = 0; r < Rows; r++) s += x[r, j];
+                expected[j] = (float)s;
+                expectedAccumulated[j] = (float)(start[j] + s);
+            }
+            var got = new float[cols];
+            Ops.SumRows(x, got, accumulate: false, new Compute(2), w);
+            Assert.Equal(expected, got);
+            Ops.SumRows(x, start, accumulate: true, new Compute(2), w);
+            Assert.Equal(expectedAccumulated, start);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(SimdPaths.Widths), MemberType = typeof(SimdPaths))]
+    public void NonZeroCountsAndCodesAreExactAtEveryWidth(string width)
+    {
+        var w = SimdPaths.Parse(width);
+        var rng = new Rng(42);
+        foreach (int cols in SimdPaths.AwkwardLengths)
+        {
+            const int Rows = 4;
+            // Mostly zeros (of both signs), with NaN, infinities and subnormals among the non-zeros.
+            var values = SimdPaths.Values(Rows * cols, rng, 0.3);
+            for (int i = 0; i < values.Length; i++) if (rng.Bernoulli(0.6)) values[i] = rng.Bernoulli(0.5) ? 0f : -0f;
+            var dense = Tensor.FromArray(values, Rows, cols);
+            var counts = new int[Rows];
+            for (int r = 0; r < Rows; r++)
+            {
+                counts[r] = SparseCodes.CountNonZero(dense.Row(r), w);
+                Assert.Equal(dense.Row(r).ToArray().Count(v => v != 0), counts[r]);
+            }
+            var codes = SparseCodes.FromDense(dense, counts, new Compute(2), w);
+            for (int r = 0; r < Rows; r++)
+            {
+                var row = dense.Row(r).ToArray();
+                var nonZero = Enumerable.Range(0, cols).Where(j => row[j] != 0).ToArray();
+                Assert.Equal(nonZero, codes.RowIndex(r).ToArray());
+                Assert.Equal(nonZero.Select(j => row[j]).ToArray(), codes.RowValue(r).ToArray());
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(SimdPaths.Widths), MemberType = typeof(SimdPaths))]
+    public void FromDenseRejectsRowCountsThatDoNotMatchTheRows(string width)
+    {
+        var dense = new Tensor(2, 37);
+        dense[1, 3] = 1; dense[1, 20] = -2; dense[1, 36] = 5;
+        foreach (int claimed in new[] { 2, 4 })
+        {
+            var e = Assert.Throws<ArgumentException>(() => SparseCodes.FromDense(dense, [0, claimed], Compute.Single, SimdPaths.Parse(width)));
+            Assert.Equal($"row 1 has 3 non-zero entries, its count says {claimed}", e.Message);
+        }
+    }
 }

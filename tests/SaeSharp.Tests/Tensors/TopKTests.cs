@@ -121,4 +121,40 @@ public class TopKTests
         Assert.Equal(new[] { 3f, float.PositiveInfinity }, codes.Value.Take(codes.Count).ToArray());
         Assert.Equal(3f, min);
     }
+
+    [Theory]
+    [MemberData(nameof(SimdPaths.Widths), MemberType = typeof(SimdPaths))]
+    public void SelectRowMatchesTheReferenceAtEveryWidth(string width)
+    {
+        var w = SimdPaths.Parse(width);
+        var rng = new Rng(43);
+        foreach (int n in SimdPaths.AwkwardLengths)
+            foreach (int k in new[] { 1, Math.Min(5, n), n })
+            {
+                // Ties (coarse values), zeros of both signs and infinities; NaN has no place in a top-k.
+                var row = SimdPaths.Values(n, rng, 0.3).Select(v => float.IsNaN(v) ? 0.25f : MathF.Round(v * 2) / 2).ToArray();
+                var values = new float[k]; var indices = new int[k];
+                TopK.SelectRow(row, k, values, indices, w);
+                var expected = ReferenceTop(row, k);
+                Assert.Equal(expected.Select(e => e.I).ToArray(), indices);
+                Assert.Equal(expected.Select(e => e.V).ToArray(), values);
+            }
+    }
+
+    [Theory]
+    [MemberData(nameof(SimdPaths.Widths), MemberType = typeof(SimdPaths))]
+    public void CollectAboveFindsEveryLargerValueInOrderAtEveryWidth(string width)
+    {
+        var w = SimdPaths.Parse(width);
+        var rng = new Rng(44);
+        foreach (int n in SimdPaths.AwkwardLengths)
+        {
+            var row = SimdPaths.Values(n, rng);
+            var found = new List<long> { -7 }; // appends after what is there
+            TopK.CollectAbove(row, 0.5f, 1000, found, w);
+            var expected = new List<long> { -7 };
+            for (int j = 0; j < n; j++) if (row[j] > 0.5f) expected.Add(1000 + j);
+            Assert.Equal(expected, found);
+        }
+    }
 }

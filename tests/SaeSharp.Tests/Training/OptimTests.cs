@@ -1,5 +1,6 @@
 using SaeSharp.Tensors;
 using SaeSharp.Training;
+using SaeSharp.Tests.Tensors;
 
 namespace SaeSharp.Tests.Training;
 
@@ -37,6 +38,32 @@ public class OptimTests
                 expected[i] -= 0.01 * (m[i] / (1 - Math.Pow(0.9, step))) / (Math.Sqrt(v[i] / (1 - Math.Pow(0.99, step))) + 1e-6);
             }
         for (int i = 0; i < n; i++) Assert.Equal(expected[i], single[i], 5e-6);
+    }
+
+    [Theory]
+    [MemberData(nameof(SimdPaths.Widths), MemberType = typeof(SimdPaths))]
+    public void AdamUpdateGivesTheScalarFormulasBitsAtEveryWidth(string width)
+    {
+        var w = SimdPaths.Parse(width);
+        var rng = new Rng(45);
+        const float B1 = 0.9f, B2 = 0.99f, Eps = 1e-6f, StepSize = 0.013f, InvSqrtC2 = 1.7f;
+        foreach (int n in SimdPaths.AwkwardLengths)
+        {
+            var p = SimdPaths.Values(n, rng, 0.05); var g = SimdPaths.Values(n, rng, 0.05);
+            var m = SimdPaths.Values(n, rng, 0); var v = SimdPaths.Values(n, rng, 0).Select(MathF.Abs).ToArray();
+            // The update element by element, in float as the kernel computes it.
+            var (pe, me, ve) = ((float[])p.Clone(), (float[])m.Clone(), (float[])v.Clone());
+            for (int i = 0; i < n; i++)
+            {
+                me[i] = B1 * me[i] + (1 - B1) * g[i];
+                ve[i] = B2 * ve[i] + (1 - B2) * g[i] * g[i];
+                pe[i] -= StepSize * me[i] / (MathF.Sqrt(ve[i]) * InvSqrtC2 + Eps);
+            }
+            Adam.UpdateSlice(p, g, m, v, B1, B2, Eps, StepSize, InvSqrtC2, w);
+            Assert.Equal(me, m);
+            Assert.Equal(ve, v);
+            Assert.Equal(pe, p);
+        }
     }
 
     [Fact]
