@@ -7,7 +7,7 @@ internal enum SimdWidth { Scalar, V128, V256, V512 }
 
 /// <summary>
 /// A loop over float lanes written once for every width: <see cref="Run{T}"/> processes whole vectors of
-/// <typeparamref name="T"/>'s width from <c>start</c> while one fits and returns where it stopped. A kernel is a ref
+/// the lane type's width from <c>start</c> while one fits and returns where it stopped. A kernel is a ref
 /// struct holding its spans and results; <see cref="Simd.Run{TLoop}"/> runs it at a width, then one lane at a time
 /// (<see cref="F32x1"/>) for the tail, so the scalar path is the same code as the vector ones. Implementations mark
 /// Run <c>[MethodImpl(MethodImplOptions.AggressiveOptimization)]</c>: unoptimised (tier-0) code calls every lane

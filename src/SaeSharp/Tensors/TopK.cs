@@ -46,7 +46,7 @@ public static class TopK
     }
 
     /// <summary>
-    /// The same k entries as <see cref="SelectRow"/> (the largest, ties to the lower index), in increasing index
+    /// The same k entries as <see cref="SelectRow(ReadOnlySpan{float}, int, Span{float}, Span{int})"/> (the largest, ties to the lower index), in increasing index
     /// order, for large k: a quickselect over (value, index) keys is O(n) where the heap is O(n log k).
     /// <paramref name="scratch"/> needs row.Length slots.
     /// </summary>
