@@ -1,5 +1,3 @@
-
-
 namespace SaeSharp.Saes;
 
 /// <summary>Training-time loss settings (SAELens names in comments). Coefficients multiply their loss term.</summary>
