@@ -2,7 +2,7 @@ using System.Text.Json.Nodes;
 using SaeSharp.IO;
 using SaeSharp.Saes;
 using SaeSharp.Tensors;
-using static SaeSharp.Tests.Saes.GradientCheckTests;
+using static SaeSharp.Tests.Saes.GradientCheck;
 
 namespace SaeSharp.Tests.Saes;
 

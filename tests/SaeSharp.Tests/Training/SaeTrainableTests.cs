@@ -1,7 +1,7 @@
 using SaeSharp.Saes;
 using SaeSharp.Tensors;
 using SaeSharp.Training;
-using static SaeSharp.Tests.Saes.GradientCheckTests;
+using static SaeSharp.Tests.Saes.GradientCheck;
 using Tensor = SaeSharp.Tensors.Tensor;
 
 namespace SaeSharp.Tests.Training;

@@ -4,10 +4,11 @@ using SaeSharp.Tensors;
 namespace SaeSharp.Tests.Saes;
 
 /// <summary>
-/// Every loss term's analytic gradient (float32 backward) against central finite differences of an independent
-/// float64 re-implementation of that loss (<see cref="Ref"/>), for every parameter of every architecture.
+/// Shared helpers of the SAE tests: independent float64 re-implementations of every architecture's losses
+/// (<see cref="Ref"/>), the finite-difference gradient check against them (<see cref="Check"/>), random and
+/// hand-picked SAEs and inputs, and the dense-versus-sparse path agreement check.
 /// </summary>
-public class GradientCheckTests
+public static class GradientCheck
 {
     // Parameters as float64 copies keyed by name; the reference losses read them, FD perturbs them.
     public sealed class P(Dictionary<string, double[]> v, Dictionary<string, int[]> shape)
@@ -225,6 +226,43 @@ public class GradientCheckTests
                 ["auxiliary_reconstruction_loss"] = Mse(NormOut(Decode(ga, p0, true), so, sh), x), // decoder detached
             };
         }
+
+        /// <summary>The batchtopk reference plus inner_mse_loss_{w}: the reconstruction from latents below each proper prefix width.</summary>
+        public static Dictionary<string, double> Matryoshka(P p, P p0, double[,] x, SaeConfig c, SaeLossOptions o)
+        {
+            var res = TopK(p, p0, x, c, o);
+            var (xn, so, sh) = NormIn(x, c.NormalizeActivations);
+            var pre = Linear(SaeIn(p, xn, c.ApplyBDecToInput), p, "W_enc", "b_enc");
+            var f = TopKActs(p, pre, c);
+            foreach (int w in c.MatryoshkaWidths!.SkipLast(1))
+            {
+                var fw = (double[,])f.Clone();
+                for (int r = 0; r < fw.GetLength(0); r++) for (int j = w; j < fw.GetLength(1); j++) fw[r, j] = 0;
+                res[$"inner_mse_loss_{w}"] = Mse(NormOut(Decode(fw, p, true), so, sh), x);
+            }
+            return res;
+        }
+
+        /// <summary>Transcoder losses against a separate target: ReLU(x·W_enc + b_enc)·W_dec + b_dec (+ x·W_skipᵀ).</summary>
+        public static Dictionary<string, double> Transcoder(P p, double[,] x, double[,] target, SaeLossOptions o)
+        {
+            var pre = Linear(x, p, "W_enc", "b_enc");
+            int b = pre.GetLength(0), ds = pre.GetLength(1);
+            var f = new double[b, ds];
+            for (int r = 0; r < b; r++) for (int j = 0; j < ds; j++) f[r, j] = Math.Max(0, pre[r, j]);
+            var outp = Decode(f, p, true);
+            if (p.V.ContainsKey("W_skip"))
+            {
+                int dOut = p.Shape["W_skip"][0], dIn = p.Shape["W_skip"][1];
+                for (int r = 0; r < b; r++)
+                    for (int k = 0; k < dOut; k++)
+                        for (int i = 0; i < dIn; i++) outp[r, k] += x[r, i] * p["W_skip", k, i];
+            }
+            var n = Norms(p);
+            double l1 = 0;
+            for (int r = 0; r < b; r++) for (int j = 0; j < ds; j++) l1 += f[r, j] * n[j];
+            return new() { ["mse_loss"] = Mse(outp, target), ["l1_loss"] = o.L1Coefficient * l1 / b };
+        }
     }
 
     public delegate Dictionary<string, double> RefLoss(P p, P p0, double[,] x, SaeConfig c, SaeLossOptions o);
@@ -299,77 +337,14 @@ public class GradientCheckTests
         }
     }
 
-    private static SaeConfig Cfg(string arch, int k = 0, bool applyBDec = true, bool rescale = false) =>
+    internal static SaeConfig Cfg(string arch, int k = 0, bool applyBDec = true, bool rescale = false) =>
         new() { Architecture = arch, DIn = 6, DSae = 10, K = k, ApplyBDecToInput = applyBDec, RescaleActsByDecoderNorm = rescale };
-
-    [Theory]
-    [InlineData(1.0, true)]
-    [InlineData(2.0, true)]
-    [InlineData(1.0, false)]
-    public void Standard(double lp, bool applyBDec)
-    {
-        var sae = RandomSae(Cfg("standard", applyBDec: applyBDec), 1);
-        Check(sae, RandomX(5, 6, 2), new SaeLossOptions { L1Coefficient = 0.7, LpNorm = lp }, Ref.Standard);
-    }
-
-    /// <summary>
-    /// Shapes that reach the vectorised ReLU backward (d_sae = 37: two vectors and a tail) and its row blocks
-    /// (B = 260: a full block of 256 rows and a partial one), whose column sums feed b_enc and the L1 norm term.
-    /// The input seed is one where no pre-activation lies within the finite-difference step of the ReLU kink
-    /// (with 9,620 pre-activations some seeds put one there, and the difference quotient then sees half a kink).
-    /// </summary>
-    [Fact]
-    public void StandardAtAwkwardSizes()
-    {
-        var sae = RandomSae(new SaeConfig { Architecture = "standard", DIn = 3, DSae = 37 }, 4);
-        Check(sae, RandomX(260, 3, 7), new SaeLossOptions { L1Coefficient = 0.3 }, Ref.Standard);
-    }
-
-    /// <summary>The sparse-code path (forced for every density) against the same finite differences, awkward sizes included.</summary>
-    [Theory]
-    [InlineData(true, 5, 6, 10)]
-    [InlineData(false, 5, 6, 10)]
-    [InlineData(true, 260, 3, 37)]
-    public void StandardSparsePath(bool applyBDec, int rows, int dIn, int dSae)
-    {
-        var sae = (StandardSae)RandomSae(new SaeConfig { Architecture = "standard", DIn = dIn, DSae = dSae, ApplyBDecToInput = applyBDec }, 4);
-        sae.SparseDensity = 1;
-        var x = RandomX(rows, dIn, 7);
-        Assert.NotNull(sae.Forward(x, new SaeLossOptions()).Codes);
-        Check(sae, x, new SaeLossOptions { L1Coefficient = 0.3 }, Ref.Standard);
-    }
-
-    /// <summary>
-    /// At a trained SAE's sparsity (negative encoder biases, about 2% of latents firing) the sparse path gives the
-    /// dense path's losses, outputs and every gradient, and the default setting picks it on its own.
-    /// </summary>
-    [Fact]
-    public void StandardSparseAndDensePathsAgree()
-    {
-        var sae = (StandardSae)RandomSae(new SaeConfig { Architecture = "standard", DIn = 19, DSae = 301 }, 9);
-        var x = RandomX(67, 19, 10);
-        // Each latent's bias at minus its 98th-percentile pre-activation over the batch: about 2% fire.
-        var bEnc = sae.Params["b_enc"];
-        Ops.Clear(bEnc);
-        var pre = sae.Forward(x).PreActs;
-        for (int j = 0; j < bEnc.Length; j++)
-            bEnc.Span[j] = -SecondLargestInColumn(pre, j);
-        var opt = new SaeLossOptions { L1Coefficient = 0.4 };
-        var auto = sae.Forward(x, opt);
-        Assert.NotNull(auto.Codes);
-        int firing = auto.Codes!.Count;
-        Assert.InRange(firing, 1, 0.03 * 67 * 301);
-
-        var (fd, fs) = DenseAndSparseAgree(sae, d => sae.SparseDensity = d, x, opt);
-        foreach (var (name, v) in fd.Losses) Assert.Equal(v, fs.Losses[name], 5);
-        AssertClose(fd.DenseFeatures().ToArray(), fs.DenseFeatures().ToArray(), "features");
-    }
 
     /// <summary>
     /// Forward and backward with the sparse-code path off (density 0) and forced (1): the paths are the ones asked
     /// for, and the outputs and every gradient agree. Returns both forwards for loss checks.
     /// </summary>
-    private static (SaeForward Dense, SaeForward Sparse) DenseAndSparseAgree(Sae sae, Action<double> setDensity, Tensor x, SaeLossOptions opt)
+    internal static (SaeForward Dense, SaeForward Sparse) DenseAndSparseAgree(Sae sae, Action<double> setDensity, Tensor x, SaeLossOptions opt)
     {
         setDensity(0);
         var (fd, gd) = ForwardBackward(sae, x, opt);
@@ -387,10 +362,10 @@ public class GradientCheckTests
     }
 
     // Column j's second-largest value: with 67 rows, a cut that lets one row in 67 (1.5%) through, a trained SAE's sparsity.
-    private static float SecondLargestInColumn(Tensor m, int j) =>
+    internal static float SecondLargestInColumn(Tensor m, int j) =>
         Enumerable.Range(0, m.Rows).Select(r => m[r, j]).OrderByDescending(v => v).ElementAt(1);
 
-    private static (SaeForward F, SaeParams G) ForwardBackward(Sae sae, Tensor x, SaeLossOptions opt)
+    internal static (SaeForward F, SaeParams G) ForwardBackward(Sae sae, Tensor x, SaeLossOptions opt)
     {
         var f = sae.Forward(x, opt);
         var g = sae.Params.ZerosLike();
@@ -398,7 +373,7 @@ public class GradientCheckTests
         return (f, g);
     }
 
-    private static void AssertClose(float[] expected, float[] actual, string what)
+    internal static void AssertClose(float[] expected, float[] actual, string what)
     {
         Assert.Equal(expected.Length, actual.Length);
         float scale = expected.Max(Math.Abs) + 1e-12f;
@@ -406,118 +381,31 @@ public class GradientCheckTests
             Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5f * scale, $"{what}[{i}]: dense {expected[i]}, sparse {actual[i]}");
     }
 
-    /// <summary>Both AuxK paths: dense over the dead latents' columns, and sparse codes (forced).</summary>
-    [Theory]
-    [InlineData("topk", false, false)]
-    [InlineData("topk", true, false)]
-    [InlineData("batchtopk", false, false)]
-    [InlineData("batchtopk", true, false)]
-    [InlineData("topk", false, true)]
-    [InlineData("batchtopk", true, true)]
-    public void TopKKinds(string arch, bool rescale, bool sparseAux)
+    // Small fixtures and asserts of the hand-computed cases.
+    internal static void Set(Tensor t, params float[] v) => v.CopyTo(t.Span);
+
+    internal static void Near(double expected, double actual, double tol = 1e-6) =>
+        Assert.True(Math.Abs(expected - actual) <= tol * Math.Max(1, Math.Abs(expected)), $"expected {expected}, got {actual}");
+
+    internal static void Near(float[] expected, float[] actual)
     {
-        var sae = (TopKSae)RandomSae(Cfg(arch, k: 3, rescale: rescale), 3);
-        sae.AuxSparseDensity = sparseAux ? 1 : 0;
-        var dead = new bool[10]; dead[1] = dead[4] = dead[7] = dead[8] = true;
-        Check(sae, RandomX(5, 6, 4), new SaeLossOptions { AuxKCoefficient = 0.5, DeadMask = dead }, Ref.TopK);
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++) Near(expected[i], actual[i]);
     }
 
-    /// <summary>
-    /// At an awkward size with one latent in seven dead (k_aux 9 of 43 dead per row, so the default setting takes
-    /// the dense path), AuxK's dense and sparse paths give the same loss and gradients.
-    /// </summary>
-    [Fact]
-    public void AuxKDenseAndSparsePathsAgree()
+    // d_in = 2, d_sae = 3: W_enc columns e0, e1, e0 − e1; b_enc = [0, 0, 0.1];
+    // W_dec rows [2, 0], [0, 1], [0.5, 0] (norms 2, 1, 0.5); b_dec = [0.5, 0].
+    // x row 0 = [1.5, 0.25] → sae_in [1, 0.25] → pre [1, 0.25, 0.85];
+    // x row 1 = [0.5, 1]    → sae_in [0, 1]    → pre [0, 1, −0.9].
+    internal static T Tiny<T>(SaeConfig cfg) where T : Sae
     {
-        var sae = (TopKSae)RandomSae(new SaeConfig { Architecture = "topk", DIn = 19, DSae = 301, K = 5 }, 12);
-        var x = RandomX(67, 19, 13);
-        var dead = Enumerable.Range(0, 301).Select(j => j % 7 == 3).ToArray();
-        var opt = new SaeLossOptions { AuxKCoefficient = 0.7, DeadMask = dead };
-        var (fd, gd) = ForwardBackward(sae, x, opt); // the default setting
-        sae.AuxSparseDensity = 1;
-        var (fs, gs) = ForwardBackward(sae, x, opt);
-        double ld = fd.Losses["auxiliary_reconstruction_loss"], ls = fs.Losses["auxiliary_reconstruction_loss"];
-        Assert.True(Math.Abs(ld - ls) <= 1e-6 * Math.Abs(ls), $"AuxK loss: dense {ld}, sparse {ls}");
-        foreach (var name in sae.Params.Names) AssertClose(gd[name].ToArray(), gs[name].ToArray(), name);
+        var sae = (T)SaeRegistry.Create(cfg, Compute.All);
+        Set(sae.WEnc, 1, 0, 1, 0, 1, -1);
+        Set(sae.Params["b_enc"], 0, 0, 0.1f);
+        Set(sae.WDec, 2, 0, 0, 1, 0.5f, 0);
+        Set(sae.BDec, 0.5f, 0);
+        return sae;
     }
 
-    [Theory]
-    [InlineData("step")]
-    [InlineData("tanh")]
-    public void JumpRelu(string mode)
-    {
-        var sae = RandomSae(Cfg("jumprelu"), 5);
-        JumpReluChecks(sae, mode);
-        // The same checks on the sparse-code path, forced.
-        ((JumpReluSae)sae).SparseDensity = 1;
-        JumpReluChecks(sae, mode);
-    }
-
-    private static void JumpReluChecks(Sae sae, string mode)
-    {
-        new Rng(6).FillUniform(sae.Params["threshold"].Span, 0.05f, 0.6f);
-        var dead = new bool[10]; dead[0] = dead[3] = dead[9] = true;
-        var opt = new SaeLossOptions { L0Coefficient = 0.3, JumpReluSparsityMode = mode, PreActLossCoefficient = 0.2, DeadMask = dead };
-        // Threshold gradients of mse/l0 are pseudo-gradients (checked in JumpReluThresholdPseudoGradient);
-        // the only true threshold gradient, pre_act_loss's, is checked there too.
-        // With mode step, l0_loss is flat in every parameter but the threshold (its gradient is all pseudo).
-        Check(sae, RandomX(5, 6, 7), opt, Ref.JumpRelu, ["threshold"], mode == "step" ? ["l0_loss"] : null);
-    }
-
-    /// <summary>
-    /// A jumprelu SAE at a trained sparsity (about 2% firing, thresholds near the pre-activations so the kernel window
-    /// holds entries that do not fire, dead latents under the pre-act loss): the sparse-code path gives the dense
-    /// path's losses, outputs and every gradient, in both sparsity-loss modes, and the default setting takes it.
-    /// </summary>
-    [Theory]
-    [InlineData("step")]
-    [InlineData("tanh")]
-    public void JumpReluSparseAndDensePathsAgree(string mode)
-    {
-        var sae = (JumpReluSae)RandomSae(new SaeConfig { Architecture = "jumprelu", DIn = 19, DSae = 301, JumpReluBandwidth = 0.05 }, 14);
-        var x = RandomX(67, 19, 15);
-        var pre = sae.Forward(x).PreActs;
-        // Each latent's threshold at its 98th-percentile pre-activation over the batch (b_enc 0 → pre = sae_in·W_enc).
-        for (int j = 0; j < 301; j++)
-            sae.Threshold.Span[j] = Math.Max(0.01f, SecondLargestInColumn(pre, j));
-        var dead = Enumerable.Range(0, 301).Select(j => j % 50 == 7).ToArray();
-        var opt = new SaeLossOptions { L0Coefficient = 0.3, JumpReluSparsityMode = mode, PreActLossCoefficient = 0.2, DeadMask = dead };
-        Assert.NotNull(sae.Forward(x, opt).Codes);
-        var (fd, fs) = DenseAndSparseAgree(sae, d => sae.SparseDensity = d, x, opt);
-        // The penalties sum the same terms in the same order; the reconstruction differs by float rounding only.
-        foreach (var (name, v) in fd.Losses)
-            Assert.True(Math.Abs(v - fs.Losses[name]) <= (name == "mse_loss" ? 1e-6 * Math.Abs(v) : 0), $"{name}: dense {v}, sparse {fs.Losses[name]}");
-    }
-
-    [Fact]
-    public void Gated()
-    {
-        var sae = RandomSae(Cfg("gated"), 8);
-        Check(sae, RandomX(5, 6, 9), new SaeLossOptions { L1Coefficient = 0.4 }, Ref.Gated);
-        // The same check on the sparse-code path, forced.
-        ((GatedSae)sae).SparseDensity = 1;
-        Check(sae, RandomX(5, 6, 9), new SaeLossOptions { L1Coefficient = 0.4 }, Ref.Gated);
-    }
-
-    /// <summary>
-    /// A gated SAE with about 2% of its gates open (b_gate at minus each latent's 98th-percentile gate pre-activation):
-    /// the sparse-code path gives the dense path's losses, outputs and every gradient, and the default setting takes it.
-    /// </summary>
-    [Fact]
-    public void GatedSparseAndDensePathsAgree()
-    {
-        var sae = (GatedSae)RandomSae(new SaeConfig { Architecture = "gated", DIn = 19, DSae = 301 }, 16);
-        var x = RandomX(67, 19, 17);
-        var bGate = sae.Params["b_gate"];
-        Ops.Clear(bGate);
-        var saeIn = x.Clone(); // x − b_dec
-        for (int r = 0; r < x.Rows; r++) System.Numerics.Tensors.TensorPrimitives.Subtract(saeIn.Row(r), sae.BDec.Span, saeIn.Row(r));
-        var g = Gemm.MatMul(saeIn, sae.WEnc);
-        for (int j = 0; j < 301; j++) bGate.Span[j] = -SecondLargestInColumn(g, j);
-        var opt = new SaeLossOptions { L1Coefficient = 0.4 };
-        Assert.NotNull(sae.Forward(x, opt).Codes);
-        var (fd, fs) = DenseAndSparseAgree(sae, d => sae.SparseDensity = d, x, opt);
-        foreach (var (name, v) in fd.Losses)
-            Assert.True(Math.Abs(v - fs.Losses[name]) <= 1e-6 * Math.Abs(v), $"{name}: dense {v}, sparse {fs.Losses[name]}");
-    }
+    internal static Tensor TinyX() => Tensor.FromArray([1.5f, 0.25f, 0.5f, 1f], 2, 2);
 }
