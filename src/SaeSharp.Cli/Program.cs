@@ -34,6 +34,7 @@ public static class Program
         root.Add(ModelCommands.Build());
         root.Add(SynthCommands.Build());
         root.Add(TrainCommands.Build());
+        root.Add(EvalCommands.Build());
         root.Add(DemoCommands.BuildDemo());
         root.Add(SaeCommands.Build());
         root.Add(TokenizeCommands.Build());
