@@ -17,13 +17,9 @@ public static class PipelineBench
     public static int Run(TextWriter o, string? modelPath, string hook, bool quick)
     {
         var compute = Compute.All;
-        var model = modelPath is null ? ModelBench.RandomGpt2(quick ? 3 : 4, compute) : HookedTransformer.Load(modelPath, compute);
-        string name = modelPath is null ? "random gpt2-small shape" : Path.GetFileName(Path.TrimEndingDirectorySeparator(modelPath));
+        var (model, name) = BenchUtil.ModelOrRandom(modelPath, quick ? 3 : 4, compute);
         int ctx = quick ? 32 : 128, prompts = 16, contexts = quick ? 64 : 1024;
-        var rng = new Rng(9);
-        int bos = model.Config.BosTokenId ?? 0;
-        var windows = Enumerable.Range(0, contexts)
-            .Select(_ => Enumerable.Range(0, ctx).Select(p => p == 0 ? bos : rng.NextInt(model.Config.VocabSize)).ToArray()).ToList();
+        var windows = BenchUtil.RandomContexts(model, contexts, ctx, seed: 9).ToList();
         long tokens = (long)contexts * ctx;
         int dIn = ActivationStore.Width(model, hook);
         o.WriteLine($"activation pipeline: {name}, {hook} (d_in {dIn}), {contexts} contexts x {ctx} tokens, {compute.Threads} threads");

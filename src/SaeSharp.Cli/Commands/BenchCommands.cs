@@ -38,6 +38,13 @@ public static class BenchCommands
         pipeline.Add(pipeModel); pipeline.Add(pipeHook); pipeline.Add(pipeQuick);
         pipeline.SetAction(p => PipelineBench.Run(p.InvocationConfiguration.Output, p.GetValue(pipeModel), p.GetValue(pipeHook)!, p.GetValue(pipeQuick)));
         bench.Add(pipeline);
+        var eval = new Command("eval", "Tokens/s of evaluating one SAE (clean, spliced and ablated forwards, CE/KL, metrics) and its ratio to the clean forward");
+        var evalModel = new Option<string?>("--model") { Description = "Model folder or llama2.c .bin (default: a random GPT-2-small-shaped model, 4 layers)" };
+        var evalHook = new Option<string>("--hook") { Description = "Hook of the SAE", DefaultValueFactory = _ => "blocks.1.hook_resid_post" };
+        var evalQuick = new Option<bool>("--quick") { Description = "A small batch, one repetition (a smoke run)" };
+        eval.Add(evalModel); eval.Add(evalHook); eval.Add(evalQuick);
+        eval.SetAction(p => EvalBench.Run(p.InvocationConfiguration.Output, p.GetValue(evalModel), p.GetValue(evalHook)!, p.GetValue(evalQuick)));
+        bench.Add(eval);
         return bench;
     }
 }
