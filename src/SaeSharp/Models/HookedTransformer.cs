@@ -43,6 +43,9 @@ public sealed partial class HookedTransformer
         _validNames = new HashSet<string>(names, StringComparer.Ordinal);
     }
 
+    /// <summary>The block a hook point lies in: -1 for the embeddings, NLayers for ln_final.</summary>
+    public int BlockOf(string hookName) => HookRun.LayerOf(hookName, Config.NLayers);
+
     /// <summary>Loads a Hugging Face folder or a llama2.c .bin checkpoint.</summary>
     public static HookedTransformer Load(string path, Compute compute)
     {
@@ -73,8 +76,12 @@ public sealed partial class HookedTransformer
     /// Runs several sequences at once, right-padded to the longest (causal attention means no real position ever
     /// attends to padding, so every sequence's values equal its own unpadded forward).
     /// </summary>
+    /// <param name="start">
+    /// Resume from the residual stream entering block <see cref="ResidualStart.Layer"/> (TransformerLens start_at_layer):
+    /// the embeddings and earlier blocks are skipped, so hooks and cached names must lie at or after that block.
+    /// </param>
     public BatchOutput RunBatch(IReadOnlyList<int[]> sequences, IReadOnlyCollection<string>? names = null, int? stopAtLayer = null,
-        HookSet? hooks = null, bool returnLogits = true, int padToken = 0)
+        HookSet? hooks = null, bool returnLogits = true, int padToken = 0, ResidualStart? start = null)
     {
         if (sequences.Count == 0) throw new ArgumentException("no sequences", nameof(sequences));
         int b = sequences.Count, t = sequences.Max(s => s.Length);
@@ -84,7 +91,15 @@ public sealed partial class HookedTransformer
         for (int i = 0; i < b; i++) sequences[i].CopyTo(flat, i * t);
         var run = new HookRun(this, names ?? Array.Empty<string>(), hooks, batched: true) { BatchSize = b };
         int blocks = BlocksToRun(run, stopAtLayer, ref returnLogits);
-        var logits = ForwardCore(flat, b, t, 0, null, run, blocks, returnLogits);
+        if (start is not null)
+        {
+            if (start.Layer < 0 || start.Layer > Config.NLayers) throw new ArgumentOutOfRangeException(nameof(start), $"start layer {start.Layer} outside [0, {Config.NLayers}]");
+            if (start.Layer > blocks) throw new ArgumentException($"start layer {start.Layer} lies beyond the {blocks} blocks this run needs");
+            start.Residual.EnsureShape("start residual", b, t, Config.DModel);
+            if (run.FirstNameBelow(start.Layer, Config.NLayers) is string early)
+                throw new ArgumentException($"hook '{early}' lies before start layer {start.Layer}");
+        }
+        var logits = ForwardCore(flat, b, t, 0, null, run, blocks, returnLogits, start);
         return new BatchOutput(logits?.Reshape(b, t, Config.VocabSize), run.Cache, sequences.Select(s => s.Length).ToArray());
     }
 
@@ -125,7 +140,8 @@ public sealed partial class HookedTransformer
         return blocks;
     }
 
-    private Tensor? ForwardCore(int[] tokens, int batch, int seq, int startPos, KvCache? kv, HookRun run, int blocks, bool wantLogits)
+    private Tensor? ForwardCore(int[] tokens, int batch, int seq, int startPos, KvCache? kv, HookRun run, int blocks, bool wantLogits,
+        ResidualStart? start = null)
     {
         var c = Config;
         var w = Weights;
@@ -135,24 +151,28 @@ public sealed partial class HookedTransformer
         run.Seq = seq;
 
         var x = Tensor.Uninitialized(rows, d);
-        for (int r = 0; r < rows; r++)
+        if (start is not null) start.Residual.Span.CopyTo(x.Span);
+        else
         {
-            int id = tokens[r];
-            if ((uint)id >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {id} at index {r} outside vocabulary [0, {c.VocabSize})");
-            w.Embed.Row(id).CopyTo(x.Row(r));
-        }
-        run.At("hook_embed", x);
-        if (w.PosEmbed is not null)
-        {
-            var pe = Tensor.Uninitialized(rows, d);
-            for (int r = 0; r < rows; r++) w.PosEmbed.Row(startPos + r % seq).CopyTo(pe.Row(r));
-            run.At("hook_pos_embed", pe);
-            TensorPrimitives.Add(x.Span, pe.Span, x.Span);
+            for (int r = 0; r < rows; r++)
+            {
+                int id = tokens[r];
+                if ((uint)id >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {id} at index {r} outside vocabulary [0, {c.VocabSize})");
+                w.Embed.Row(id).CopyTo(x.Row(r));
+            }
+            run.At("hook_embed", x);
+            if (w.PosEmbed is not null)
+            {
+                var pe = Tensor.Uninitialized(rows, d);
+                for (int r = 0; r < rows; r++) w.PosEmbed.Row(startPos + r % seq).CopyTo(pe.Row(r));
+                run.At("hook_pos_embed", pe);
+                TensorPrimitives.Add(x.Span, pe.Span, x.Span);
+            }
         }
 
         (float[] Cos, float[] Sin)? rope = c.Rope == RopeLayout.None ? null : RopeTables(startPos, seq);
         var s = new Scratch(c, rows, w.Blocks.Any(b => b.Qkv is not null));
-        for (int l = 0; l < blocks; l++)
+        for (int l = start?.Layer ?? 0; l < blocks; l++)
         {
             var names = _layerNames[l];
             var bw = w.Blocks[l];
@@ -460,7 +480,11 @@ public sealed partial class HookedTransformer
 
         public string FirstNameAtOrAbove(int layer, int nLayers) => _cacheNames.First(n => LayerOf(n, nLayers) >= layer);
 
-        private static int LayerOf(string name, int nLayers)
+        /// <summary>A cached or hooked name in a block before <paramref name="layer"/> (the embeddings count as -1), or null.</summary>
+        public string? FirstNameBelow(int layer, int nLayers) =>
+            _cacheNames.Concat(_hooks?.Names ?? []).FirstOrDefault(n => LayerOf(n, nLayers) < layer);
+
+        internal static int LayerOf(string name, int nLayers)
         {
             if (name.StartsWith("blocks.", StringComparison.Ordinal))
             {

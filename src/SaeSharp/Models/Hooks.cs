@@ -39,6 +39,13 @@ public sealed record ModelOutput(Tensor? Logits, IReadOnlyDictionary<string, Ten
 public sealed record BatchOutput(Tensor? Logits, IReadOnlyDictionary<string, Tensor> Cache, int[] Lengths);
 
 /// <summary>
+/// The residual stream entering block <paramref name="Layer"/> of a batched run, <c>[batch, maxLen, d_model]</c> (a
+/// run's <c>blocks.{Layer}.hook_resid_pre</c>, or the last block's hook_resid_post for Layer = NLayers): a run given
+/// it starts there, skipping the embeddings and the blocks before (TransformerLens start_at_layer).
+/// </summary>
+public sealed record ResidualStart(int Layer, Tensor Residual);
+
+/// <summary>
 /// Keys and values (after rotary) of earlier positions, per layer, for incremental decoding of one sequence.
 /// </summary>
 public sealed class KvCache
