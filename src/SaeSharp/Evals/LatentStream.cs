@@ -48,13 +48,14 @@ public sealed class LatentStream
     private readonly string[] _hooks;
 
     /// <param name="excludeTokens">Tokens whose positions <see cref="LatentBatch.Keep"/> leaves out (BOS/EOS/pad).</param>
-    public LatentStream(HookedTransformer model, IReadOnlyList<HookedSae> saes, IEnumerable<int>? excludeTokens = null)
+    /// <param name="alsoCache">Further hooks to cache from the clean run (in <see cref="LatentBatch.Cache"/>).</param>
+    public LatentStream(HookedTransformer model, IReadOnlyList<HookedSae> saes, IEnumerable<int>? excludeTokens = null, IEnumerable<string>? alsoCache = null)
     {
         if (saes.Count == 0) throw new ArgumentException("no SAEs to run", nameof(saes));
         _model = model;
         _saes = saes;
         _exclude = excludeTokens is null ? [] : [.. excludeTokens];
-        _hooks = saes.SelectMany(s => new[] { s.Site.InputHook, s.Site.OutputHook }).Distinct().ToArray();
+        _hooks = saes.SelectMany(s => new[] { s.Site.InputHook, s.Site.OutputHook }).Concat(alsoCache ?? []).Distinct().ToArray();
     }
 
     public HookedTransformer Model => _model;

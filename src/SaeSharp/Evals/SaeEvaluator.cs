@@ -36,9 +36,10 @@ public sealed record SaeEvalResult(HookedSae Sae, IReadOnlyDictionary<string, IR
 /// SAELens's evaluation (sae_lens/evals.py run_evals with every metric on) of several SAEs of one model in one pass
 /// over token batches. Per batch the model runs clean once (logits and every SAE's hooks), each SAE's forward is
 /// taken on the clean activations, then per SAE one spliced run (its output written at its output hook, which in a
-/// run patched at one site sees exactly the clean input) and one ablated run per distinct output site (zero or mean),
-/// so one SAE costs about three forwards. Positions of excluded tokens keep the model's own activations in every
-/// patched run and count in no metric.
+/// run patched at one site sees exactly the clean input) and one ablated run per distinct output site (zero or mean).
+/// A patched run is the clean run up to the block of its hook, so it resumes there from the clean residual stream
+/// (<see cref="ResidualStart"/>): one SAE costs one forward plus two partial ones. Positions of excluded tokens keep
+/// the model's own activations in every patched run and count in no metric.
 /// </summary>
 public sealed class SaeEvaluator
 {
@@ -60,7 +61,7 @@ public sealed class SaeEvaluator
 
     public SaeEvaluator(HookedTransformer model, IReadOnlyList<HookedSae> saes, EvalOptions options, Compute compute)
     {
-        _stream = new LatentStream(model, saes, options.ExcludeTokens);
+        _stream = new LatentStream(model, saes, options.ExcludeTokens, saes.Select(s => ResumeHook(model, s.Site)).OfType<string>());
         _options = options;
         _compute = compute;
         _state = saes.Select(s => new PerSae(s)).ToArray();
@@ -107,7 +108,7 @@ public sealed class SaeEvaluator
             s.Reconstruction.Add(acts.Target, acts.Forward.Output, batch.Keep);
             s.Features.Add(acts.Forward, batch.Keep, batch.SeqLen);
 
-            var spliced = Patched(sequences, new HookSet().AddReplacement(site, acts.Forward.Output, batch.Keep));
+            var spliced = Patched(batch, site, new HookSet().AddReplacement(site, acts.Forward.Output, batch.Keep));
             var (ce, kl) = reference.Compare(spliced);
             s.CeSae.Add(ce.Sum, ce.Count);
             s.KlSae.Add(kl.Sum, kl.Count);
@@ -118,7 +119,7 @@ public sealed class SaeEvaluator
                     ? new HookSet().AddZeroAblation(site, batch.Keep)
                     : new HookSet().AddMeanAblation(site, _means.TryGetValue(Key(site), out var m) ? m
                         : throw new InvalidOperationException("mean ablation needs EstimateMeans first"), batch.Keep);
-                abl = ablated[Key(site)] = reference.Compare(Patched(sequences, hooks));
+                abl = ablated[Key(site)] = reference.Compare(Patched(batch, site, hooks));
             }
             s.CeAblation.Add(abl.Ce.Sum, abl.Ce.Count);
             s.KlAblation.Add(abl.Kl.Sum, abl.Kl.Count);
@@ -215,7 +216,20 @@ public sealed class SaeEvaluator
         return new SaeEvalResult(s.Sae, groups, features);
     }
 
-    private Tensor Patched(IReadOnlyList<int[]> sequences, HookSet hooks) => _stream.Model.RunBatch(sequences, hooks: hooks).Logits!;
+    /// <summary>Logits of a run patched at <paramref name="site"/>'s output hook, resumed at its block from the clean residual.</summary>
+    private Tensor Patched(LatentBatch batch, SaeSite site, HookSet hooks)
+    {
+        var model = _stream.Model;
+        var start = ResumeHook(model, site) is string h ? new ResidualStart(model.BlockOf(site.OutputHook), batch.Cache[h]) : null;
+        return model.RunBatch(batch.Sequences, hooks: hooks, start: start).Logits!;
+    }
+
+    /// <summary>The clean hook holding the residual stream entering the block of the site's output hook; null for the embeddings.</summary>
+    private static string? ResumeHook(HookedTransformer model, SaeSite site)
+    {
+        int block = model.BlockOf(site.OutputHook), last = model.Config.NLayers - 1;
+        return block < 0 ? null : block <= last ? $"blocks.{block}.hook_resid_pre" : $"blocks.{last}.hook_resid_post";
+    }
 
     private static (string, int?) Key(SaeSite site) => (site.OutputHook, site.OutputHeadIndex);
 }

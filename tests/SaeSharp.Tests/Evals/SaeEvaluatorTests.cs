@@ -145,6 +145,25 @@ public class SaeEvaluatorTests
     }
 
     [SharedFact(StoriesWeights)]
+    public void PatchedRunsResumedAtTheHooksBlockMatchFullRuns()
+    {
+        // The evaluator resumes spliced and ablated runs from the clean residual; full forwards with the live hooks agree.
+        var m = LoadStories();
+        var seqs = Sequences(m, 4, 12, bos: 1, seed: 12);
+        var sae = Hooked(m, Random("gated", 8, Metadata("blocks.3.attn.hook_z", head: 6)));
+        var r = Evaluate(m, [sae], seqs, new EvalOptions(), batch: 4)[0];
+        var keep = new bool[4 * 12];
+        Array.Fill(keep, true);
+        var reference = new LogitComparison(m.RunBatch(seqs).Logits!, seqs, keep, Compute.All);
+        var spliced = reference.Compare(m.RunBatch(seqs, hooks: new HookSet().AddSae(sae)).Logits!);
+        var ablated = reference.Compare(m.RunBatch(seqs, hooks: new HookSet().AddZeroAblation(sae.Site)).Logits!);
+        Assert.Equal(spliced.CrossEntropy.Mean, r["ce_loss_with_sae"], 1e-9);
+        Assert.Equal(spliced.Kl.Mean, r["kl_div_with_sae"], 1e-9);
+        Assert.Equal(ablated.CrossEntropy.Mean, r["ce_loss_with_ablation"], 1e-9);
+        Assert.Equal(ablated.Kl.Mean, r["kl_div_with_ablation"], 1e-9);
+    }
+
+    [SharedFact(StoriesWeights)]
     public void TranscoderReconstructionIsMeasuredAgainstItsOutputHook()
     {
         var m = LoadStories();
