@@ -30,6 +30,15 @@ public class SaeSpliceTests
         Assert.True(MaxAbsDiff(clean, spliced) > 1e-2, $"{architecture}: the spliced SAE changed nothing");
         var withError = m.RunBatch(seqs, hooks: new HookSet().AddSae(sae, withError: true)).Logits!;
         Assert.True(MaxAbsDiff(clean, withError) < 1e-4, $"{architecture}: error term left {MaxAbsDiff(clean, withError)}");
+        // Scored as the evaluator scores a splice: KL 0 and ce_loss_score 1 to float tolerance.
+        var keep = new bool[3 * 20];
+        Array.Fill(keep, true);
+        var reference = new LogitComparison(clean, seqs, keep, Compute.All);
+        var (ce, kl) = reference.Compare(withError);
+        var (ceAblation, _) = reference.Compare(m.RunBatch(seqs, hooks: new HookSet().AddZeroAblation(sae.Site)).Logits!);
+        Assert.True(Math.Abs(kl.Mean) < 1e-6, $"{architecture}: KL {kl.Mean}");
+        double score = (ceAblation.Mean - ce.Mean) / (ceAblation.Mean - reference.CleanCrossEntropy.Mean);
+        Assert.True(Math.Abs(score - 1) < 1e-4, $"{architecture}: ce_loss_score {score}");
         // The stream's forward on the clean activations, written back, is the same splice.
         var batch = new LatentStream(m, [sae]).Run(seqs);
         var replaced = m.RunBatch(seqs, hooks: new HookSet().AddReplacement(sae.Site, batch.Saes[0].Forward.Output)).Logits!;
