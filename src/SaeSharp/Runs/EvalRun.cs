@@ -80,7 +80,7 @@ public static class EvalRun
         var saes = LoadSaes(model, saeDirs, compute, s.HookName);
         int context = s.Contexts.ContextSize, batchSize = s.Contexts.StoreBatchSizePrompts;
         foreach (var sae in saes)
-            if ((int?)sae.Sae.Config.Metadata["context_size"] is int trained && trained != context)
+            if (sae.Sae.Config.Metadata["context_size"] is JsonValue v && v.TryGetValue(out int trained) && trained != context)
                 reporter.WriteLine($"note: {sae.Name} was trained on contexts of {trained} tokens; evaluating on {context} (context_size)");
         var docs = ModelInputs.Documents(tokensFile, dataset, modelPath, addBos: false); // the batcher places BOS
         var windows = ModelInputs.Contexts(docs, model.Config, s.Contexts);
