@@ -39,13 +39,12 @@ public static class DataCommands
         var outDir = new Option<string>("--out") { Description = "Output folder", Required = true };
         // The same setting names as `train --model` (and its defaults), so a cache holds what streaming would train on.
         var settingOptions = new SettingOptions<CacheSettings>("cache",
+        [
             ("tokens", new Option<long>("--tokens") { Description = "Number of tokens to cache (whole context windows)" }),
-            ("context_size", new Option<int>("--context-size") { Description = "Tokens per context window (default 128)" }),
-            ("prepend_bos", new Option<bool>("--prepend-bos") { Description = "BOS begins every context window (default true; --prepend-bos false to turn off)" }),
-            ("sequence_separator_token", new Option<string>("--sequence-separator-token") { Description = "Between concatenated documents: bos, eos, none or a token id (default bos)" }),
-            ("store_batch_size_prompts", new Option<int>("--store-batch-size-prompts") { Description = "Context windows per model forward (default 32)" }),
+            .. ContextOptions.Flags(),
             ("dtype", new Option<string>("--dtype") { Description = "Storage type: f32 or bf16 (default f32)" }),
-            ("contexts_per_shard", new Option<int>("--contexts-per-shard") { Description = "Context windows per shard file (default 256)" }));
+            ("contexts_per_shard", new Option<int>("--contexts-per-shard") { Description = "Context windows per shard file (default 256)" }),
+        ]);
         foreach (var o in new Option[] { model, hook, dataset, tokensFile, outDir }) cmd.Add(o);
         settingOptions.AddTo(cmd);
         cmd.SetAction(p =>

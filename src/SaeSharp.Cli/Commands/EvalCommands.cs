@@ -17,13 +17,12 @@ public static class EvalCommands
         var output = new Option<string>("--out") { Description = "Output folder", DefaultValueFactory = _ => "runs/eval" };
         var includeSpecial = new Option<bool>("--include-special-tokens") { Description = "Splice and count BOS/EOS positions too (default: excluded, as SAELens)" };
         var settingOptions = new SettingOptions<EvalSettings>("eval",
+        [
             ("tokens", new Option<long>("--tokens") { Description = "Tokens to evaluate, in whole contexts (default 262144; 0 = the whole dataset)" }),
-            ("context_size", new Option<int>("--context-size") { Description = "Tokens per context window (default 128)" }),
-            ("prepend_bos", new Option<bool>("--prepend-bos") { Description = "BOS begins every context window (default true; --prepend-bos false to turn off)" }),
-            ("sequence_separator_token", new Option<string>("--sequence-separator-token") { Description = "Between concatenated documents: bos, eos, none or a token id (default bos)" }),
-            ("store_batch_size_prompts", new Option<int>("--store-batch-size-prompts") { Description = "Context windows per eval batch (default 32)" }),
+            .. ContextOptions.Flags(),
             ("ablation", new Option<string>("--ablation") { Description = "What the ablated run puts at the hook: zero (default) or mean" }),
-            ("hook_name", new Option<string>("--hook") { Description = "Hook of SAEs whose cfg.json names none" }));
+            ("hook_name", new Option<string>("--hook") { Description = "Hook of SAEs whose cfg.json names none" }),
+        ]);
         foreach (var o in new Option[] { model, saes, dataset, tokensFile, output, includeSpecial }) cmd.Add(o);
         settingOptions.AddTo(cmd);
         cmd.SetAction(p =>

@@ -65,3 +65,16 @@ public static class TrainSettingOptions
         .. extra,
     ]);
 }
+
+/// <summary>The flags of the context-window settings (<see cref="SaeSharp.Data.ContextSettings"/>), for every command that runs a model over text.</summary>
+public static class ContextOptions
+{
+    /// <summary>Fresh options for context_size, prepend_bos, sequence_separator_token and store_batch_size_prompts.</summary>
+    public static (string Key, Option Option)[] Flags() =>
+    [
+        ("context_size", new Option<int>("--context-size") { Description = "Tokens per context window (default 128)" }),
+        ("prepend_bos", new Option<bool>("--prepend-bos") { Description = "BOS begins every context window (default true; --prepend-bos false to turn off)" }),
+        ("sequence_separator_token", new Option<string>("--sequence-separator-token") { Description = "Between concatenated documents: bos, eos, none or a token id (default bos)" }),
+        ("store_batch_size_prompts", new Option<int>("--store-batch-size-prompts") { Description = "Context windows per model forward (default 32)" }),
+    ];
+}
