@@ -2,7 +2,7 @@
 #:property PublishAot=false
 // (PublishAot=false: the library reads and writes JSON by reflection, which file-based programs turn off by default.)
 // SaeSharp from a C# script: load a model, read and edit activations through hook points, train a small SAE on
-// a hook's activations streamed from text, and look at what it learned. Run from the repository root:
+// a hook's activations streamed from text, evaluate it spliced into the model, and look at what it learned. Run from the repository root:
 //   dotnet run examples/quickstart.cs -- [model folder] [text file] [run folder]
 // (defaults: ../shared/models/stories260K, ../shared/corpora/tinystories_validation_head.txt, runs/quickstart).
 using SaeSharp.Models;
@@ -49,3 +49,9 @@ var codes = sae.Encode(resid);
 var top = Enumerable.Range(0, sae.Config.DSae).OrderByDescending(j => codes[last, j]).Take(5).ToList();
 Console.WriteLine($"strongest latents at the last token: {string.Join(", ", top.Select(j => $"{j} ({codes[last, j]:F2})"))}");
 Console.WriteLine($"reconstruction of the prompt's activations: explained variance {Reconstruction.ExplainedVariance(resid, sae.Reconstruct(resid)):F3}");
+
+// 5. Evaluate it as SAELens does: splice it into the model at its hook and measure what the model keeps.
+var eval = EvalRun.Execute(new EvalSettings { Tokens = 32 * 64, Contexts = new() { ContextSize = 64, StoreBatchSizePrompts = 8 } },
+    modelDir, [runDir], dataset: text, tokensFile: null, outDir: Path.Combine(runDir, "eval"), TextReporter.Silent, compute);
+var r = eval.Results[0];
+Console.WriteLine($"spliced in: ce_loss_score {r["ce_loss_score"]:F3}, kl_div_score {r["kl_div_score"]:F3}, explained_variance {r["explained_variance"]:F3}, l0 {r["l0"]:F1}");
