@@ -13,6 +13,8 @@ public static class KernelBench
     {
         var all = Compute.All;
         o.WriteLine($"SaeSharp kernel benchmark — {Environment.ProcessorCount} logical cores, AVX-512: {Vector512.IsHardwareAccelerated}{(quick ? " (quick)" : "")}");
+        o.WriteLine($"CPU: {CacheInfo.Machine}");
+        o.WriteLine($"GEMM blocking chosen: {Gemm.Blocking}");
         double peak1 = MeasureFmaPeak(Compute.Single, quick);
         double peakAll = MeasureFmaPeak(all, quick);
         o.WriteLine($"FMA peak (in-process): {peak1:F1} GFLOP/s on 1 thread, {peakAll:F1} GFLOP/s on {all.Threads} threads");
@@ -38,12 +40,8 @@ public static class KernelBench
             ($"TN grad dec fᵀ·err       ({B}x{dSae})ᵀ·{B}x{dIn}", () => Gemm.MatMul(f, err, gDec, transA: Trans.Yes, compute: all), dSae, dIn, B),
             ($"TN grad enc xᵀ·df        ({B}x{dIn})ᵀ·{B}x{dSae}", () => Gemm.MatMul(x, f, gEnc, transA: Trans.Yes, compute: all), dIn, dSae, B),
         };
-        foreach (var c in cases)
-        {
-            double s = BenchUtil.BestSeconds(c.Run, quick ? 1 : 3);
-            double gf = 2.0 * c.M * c.N * c.K / s / 1e9;
-            o.WriteLine($"  {c.Name,-52} {BenchUtil.Ms(s)}  {gf,7:F1} GFLOP/s  {100 * gf / peakAll,5:F1}% of peak");
-        }
+        foreach (var c in cases) Report(o, c.Name, c.Run, c.M, c.N, c.K, peakAll, quick);
+        Transformer(o, peakAll, quick);
 
         var codes = SparseCodes.Fixed(B, dSae, k);
         double topS = BenchUtil.BestSeconds(() => TopK.Rows(f, k, relu: true, codes, all), quick ? 1 : 3);
@@ -102,6 +100,36 @@ public static class KernelBench
             }
             o.WriteLine(line.ToString());
         }
+    }
+
+    private static void Report(TextWriter o, string name, Action run, long m, long n, long k, double peak, bool quick)
+    {
+        double s = BenchUtil.BestSeconds(run, quick ? 1 : 3);
+        double gf = 2.0 * m * n * k / s / 1e9;
+        o.WriteLine($"  {name,-52} {BenchUtil.Ms(s)}  {gf,7:F1} GFLOP/s  {100 * gf / peak,5:F1}% of peak");
+    }
+
+    /// <summary>The GEMMs of a GPT-2-small block (d_model 768, 12 heads, d_mlp 3072, vocab 50,257) over 8 × 128 tokens.</summary>
+    private static void Transformer(TextWriter o, double peak, bool quick)
+    {
+        const int D = 768, Mlp = 3072, Vocab = 50257;
+        int t = quick ? 256 : 1024;
+        var all = Compute.All;
+        var rng = new Rng(2);
+        Tensor R(int r, int c) { var x = Tensor.Uninitialized(r, c); rng.FillNormal(x.Span); return x; }
+        var x = R(t, D);
+        var wQkv = R(D, 3 * D);
+        var wO = R(D, D);
+        var wIn = R(D, Mlp);
+        var wOut = R(Mlp, D);
+        var h = R(t, Mlp);
+        var emb = R(quick ? 8192 : Vocab, D);
+        o.WriteLine($"GEMM, GPT-2-small shapes over {t} tokens:");
+        Report(o, $"QKV        x·W_qkv      {t}x{D}·{D}x{3 * D}", () => Gemm.MatMul(x, wQkv, compute: all), t, 3 * D, D, peak, quick);
+        Report(o, $"attn out   z·W_O        {t}x{D}·{D}x{D}", () => Gemm.MatMul(x, wO, compute: all), t, D, D, peak, quick);
+        Report(o, $"MLP in     x·W_in       {t}x{D}·{D}x{Mlp}", () => Gemm.MatMul(x, wIn, compute: all), t, Mlp, D, peak, quick);
+        Report(o, $"MLP out    h·W_out      {t}x{Mlp}·{Mlp}x{D}", () => Gemm.MatMul(h, wOut, compute: all), t, D, Mlp, peak, quick);
+        Report(o, $"unembed    x·W_Eᵀ       {t}x{D}·({emb.Rows}x{D})ᵀ", () => Gemm.MatMul(x, emb, transB: Trans.Yes, compute: all), t, emb.Rows, D, peak, quick);
     }
 
     /// <summary>Measured fp32 FMA throughput: independent vector FMA chains in registers, on every thread of <paramref name="compute"/>.</summary>

@@ -17,7 +17,20 @@ public static partial class Gemm
         unsafe
         {
             fixed (float* pa = a, pb = b, pc = c)
-                Run(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, compute ?? Compute.All);
+                Run(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, compute ?? Compute.All, Blocking);
+        }
+    }
+
+    /// <summary>The same product with a given blocking (tests run every blocking the code can choose).</summary>
+    internal static void Multiply(Trans transA, Trans transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Compute compute, GemmBlocking blocking)
+    {
+        Validate(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        if (m == 0 || n == 0) return;
+        unsafe
+        {
+            fixed (float* pa = a, pb = b, pc = c)
+                Run(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, compute, blocking);
         }
     }
 

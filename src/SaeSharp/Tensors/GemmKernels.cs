@@ -16,22 +16,14 @@ namespace SaeSharp.Tensors;
 // element of C is computed by the same instruction sequence whatever the thread count.
 public static partial class Gemm
 {
-    private enum Isa { Avx512, Avx2, Scalar }
-
-    private static readonly Isa Best = Avx512F.IsSupported ? Isa.Avx512 : (Avx2.IsSupported && Fma.IsSupported ? Isa.Avx2 : Isa.Scalar);
-
-    // KC 768 (was 256): C is read and written once per KC slice, so for the SAE shapes (k = 512 or 16384) fewer
-    // slices mean less C traffic; measured 4-6% faster on all six SAE training GEMMs and on GPT-2 shapes, equal at
-    // 512-1024. A block (MC x KC = 240 x 768 floats, 720 KB) plus a B sliver (96 KB) still fit a 1 MB L2.
-    private const int KC = 768;
-    private const int MCBlocks = 20; // MC = MCBlocks * MR
-    private const int NC = 4096;
+    /// <summary>The blocking of this machine: its widest micro-kernel and its cache sizes (<see cref="GemmBlocking.For"/>).</summary>
+    internal static GemmBlocking Blocking { get; } = GemmBlocking.For(GemmBlocking.BestIsa, CacheInfo.Machine);
 
     /// <summary>Below this many multiply-adds the packing overhead is not worth it.</summary>
     private const long SmallWork = 16 * 1024;
 
     private static unsafe void Run(Trans ta, Trans tb, int m, int n, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, Compute compute)
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, Compute compute, GemmBlocking blocking)
     {
         if (k == 0 || alpha == 0)
         {
@@ -43,19 +35,18 @@ public static partial class Gemm
             Direct(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, compute);
             return;
         }
-        var isa = Best;
-        int mr = isa switch { Isa.Avx512 => 12, Isa.Avx2 => 6, _ => 4 };
-        int nr = isa switch { Isa.Avx512 => 32, Isa.Avx2 => 16, _ => 4 };
+        var isa = blocking.Isa;
+        int mr = blocking.Mr, nr = blocking.Nr;
 
         nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
         long work = (long)m * n * k;
         int maxParts = (int)Math.Max(1, Math.Min(compute.Threads, work / (1 << 20)));
         if (m >= n)
             compute.ForRange(m, Math.Max(mr, m / maxParts), (i0, i1) =>
-                Block(isa, mr, nr, ta, tb, i0, i1, 0, n, k, alpha, (float*)pa, lda, (float*)pb, ldb, beta, (float*)pc, ldc), mr);
+                Block(blocking, ta, tb, i0, i1, 0, n, k, alpha, (float*)pa, lda, (float*)pb, ldb, beta, (float*)pc, ldc), mr);
         else
             compute.ForRange(n, Math.Max(nr, n / maxParts), (j0, j1) =>
-                Block(isa, mr, nr, ta, tb, 0, m, j0, j1, k, alpha, (float*)pa, lda, (float*)pb, ldb, beta, (float*)pc, ldc), nr);
+                Block(blocking, ta, tb, 0, m, j0, j1, k, alpha, (float*)pa, lda, (float*)pb, ldb, beta, (float*)pc, ldc), nr);
     }
 
     private static unsafe void ScaleC(int m, int n, float beta, float* c, int ldc)
@@ -69,10 +60,11 @@ public static partial class Gemm
     }
 
     // Rows i0..i1 and columns j0..j1 of C, sequentially on the calling thread.
-    private static unsafe void Block(Isa isa, int mr, int nr, Trans ta, Trans tb, int i0, int i1, int j0, int j1, int k, float alpha,
+    private static unsafe void Block(GemmBlocking blocking, Trans ta, Trans tb, int i0, int i1, int j0, int j1, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
-        int mc = MCBlocks * mr;
+        var isa = blocking.Isa;
+        int mr = blocking.Mr, nr = blocking.Nr, mc = blocking.Mc, KC = blocking.Kc, NC = blocking.Nc;
         int ncMax = Math.Min(NC, RoundUp(j1 - j0, nr));
         int kcMax = Math.Min(KC, k);
         var bufA = ArrayPool<float>.Shared.Rent(mc * kcMax + 64);
@@ -126,15 +118,15 @@ public static partial class Gemm
     private static unsafe float* Align64(float* p) => (float*)(((nint)p + 63) & ~(nint)63);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Micro(Isa isa, int kc, float* a, float* b, float* c, int ldc, float alpha, bool overwrite)
+    private static unsafe void Micro(GemmIsa isa, int kc, float* a, float* b, float* c, int ldc, float alpha, bool overwrite)
     {
-        if (isa == Isa.Avx512) Kernel12x32(kc, a, b, c, ldc, alpha, overwrite);
-        else if (isa == Isa.Avx2) Kernel6x16(kc, a, b, c, ldc, alpha, overwrite);
+        if (isa == GemmIsa.Avx512) Kernel12x32(kc, a, b, c, ldc, alpha, overwrite);
+        else if (isa == GemmIsa.Avx2) Kernel6x16(kc, a, b, c, ldc, alpha, overwrite);
         else Kernel4x4(kc, a, b, c, ldc, alpha, overwrite);
     }
 
     // Partial tile: run the full kernel into a scratch tile, then add the valid part.
-    private static unsafe void Edge(Isa isa, int mr, int nr, int kc, float* a, float* b, float* c, int ldc, int mv, int nv, float alpha, bool overwrite)
+    private static unsafe void Edge(GemmIsa isa, int mr, int nr, int kc, float* a, float* b, float* c, int ldc, int mv, int nv, float alpha, bool overwrite)
     {
         float* tile = stackalloc float[12 * 32];
         Micro(isa, kc, a, b, tile, nr, 1f, overwrite: true);

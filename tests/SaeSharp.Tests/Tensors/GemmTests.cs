@@ -109,4 +109,90 @@ public class GemmTests
         e = Assert.Throws<ArgumentException>(() => Gemm.MatMul(new Tensor(2, 3), new Tensor(4, 5)));
         Assert.Contains("inner dimensions", e.Message);
     }
+
+    /// <summary>The caches of the machines this project runs on (and a small one), for the blockings they lead to.</summary>
+    private static readonly Dictionary<string, CacheInfo> Caches = new()
+    {
+        ["zen3"] = new(32 << 10, 512 << 10, 32 << 20, "AMD EPYC (Zen 3)", true),
+        ["zen4"] = new(32 << 10, 1 << 20, 32 << 20, "AMD EPYC (Zen 4)", true),
+        ["sapphire-rapids"] = new(48 << 10, 2 << 20, 105 << 20, "Intel Xeon (Sapphire Rapids)", true),
+        ["small"] = new(32 << 10, 256 << 10, 4 << 20, "small caches", true),
+        ["fallback"] = CacheInfo.Fallback,
+    };
+
+    public static IEnumerable<object[]> Blockings() =>
+        from isa in Enum.GetNames<GemmIsa>()
+        where GemmBlocking.Supported(Enum.Parse<GemmIsa>(isa))
+        from cache in Caches.Keys
+        select new object[] { isa, cache };
+
+    [Theory]
+    [MemberData(nameof(Blockings))]
+    public void EveryBlockingTheCodeCanChooseMatchesTheReference(string isaName, string cacheName)
+    {
+        var blocking = GemmBlocking.For(Enum.Parse<GemmIsa>(isaName), Caches[cacheName]);
+        // Shapes across the blocking's tiles, its KC slices (k beyond two of the deepest, 1,536) and its MC/NC blocks.
+        foreach (var (m, n, k, ta, tb) in new[] { (37, 45, 3149, Trans.No, Trans.No), (131, 69, 900, Trans.Yes, Trans.No), (250, 4200, 40, Trans.No, Trans.Yes), (23, 300, 1601, Trans.Yes, Trans.Yes) })
+        {
+            var rng = new Rng((ulong)(m + n + k));
+            int lda = ta == Trans.No ? k : m, ldb = tb == Trans.No ? n : k;
+            var a = new float[(ta == Trans.No ? m : k) * lda];
+            var b = new float[(tb == Trans.No ? k : n) * ldb];
+            rng.FillNormal(a);
+            rng.FillNormal(b);
+            var c = new float[m * n];
+            rng.FillNormal(c);
+            var expected = Reference(ta, tb, m, n, k, 0.5f, a, lda, b, ldb, 1f, c, n);
+            Gemm.Multiply(ta, tb, m, n, k, 0.5f, a, lda, b, ldb, 1f, c, n, new Compute(2), blocking);
+            for (int i = 0; i < c.Length; i++)
+                Assert.True(Math.Abs(c[i] - expected[i]) <= 1e-5 * Math.Sqrt(k) * (1 + Math.Abs(expected[i])), $"{blocking}: C[{i}] = {c[i]}, expected {expected[i]}");
+            // And the same bits on one thread as on two.
+            var c1 = new float[m * n];
+            var c2 = new float[m * n];
+            Gemm.Multiply(ta, tb, m, n, k, 1f, a, lda, b, ldb, 0f, c1, n, new Compute(1), blocking);
+            Gemm.Multiply(ta, tb, m, n, k, 1f, a, lda, b, ldb, 0f, c2, n, new Compute(2), blocking);
+            Assert.Equal(c1, c2);
+        }
+    }
+
+    [Fact]
+    public void BlockingFollowsTheCacheSizes()
+    {
+        // The k-slice depth that measured best on Zen 4 (768) comes out of the rule there and on Zen 3's smaller L2 with
+        // AVX2's narrower tiles; a 2 MB L2 doubles it.
+        Assert.Equal(768, GemmBlocking.For(GemmIsa.Avx512, Caches["zen4"]).Kc);
+        Assert.Equal(768, GemmBlocking.For(GemmIsa.Avx2, Caches["zen3"]).Kc);
+        Assert.Equal(1536, GemmBlocking.For(GemmIsa.Avx512, Caches["sapphire-rapids"]).Kc);
+        Assert.Equal(256, GemmBlocking.For(GemmIsa.Avx512, Caches["small"]).Kc); // clamped at the floor
+        var zen3 = GemmBlocking.For(GemmIsa.Avx2, Caches["zen3"]);
+        Assert.True((zen3.Mc + zen3.Nr) * zen3.Kc * 4 <= 0.8 * (512 << 10));
+        Assert.Equal(4096, zen3.Nc);
+        Assert.Equal(1280, GemmBlocking.For(GemmIsa.Avx2, Caches["small"]).Nc); // 4 MB / 2 / (384 × 4 B), to a multiple of 256
+    }
+
+    [Fact]
+    public void CacheSizesAreReadFromSysfs()
+    {
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        void Level(string name, string level, string type, string size)
+        {
+            var d = Directory.CreateDirectory(Path.Combine(dir, name)).FullName;
+            File.WriteAllText(Path.Combine(d, "level"), level + "\n");
+            File.WriteAllText(Path.Combine(d, "type"), type + "\n");
+            File.WriteAllText(Path.Combine(d, "size"), size + "\n");
+        }
+        Level("index0", "1", "Data", "48K");
+        Level("index1", "1", "Instruction", "32K");
+        Level("index2", "2", "Unified", "2048K");
+        Level("index3", "3", "Unified", "105M");
+        string cpuinfo = Path.Combine(dir, "cpuinfo");
+        File.WriteAllText(cpuinfo, "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n");
+        var c = CacheInfo.Read(dir, cpuinfo);
+        Assert.Equal(new CacheInfo(48 << 10, 2 << 20, 105 << 20, "Intel(R) Xeon(R) Platinum 8480+", true), c);
+        var none = CacheInfo.Read(Path.Combine(dir, "missing"), Path.Combine(dir, "missing"));
+        Assert.False(none.Detected);
+        Assert.Equal(CacheInfo.Fallback.L2, none.L2);
+        Assert.Equal(0, CacheInfo.ParseSize("lots"));
+        Directory.Delete(dir, true);
+    }
 }
