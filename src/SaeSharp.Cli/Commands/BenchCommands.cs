@@ -38,6 +38,13 @@ public static class BenchCommands
         pipeline.Add(pipeModel); pipeline.Add(pipeHook); pipeline.Add(pipeQuick);
         pipeline.SetAction(p => PipelineBench.Run(p.InvocationConfiguration.Output, p.GetValue(pipeModel), p.GetValue(pipeHook)!, p.GetValue(pipeQuick)));
         bench.Add(pipeline);
+        var sweep = new Command("sweep", "Four SAEs on stories260K trained from one model pass vs four separate runs: rows/s and SAE-rows/s of each");
+        var sweepModel = new Option<string>("--model") { Description = "stories260K folder", DefaultValueFactory = _ => "../shared/models/stories260K" };
+        var sweepData = new Option<string>("--dataset") { Description = "Text to stream", DefaultValueFactory = _ => "../shared/corpora/tinystories_validation_head.txt" };
+        var sweepQuick = new Option<bool>("--quick") { Description = "A few steps of narrow SAEs (a smoke run)" };
+        sweep.Add(sweepModel); sweep.Add(sweepData); sweep.Add(sweepQuick);
+        sweep.SetAction(p => SweepBench.Run(p.InvocationConfiguration.Output, p.GetValue(sweepModel)!, p.GetValue(sweepData)!, p.GetValue(sweepQuick)));
+        bench.Add(sweep);
         return bench;
     }
 }
