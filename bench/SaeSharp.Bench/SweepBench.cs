@@ -38,6 +38,11 @@ public static class SweepBench
         string root = Directory.CreateTempSubdirectory("saesharp-bench-sweep").FullName;
         try
         {
+            // Warm-up: both paths once on a few steps, so neither timing pays for the JIT.
+            var warm = saes.Select(m => m with { Settings = m.Settings with { Steps = 2 } }).ToList();
+            SweepRun.Execute(shared with { Steps = 2 }, warm, TrainInputs.Open(shared with { Steps = 2 }, [.. warm.Select(m => m.Settings)], compute, null, null, modelPath, dataset, null),
+                Path.Combine(root, "warm-sweep"), compute);
+            foreach (var m in warm) TrainRun.Execute(m.Settings, TrainInputs.Open(m.Settings, compute, null, null, modelPath, dataset, null), Path.Combine(root, "warm-" + m.Name), compute);
             var clock = Stopwatch.StartNew();
             var data = TrainInputs.Open(shared, [.. saes.Select(m => m.Settings)], compute, null, null, modelPath, dataset, null);
             SweepRun.Execute(shared, saes, data, Path.Combine(root, "sweep"), compute);

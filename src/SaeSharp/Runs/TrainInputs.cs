@@ -46,7 +46,7 @@ public static class TrainInputs
         {
             var src = new CachedActivationSource(cache, stream.Seed + 1, allowPartial: allowPartialCache);
             return new TrainData(src, new JsonObject { ["kind"] = "cache", ["path"] = Path.GetFullPath(cache) },
-                new JsonObject { ["cached_activations_path"] = Path.GetFullPath(cache) }) { Layout = src.Layout };
+                new JsonObject { ["cached_activations_path"] = Path.GetFullPath(cache) }) { Layout = src.Layout, PairedTargetHook = src.Layout.Slots.Count == 2 ? src.Layout.Slots[1].Hook : null };
         }
         var hooks = new List<string>();
         foreach (var x in saes)

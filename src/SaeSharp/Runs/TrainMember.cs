@@ -25,12 +25,10 @@ internal sealed class TrainMember
         Name = name ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
         var kind = SaeRegistry.Get(settings.Architecture);
         var layout = data.Layout;
-        string? hook = settings.HookName;
-        string? hookOut = settings.HookNameOut;
-        // A cache names its hooks: the SAE's defaults to the cache's first, a transcoder's target to its second.
-        if (hook is null && layout.Slots.Count > 1 && layout.Slots[0].Hook is { } first) hook = first;
-        if (kind.Transcoder && hookOut is null && layout.Slots.Count == 2 && layout.Slots[1].Hook is { } second) hookOut = second;
-        InputSlots = layout.Find(hook ?? layout.Slots[0].Hook, "hook_name");
+        // A cache names its hooks: the SAE's defaults to the cache's input hook, a transcoder's target to a paired cache's target.
+        string? hook = settings.HookName ?? layout.Slots[0].Hook;
+        string? hookOut = settings.HookNameOut ?? (kind.Transcoder ? data.PairedTargetHook : null);
+        InputSlots = layout.Find(hook, "hook_name");
         if (kind.Transcoder)
         {
             if (hookOut is null)
@@ -42,8 +40,7 @@ internal sealed class TrainMember
         DIn = InputSlots.Sum(x => x.Width);
         DOut = TargetSlot?.Width ?? 0;
         Metadata = (JsonObject)data.Metadata.DeepClone();
-        string? recorded = hook ?? layout.Slots[0].Hook;
-        if (recorded is not null) Metadata["hook_name"] = recorded;
+        if (hook is not null) Metadata["hook_name"] = hook;
         if (TargetSlot is not null)
         {
             Metadata["hook_name_out"] = TargetSlot.Hook;

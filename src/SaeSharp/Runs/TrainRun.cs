@@ -19,6 +19,9 @@ public sealed record TrainData(IActivationSource Source, JsonObject Identity, Js
 {
     public Tensor? Array { get; init; }
 
+    /// <summary>A paired cache's target hook: a transcoder's hook_name_out when its settings give none.</summary>
+    public string? PairedTargetHook { get; init; }
+
     private readonly HookLayout? _layout;
 
     /// <summary>Where each hook's columns sit in the source's rows (a model stream over several hooks, a paired cache); one unnamed block by default.</summary>
