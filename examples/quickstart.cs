@@ -36,10 +36,10 @@ Console.WriteLine($"zeroing {Hook} moves the last position's logits by up to {ch
 // 3. Train a small TopK SAE on that hook, streamed from the text (SAELens's batching: BOS, separators, a mixing buffer).
 var settings = new TrainSettings
 {
-    Architecture = "topk", DSae = 256, K = 8, Steps = 150, BatchSize = 512, Lr = 2e-3, Seed = 1, CheckpointEvery = 0,
+    Architecture = "topk", DSae = 256, K = 8, Steps = 150, BatchSize = 512, Lr = 2e-3, Seed = 1, CheckpointEvery = 0, HookName = Hook,
     Contexts = new() { ContextSize = 64, StoreBatchSizePrompts = 16 }, NBatchesInBuffer = 4,
 };
-var data = TrainInputs.Open(settings, compute, activations: null, cache: null, model: modelDir, hook: Hook, dataset: text, tokensFile: null);
+var data = TrainInputs.Open(settings, compute, activations: null, cache: null, model: modelDir, dataset: text, tokensFile: null);
 var result = TrainRun.Execute(settings, data, runDir, compute, RunFolderMode.Overwrite, new TextReporter(Console.Out));
 Console.WriteLine(TrainRun.DescribeResult(result));
 

@@ -13,6 +13,49 @@ public static class ConfigSources
     /// <summary>The top-level scalar settings of a YAML file (a flat mapping of key: value).</summary>
     public static List<KeyValuePair<string, Setting>> FromYaml(string path)
     {
+        var map = ReadMapping(path);
+        return map is null ? [] : Scalars(map, path, "");
+    }
+
+    /// <summary>
+    /// A sweep file: its top-level scalars are the settings every SAE shares, and <c>saes:</c> holds one entry per
+    /// SAE, either a mapping of name: {settings} or a list of mappings each with a <c>name</c>.
+    /// </summary>
+    public static (List<KeyValuePair<string, Setting>> Shared, List<(string Name, IEnumerable<KeyValuePair<string, Setting>> Settings)> Saes) FromSweepYaml(string path)
+    {
+        var map = ReadMapping(path) ?? throw new InvalidDataException($"{path}: empty sweep file; expected shared settings and 'saes:'");
+        var saesKey = map.Children.Keys.OfType<YamlScalarNode>().FirstOrDefault(k => k.Value == "saes")
+                      ?? throw new InvalidDataException($"{path}: a sweep file lists its SAEs under 'saes:' (name: {{settings}} ...)");
+        var shared = Scalars(map, path, "", skip: "saes");
+        var saes = new List<(string, IEnumerable<KeyValuePair<string, Setting>>)>();
+        switch (map.Children[saesKey])
+        {
+            case YamlMappingNode byName:
+                foreach (var (k, v) in byName.Children)
+                {
+                    string name = ((YamlScalarNode)k).Value ?? "";
+                    if (v is not YamlMappingNode entry) throw new InvalidDataException($"{path} line {k.Start.Line}: SAE '{name}' must be a mapping of setting: value");
+                    saes.Add((name, Scalars(entry, path, $"saes.{name}.")));
+                }
+                break;
+            case YamlSequenceNode list:
+                foreach (var item in list.Children)
+                {
+                    if (item is not YamlMappingNode entry) throw new InvalidDataException($"{path} line {item.Start.Line}: each SAE must be a mapping of setting: value with a name");
+                    var settings = Scalars(entry, path, "saes[].");
+                    var name = settings.FirstOrDefault(kv => kv.Key == "name");
+                    if (name.Key is null) throw new InvalidDataException($"{path} line {item.Start.Line}: an SAE in the 'saes' list needs a name (its run folder)");
+                    saes.Add((name.Value.Value, settings.Where(kv => kv.Key != "name").ToList()));
+                }
+                break;
+            default:
+                throw new InvalidDataException($"{path} line {saesKey.Start.Line}: 'saes' must map names to settings, or list settings with a name each");
+        }
+        return (shared, saes);
+    }
+
+    private static YamlMappingNode? ReadMapping(string path)
+    {
         if (!File.Exists(path)) throw new FileNotFoundException($"config file not found: {path}", path);
         var stream = new YamlStream();
         try
@@ -24,26 +67,40 @@ public static class ConfigSources
         {
             throw new InvalidDataException($"{path}: not valid YAML at line {e.Start.Line}, column {e.Start.Column}: {e.Message}");
         }
+        if (stream.Documents.Count == 0) return null;
+        return stream.Documents[0].RootNode as YamlMappingNode
+               ?? throw new InvalidDataException($"{path}: expected a mapping of setting: value at the top level");
+    }
+
+    private static List<KeyValuePair<string, Setting>> Scalars(YamlMappingNode map, string path, string prefix, string? skip = null)
+    {
         var result = new List<KeyValuePair<string, Setting>>();
-        if (stream.Documents.Count == 0) return result;
-        if (stream.Documents[0].RootNode is not YamlMappingNode map)
-            throw new InvalidDataException($"{path}: expected a mapping of setting: value at the top level");
         foreach (var (k, v) in map.Children)
         {
             string key = ((YamlScalarNode)k).Value ?? "";
+            if (key == skip) continue;
             if (v is not YamlScalarNode scalar)
-                throw new InvalidDataException($"{path}: setting '{key}' (line {k.Start.Line}) must be a single value");
+                throw new InvalidDataException($"{path}: setting '{prefix}{key}' (line {k.Start.Line}) must be a single value");
             result.Add(new(key, new Setting(scalar.Value ?? "", $"{path} line {k.Start.Line}")));
         }
         return result;
     }
 
+    /// <summary>
+    /// The environment a command reads: the process's variables over those of a .env file in the working directory
+    /// (drrik's EnvironmentSettings), for SAESHARP_{SECTION}__{KEY} settings and HF_HOME / HF_HUB_CACHE.
+    /// </summary>
+    public static EnvironmentSettings LoadEnvironment() => EnvironmentSettings.Load(Path.Combine(Directory.GetCurrentDirectory(), EnvironmentSettings.DotEnvFile));
+
     /// <summary>File (if any), then environment, then flags, bound onto <paramref name="defaults"/>.</summary>
-    public static T Load<T>(T defaults, string section, string? yamlPath, IEnumerable<KeyValuePair<string, Setting>> flags) where T : class
+    public static T Load<T>(T defaults, string section, string? yamlPath, IEnumerable<KeyValuePair<string, Setting>> flags) where T : class =>
+        Load(defaults, section, yamlPath is null ? [] : FromYaml(yamlPath), flags);
+
+    /// <summary>The settings of a file (already read), then environment, then flags, bound onto <paramref name="defaults"/>.</summary>
+    public static T Load<T>(T defaults, string section, IEnumerable<KeyValuePair<string, Setting>> fileSettings, IEnumerable<KeyValuePair<string, Setting>> flags) where T : class
     {
-        var all = new List<KeyValuePair<string, Setting>>();
-        if (yamlPath is not null) all.AddRange(FromYaml(yamlPath));
-        all.AddRange(ConfigBinder.FromEnvironment(section));
+        var all = new List<KeyValuePair<string, Setting>>(fileSettings);
+        all.AddRange(ConfigBinder.FromEnvironment(section, LoadEnvironment()));
         all.AddRange(flags);
         return ConfigBinder.Bind(defaults, all);
     }

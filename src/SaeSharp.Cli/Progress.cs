@@ -38,7 +38,9 @@ public static class Progress
                     {
                         task.MaxValue = p.TotalSteps;
                         task.Value = p.Step;
-                        task.Description = Markup.Escape($"{title}  loss {p.Loss:F4}  L0 {p.L0:F1}  EV {p.ExplainedVariance:F3}  {p.TokensPerSecond:N0} tok/s");
+                        task.Description = Markup.Escape(p.Saes is null
+                            ? $"{title}  loss {p.Loss:F4}  L0 {p.L0:F1}  EV {p.ExplainedVariance:F3}  {p.TokensPerSecond:N0} tok/s"
+                            : $"{title}  {p.TokensPerSecond:N0} tok/s  " + string.Join("  ", p.Saes.Select(kv => $"{kv.Key}: L0 {kv.Value.L0:F1} EV {kv.Value.ExplainedVariance:F3}")));
                         if (p.Epoch is not null) AnsiConsole.MarkupLine(Markup.Escape($"{title}: {TrainRun.DescribeEpoch(p.Epoch)}"));
                     });
                 });

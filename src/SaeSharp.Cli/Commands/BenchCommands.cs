@@ -45,6 +45,13 @@ public static class BenchCommands
         eval.Add(evalModel); eval.Add(evalHook); eval.Add(evalQuick);
         eval.SetAction(p => EvalBench.Run(p.InvocationConfiguration.Output, p.GetValue(evalModel), p.GetValue(evalHook)!, p.GetValue(evalQuick)));
         bench.Add(eval);
+        var sweep = new Command("sweep", "Four SAEs on stories260K trained from one model pass vs four separate runs: rows/s and SAE-rows/s of each");
+        var sweepModel = new Option<string>("--model") { Description = "stories260K folder", DefaultValueFactory = _ => "../shared/models/stories260K" };
+        var sweepData = new Option<string>("--dataset") { Description = "Text to stream", DefaultValueFactory = _ => "../shared/corpora/tinystories_validation_head.txt" };
+        var sweepQuick = new Option<bool>("--quick") { Description = "A few steps of narrow SAEs (a smoke run)" };
+        sweep.Add(sweepModel); sweep.Add(sweepData); sweep.Add(sweepQuick);
+        sweep.SetAction(p => SweepBench.Run(p.InvocationConfiguration.Output, p.GetValue(sweepModel)!, p.GetValue(sweepData)!, p.GetValue(sweepQuick)));
+        bench.Add(sweep);
         return bench;
     }
 }

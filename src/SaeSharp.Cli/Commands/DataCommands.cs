@@ -31,9 +31,10 @@ public static class DataCommands
 
     private static Command BuildCache()
     {
-        var cmd = new Command("cache", "Write model activations at a hook to a sharded safetensors cache (resumable: a rerun with the same settings skips finished shards)");
-        var model = new Option<string>("--model") { Description = "Model folder (Hugging Face) or llama2.c .bin", Required = true };
+        var cmd = new Command("cache", "Write model activations at a hook (and a transcoder's target hook) to a sharded safetensors cache (resumable: a rerun with the same settings skips finished shards)");
+        var model = new ModelOption("Model folder (Hugging Face) or llama2.c .bin");
         var hook = new Option<string>("--hook") { Description = "Hook name, e.g. blocks.0.hook_resid_post; several, comma-separated, are concatenated per position", Required = true };
+        var targetHook = new Option<string?>("--target-hook") { Description = "Also cache this hook's activations at the same positions (acts_out), e.g. blocks.1.hook_mlp_out: a transcoder's training pairs" };
         var dataset = new Option<string?>("--dataset") { Description = "Text dataset (.txt one document per line, .jsonl 'text' field, or a folder), encoded with the model's tokenizer" };
         var tokensFile = new Option<string?>("--tokens-file") { Description = "Pretokenized safetensors token file" };
         var outDir = new Option<string>("--out") { Description = "Output folder", Required = true };
@@ -45,7 +46,8 @@ public static class DataCommands
             ("dtype", new Option<string>("--dtype") { Description = "Storage type: f32 or bf16 (default f32)" }),
             ("contexts_per_shard", new Option<int>("--contexts-per-shard") { Description = "Context windows per shard file (default 256)" }),
         ]);
-        foreach (var o in new Option[] { model, hook, dataset, tokensFile, outDir }) cmd.Add(o);
+        foreach (var o in new Option[] { hook, targetHook, dataset, tokensFile, outDir }) cmd.Add(o);
+        model.AddTo(cmd);
         settingOptions.AddTo(cmd);
         cmd.SetAction(p =>
         {
@@ -54,9 +56,10 @@ public static class DataCommands
             var (cts, reg) = Progress.InterruptToken();
             using (reg)
             {
-                var r = CacheRun.Execute(settings, p.GetValue(model)!, p.GetValue(hook)!, p.GetValue(dataset), p.GetValue(tokensFile), p.GetValue(outDir)!, Compute.All, cts.Token);
+                var r = CacheRun.Execute(settings, model.Resolve(p)!.Path, p.GetValue(hook)!, p.GetValue(dataset), p.GetValue(tokensFile), p.GetValue(outDir)!, Compute.All, cts.Token,
+                    p.GetValue(targetHook));
                 var man = r.Manifest;
-                o.WriteLine($"cached {man.Shards.Sum(s => (long)s.Rows):N0} rows of d_in {man.DIn} in {man.Shards.Count} of {man.TotalShards} shards");
+                o.WriteLine($"cached {man.Shards.Sum(s => (long)s.Rows):N0} rows of d_in {man.DIn}{(man.HookOut is null ? "" : $" paired with {man.HookOut} (d_out {man.DOut})")} in {man.Shards.Count} of {man.TotalShards} shards");
                 if (r.Interrupted)
                 {
                     o.WriteLine($"interrupted: the {man.Shards.Count} finished shards are kept; rerun the same command to write the rest");
@@ -71,17 +74,19 @@ public static class DataCommands
     private static Command BuildExtract()
     {
         var cmd = new Command("extract", "One activation per document at its last non-pad token (activations.npy + metadata.json)");
-        var model = new Option<string>("--model") { Description = "Model folder (Hugging Face) or llama2.c .bin", Required = true };
+        var model = new ModelOption("Model folder (Hugging Face) or llama2.c .bin");
         var hooks = new Option<string>("--hook") { Description = "Hook name; several, comma-separated, are concatenated", Required = true };
         var dataset = new Option<string?>("--dataset") { Description = "Text dataset (.txt one document per line, .jsonl, or a folder), encoded with the model's tokenizer" };
         var tokensFile = new Option<string?>("--tokens-file") { Description = "Pretokenized safetensors token file, instead of --dataset" };
         var pad = new Option<int?>("--pad-token") { Description = "Token id that pads documents (the activation is taken at the last other token)" };
         var outDir = new Option<string>("--out") { Description = "Output folder (activations.npy + metadata.json)", Required = true };
-        foreach (var o in new Option[] { model, hooks, dataset, tokensFile, pad, outDir }) cmd.Add(o);
+        foreach (var o in new Option[] { hooks, dataset, tokensFile, pad, outDir }) cmd.Add(o);
+        model.AddTo(cmd);
         cmd.SetAction(p =>
         {
-            var m = HookedTransformer.Load(p.GetValue(model)!, Compute.All);
-            var docs = ModelInputs.Documents(p.GetValue(tokensFile), p.GetValue(dataset), p.GetValue(model)!, addBos: true).ToList();
+            string modelPath = model.Resolve(p)!.Path;
+            var m = HookedTransformer.Load(modelPath, Compute.All);
+            var docs = ModelInputs.Documents(p.GetValue(tokensFile), p.GetValue(dataset), modelPath, addBos: true).ToList();
             var hs = p.GetValue(hooks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             var (acts, meta) = DocumentExtraction.Extract(m, hs, docs, padToken: p.GetValue(pad));
             DocumentExtraction.Save(p.GetValue(outDir)!, acts, meta);

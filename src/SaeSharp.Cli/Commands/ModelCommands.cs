@@ -10,7 +10,7 @@ public static class ModelCommands
     public static Command Build()
     {
         var cmd = new Command("generate", "Continue a prompt (token ids) with a Hugging Face folder or llama2.c .bin model; prints the new ids as they come");
-        var model = new Option<string>("--model") { Description = "Model folder (config.json + model.safetensors) or llama2.c .bin file", Required = true };
+        var model = new ModelOption("Model folder (config.json + model.safetensors) or llama2.c .bin file");
         var ids = new Option<string?>("--prompt-ids") { Description = "Prompt token ids separated by spaces or commas (include BOS if the model expects it); prints ids" };
         var text = new Option<string?>("--prompt") { Description = "Prompt text, encoded with the model's tokenizer (BOS added where the tokenizer has its own); prints text" };
         var tokenizerPath = new Option<string?>("--tokenizer") { Description = "Tokenizer file or folder (default: the model's folder)" };
@@ -20,11 +20,11 @@ public static class ModelCommands
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling: smallest set with this much probability (1 = all)", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the sampling RNG", DefaultValueFactory = _ => 0UL };
         var noStop = new Option<bool>("--no-stop") { Description = "Do not stop at the model's EOS token" };
-        cmd.Add(model); cmd.Add(ids); cmd.Add(text); cmd.Add(tokenizerPath); cmd.Add(max); cmd.Add(temp); cmd.Add(topK); cmd.Add(topP); cmd.Add(seed); cmd.Add(noStop);
+        model.AddTo(cmd); cmd.Add(ids); cmd.Add(text); cmd.Add(tokenizerPath); cmd.Add(max); cmd.Add(temp); cmd.Add(topK); cmd.Add(topP); cmd.Add(seed); cmd.Add(noStop);
         cmd.SetAction(p =>
         {
             var output = p.InvocationConfiguration.Output;
-            string modelPath = p.GetValue(model)!;
+            string modelPath = model.Resolve(p)!.Path;
             if ((p.GetValue(ids) is null) == (p.GetValue(text) is null)) throw new ArgumentException("give exactly one of --prompt (text) or --prompt-ids");
             SaeSharp.Text.ITokenizer? tokenizer = null;
             int[] prompt;

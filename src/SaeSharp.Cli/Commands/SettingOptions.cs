@@ -35,7 +35,17 @@ public sealed class SettingOptions<T> where T : class
     }
 
     /// <summary>The settings: <paramref name="defaults"/>, then YAML, environment, flags and --set.</summary>
-    public T Bind(ParseResult p, T defaults)
+    public T Bind(ParseResult p, T defaults) => ConfigSources.Load(defaults, _section, p.GetValue(_config) is { } path ? ConfigSources.FromYaml(path) : [], Flags(p));
+
+    /// <summary>The settings with <paramref name="fileSettings"/> (a sweep file's shared ones) in the YAML's place; --config is then refused.</summary>
+    public T Bind(ParseResult p, T defaults, IEnumerable<KeyValuePair<string, Setting>> fileSettings)
+    {
+        if (p.GetValue(_config) is not null) throw new ArgumentException("--config and --sweep both give the settings file; put the shared settings at the top of the sweep file");
+        return ConfigSources.Load(defaults, _section, fileSettings, Flags(p));
+    }
+
+    /// <summary>The flags and --set assignments given, in that order.</summary>
+    public List<KeyValuePair<string, Setting>> Flags(ParseResult p)
     {
         var fromFlags = new List<KeyValuePair<string, Setting>>();
         foreach (var (key, flag) in _flags)
@@ -45,7 +55,7 @@ public sealed class SettingOptions<T> where T : class
             if (r is { Implicit: false }) fromFlags.Add(new(key, new Setting(r.Tokens.Count > 0 ? r.Tokens[0].Value : "true", flag.Name)));
         }
         fromFlags.AddRange(ConfigSources.FromAssignments(p.GetValue(_set)));
-        return ConfigSources.Load(defaults, _section, p.GetValue(_config), fromFlags);
+        return fromFlags;
     }
 }
 

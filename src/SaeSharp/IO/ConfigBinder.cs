@@ -134,16 +134,15 @@ public static class ConfigBinder
                 var v => v.ToJsonString(),
             }, $"{source} key '{kv.Key}'", IsNull: kv.Value is null))));
 
-    /// <summary>Settings from environment variables <c>SAESHARP_{SECTION}__{KEY}</c> (case-insensitive key).</summary>
-    public static IEnumerable<KeyValuePair<string, Setting>> FromEnvironment(string section)
+    /// <summary>Settings from the process's environment variables <c>SAESHARP_{SECTION}__{KEY}</c> (case-insensitive key).</summary>
+    public static IEnumerable<KeyValuePair<string, Setting>> FromEnvironment(string section) => FromEnvironment(section, EnvironmentSettings.Process());
+
+    /// <summary>Settings from the variables <c>SAESHARP_{SECTION}__{KEY}</c> of <paramref name="environment"/> (the process's, over a .env file's).</summary>
+    public static IEnumerable<KeyValuePair<string, Setting>> FromEnvironment(string section, EnvironmentSettings environment)
     {
         string prefix = $"SAESHARP_{section.ToUpperInvariant()}__";
-        foreach (System.Collections.DictionaryEntry e in Environment.GetEnvironmentVariables())
-        {
-            var name = (string)e.Key;
-            if (name.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
-                yield return new(name[prefix.Length..].ToLowerInvariant(), new Setting((string?)e.Value ?? "", $"environment variable {name}"));
-        }
+        foreach (var (name, value, source) in environment.WithPrefix(prefix))
+            yield return new(name[prefix.Length..].ToLowerInvariant(), new Setting(value, source));
     }
 
     private static string Describe(Type t)

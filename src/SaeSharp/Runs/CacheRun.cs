@@ -41,11 +41,12 @@ public sealed record CacheRunResult(CacheManifest Manifest, bool Interrupted);
 /// <summary>
 /// Runs a model over a dataset and writes the activations at a hook into a sharded cache (<see cref="ActivationCache"/>):
 /// resumable (a rerun with the same settings skips finished shards), refused where a cache with other settings is.
+/// With <c>targetHook</c> the cache is paired: a transcoder's input and target from the same forward.
 /// </summary>
 public static class CacheRun
 {
     public static CacheRunResult Execute(CacheSettings s, string modelPath, string hook, string? dataset, string? tokensFile, string outDir,
-        Compute compute, CancellationToken cancel = default)
+        Compute compute, CancellationToken cancel = default, string? targetHook = null)
     {
         s.Validate();
         var model = HookedTransformer.Load(modelPath, compute);
@@ -56,7 +57,7 @@ public static class CacheRun
         recorded["model"] = Path.GetFullPath(modelPath);
         recorded[dataset is not null ? "dataset" : "tokens_file"] = Path.GetFullPath(dataset ?? tokensFile!);
         var manifest = ActivationCache.Write(outDir, model, hook, windows, s.ContextsPerShard, s.Contexts.StoreBatchSizePrompts, s.StorageType(),
-            settings: recorded, cancel: cancel);
+            settings: recorded, cancel: cancel, hookOut: targetHook);
         return new CacheRunResult(manifest, !manifest.Complete && cancel.IsCancellationRequested);
     }
 }

@@ -22,7 +22,15 @@ public sealed class TextReporter(TextWriter output) : IRunReporter
 
     public T Track<T>(string title, long logEvery, Func<Action<TrainProgress>, T> work) => work(p =>
     {
-        if (p.Step % Math.Max(1, logEvery) == 0 || p.Step == p.TotalSteps) output.WriteLine($"{title}: {TrainRun.Describe(p)}");
+        if (p.Step % Math.Max(1, logEvery) == 0 || p.Step == p.TotalSteps)
+        {
+            if (p.Saes is null) output.WriteLine($"{title}: {TrainRun.Describe(p)}");
+            else
+            {
+                output.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{title}: step {p.Step}/{p.TotalSteps}  {p.TokensPerSecond:N0} tok/s"));
+                foreach (var (name, sae) in p.Saes) output.WriteLine($"  {name}: {TrainRun.Describe(sae)}");
+            }
+        }
         if (p.Epoch is not null) output.WriteLine($"{title}: {TrainRun.DescribeEpoch(p.Epoch)}");
     });
 

@@ -19,6 +19,19 @@ public sealed record TrainData(IActivationSource Source, JsonObject Identity, Js
 {
     public Tensor? Array { get; init; }
 
+    /// <summary>A paired cache's target hook: a transcoder's hook_name_out when its settings give none.</summary>
+    public string? PairedTargetHook { get; init; }
+
+    private readonly HookLayout? _layout;
+
+    /// <summary>Where each hook's columns sit in the source's rows (a model stream over several hooks, a paired cache); one unnamed block by default.</summary>
+    public HookLayout Layout
+    {
+        get => _layout ?? HookLayout.Unnamed(Source.Dim);
+        init => _layout = value.Width == Source.Dim ? value
+            : throw new ArgumentException($"the hook layout covers {value.Width} columns, the activation source has {Source.Dim}");
+    }
+
     /// <summary>A [n, d_in] matrix in memory (a .npy file or a script's own rows), reshuffled every pass.</summary>
     public static TrainData FromArray(Tensor rows, ulong seed, string? path = null)
     {
@@ -90,85 +103,47 @@ public static class TrainRun
         s.Validate();
         if (s.FitMode && data.Array is null) throw new ArgumentException("epochs (fit mode) trains on an in-memory array: give activations as a .npy matrix, not a cache or a model stream");
         if (data.Source.Dim < 1) throw new ArgumentException("the activation source has no columns");
-        bool resuming = PrepareFolder(s, data, outDir, mode, reporter);
-
-        Tensor? fitRows = null;
-        double scale;
-        Tensor? bDecSample = null;
-        IActivationSource source = data.Source;
-        if (s.FitMode)
-        {
-            var (train, _) = FitRunner.Split(data.Array!, s.HeldOutFraction());
-            scale = Scale(s, outDir, resuming, () => [train]);
-            fitRows = data.Array!;
-            if (scale != 1)
-            {
-                fitRows = fitRows.Clone();
-                System.Numerics.Tensors.TensorPrimitives.Multiply(fitRows.Span, (float)scale, fitRows.Span);
-                (train, _) = FitRunner.Split(fitRows, s.HeldOutFraction());
-            }
-            if (s.BDecInit != "zeros" && !resuming) bDecSample = train;
-        }
-        else
-        {
-            // The normalisation factor is estimated once and stored, so a resumed run scales exactly as before.
-            scale = Scale(s, outDir, resuming, () =>
-            {
-                var sample = new List<Tensor>();
-                for (int i = 0; i < s.NormalizationBatches; i++)
-                {
-                    var b = Tensor.Uninitialized(s.BatchSize, data.Source.Dim);
-                    if (!data.Source.Next(b)) break;
-                    sample.Add(b);
-                }
-                if (sample.Count == 0) throw new InvalidDataException("the activation source ended before the normalisation scale could be estimated");
-                return sample;
-            });
-            if (scale != 1) source = new ScaledSource(source, (float)scale);
-            if (s.BDecInit != "zeros" && !resuming)
-            {
-                bDecSample = Tensor.Uninitialized(Math.Min(s.BatchSize * 4, 16_384), data.Source.Dim);
-                if (!source.Next(bDecSample)) throw new InvalidDataException("the activation source ended before b_dec could be initialised");
-            }
-        }
-
-        var (sae, trainable) = CreateSae(s, data.Source.Dim, bDecSample, compute);
-        Trainer trainer;
-        FitRunner? fit = null;
-        if (fitRows is not null)
-        {
-            fit = new FitRunner(trainable, fitRows, s, outDir);
-            trainer = fit.Trainer;
-        }
-        else trainer = new Trainer(trainable, source, s, outDir);
-        foreach (var w in s.Warnings(trainer.TotalSteps)) reporter.WriteLine($"warning: {w}");
-        if (!s.FitMode && data.Array is { } array)
+        var member = new TrainMember(s, outDir, data);
+        member.Resuming = PrepareFolder(s, data, outDir, mode, reporter);
+        if (s.FitMode) return ExecuteFit(member, data.Array!, compute, reporter, cancel, progress, clock);
+        if (data.Array is { } array)
             reporter.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{trainer.TotalSteps:N0} steps of {s.BatchSize:N0} rows = {trainer.TotalSteps * (double)s.BatchSize / array.Rows:0.##} passes over the {array.Rows:N0} rows"));
-        long from = trainer.ResumeIfPossible(w => reporter.WriteLine($"warning: {w}"));
-        if (resuming) reporter.WriteLine(from > 0 ? $"resuming {outDir} from step {from}" : $"{outDir} has no intact checkpoint; starting again from step 0");
-        var summary = trainer.Run(cancel, progress);
-        if (summary.Interrupted) return new TrainRunResult(sae, summary, scale, outDir, clock.Elapsed, null);
+                $"{s.TotalSteps():N0} steps of {s.BatchSize:N0} rows = {s.TotalSteps() * (double)s.BatchSize / array.Rows:0.##} passes over the {array.Rows:N0} rows"));
+        return TrainMember.RunLockstep([member], data, compute, reporter, cancel, progress)[0] with { Elapsed = clock.Elapsed };
+    }
 
-        var final = sae.Config.Kind.SavedAs is null ? sae : ((TopKSae)sae).ToJumpRelu();
-        if (scale != 1) final.FoldActivationScale((float)scale);
-        var (rows, on) = FinalRows(trainer, fit, source);
-        // The saved SAE works on raw activations; the trainer's rows carry the training scale.
-        if (scale != 1 && rows.Rows > 0) System.Numerics.Tensors.TensorPrimitives.Divide(rows.Span, (float)scale, rows.Span);
-        var finalMetrics = Measure(final, rows, on);
-        WriteMetadata(s, final, summary, scale, finalMetrics, data.Metadata);
-        SaeFiles.Save(final, outDir, summary.Log10Density);
-        if (summary.EndedEarly)
-            reporter.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"the activation data ran out after {summary.Steps:N0} of {summary.PlannedSteps:N0} steps ({summary.TokensSeen:N0} rows seen)"));
-        return new TrainRunResult(final, summary, scale, outDir, clock.Elapsed, finalMetrics);
+    private static TrainRunResult ExecuteFit(TrainMember m, Tensor array, Compute compute, IRunReporter reporter, CancellationToken cancel,
+        Action<TrainProgress>? progress, System.Diagnostics.Stopwatch clock)
+    {
+        var s = m.Settings;
+        var (train, _) = FitRunner.Split(array, s.HeldOutFraction());
+        if (s.NormalizeActivations == "expected_average_only_in")
+            m.SetScales(m.Resuming && File.Exists(m.NormalizationPath) ? m.ReadScales() : m.EstimateScales([train]));
+        var fitRows = array;
+        if (m.ScaleIn != 1)
+        {
+            fitRows = array.Clone();
+            System.Numerics.Tensors.TensorPrimitives.Multiply(fitRows.Span, (float)m.ScaleIn, fitRows.Span);
+            (train, _) = FitRunner.Split(fitRows, s.HeldOutFraction());
+        }
+        m.CreateSae(s.BDecInit != "zeros" && !m.Resuming ? train : null, compute);
+        var fit = new FitRunner(m.Trainable, fitRows, s, m.Dir);
+        foreach (var w in s.Warnings(fit.Trainer.TotalSteps)) reporter.WriteLine($"warning: {w}");
+        long from = fit.ResumeIfPossible(w => reporter.WriteLine($"warning: {w}"));
+        if (m.Resuming) reporter.WriteLine(from > 0 ? $"resuming {m.Dir} from step {from}" : $"{m.Dir} has no intact checkpoint; starting again from step 0");
+        var summary = fit.Run(cancel, progress);
+        if (summary.Interrupted) return new TrainRunResult(m.Sae, summary, m.ScaleIn, m.Dir, clock.Elapsed, null);
+        var (rows, on) = fit.ValidationRows.Rows > 0
+            ? (fit.ValidationRows.Clone(), $"the {fit.ValidationRows.Rows:N0} validation rows")
+            : (fit.Trainer.RecentRows(), $"the last {fit.Trainer.RecentRows().Rows:N0} training rows");
+        return m.Finish(summary, rows, on, reporter) with { Elapsed = clock.Elapsed };
     }
 
     /// <summary>
     /// Applies the run-folder rules and writes the settings record for a new run; returns whether an earlier run is
     /// continued. Refusals name the folder and say what to give instead.
     /// </summary>
-    private static bool PrepareFolder(TrainSettings s, TrainData data, string outDir, RunFolderMode mode, IRunReporter reporter)
+    internal static bool PrepareFolder(TrainSettings s, TrainData data, string outDir, RunFolderMode mode, IRunReporter reporter)
     {
         bool holds = HoldsRun(outDir);
         switch (mode)
@@ -197,7 +172,7 @@ public static class TrainRun
     }
 
     /// <summary>"key: was → now" for every key whose value differs between two flat JSON objects.</summary>
-    private static IEnumerable<string> Differences(JsonObject before, JsonObject now, string what)
+    internal static IEnumerable<string> Differences(JsonObject before, JsonObject now, string what)
     {
         foreach (var key in before.Select(kv => kv.Key).Union(now.Select(kv => kv.Key)).Order(StringComparer.Ordinal))
         {
@@ -206,67 +181,32 @@ public static class TrainRun
         }
     }
 
-    /// <summary>
-    /// The rows the final metrics are measured on: fit mode's validation rows when there are any, else the newest
-    /// training rows, else (a run resumed at its end) the next rows of the source.
-    /// </summary>
-    private static (Tensor Rows, string On) FinalRows(Trainer trainer, FitRunner? fit, IActivationSource source)
-    {
-        if (fit is { ValidationRows.Rows: > 0 } f) return (f.ValidationRows.Clone(), $"the {f.ValidationRows.Rows:N0} validation rows");
-        var recent = trainer.RecentRows();
-        if (recent.Rows > 0) return (recent, $"the last {recent.Rows:N0} training rows");
-        var next = Tensor.Uninitialized(trainer.RecentRowCapacity, source.Dim);
-        int got = 0;
-        var one = Tensor.Uninitialized(1, source.Dim);
-        while (got < next.Rows && source.Next(one)) one.Row(0).CopyTo(next.Row(got++));
-        return (next.RowSlice(0, got).Clone(), $"{got:N0} rows that follow the last training step");
-    }
-
     /// <summary>L0 (positive activations per row, as SAELens), explained variance and MSE of <paramref name="sae"/> on <paramref name="rows"/>.</summary>
-    public static FinalMetrics Measure(Sae sae, Tensor rows, string on)
+    public static FinalMetrics Measure(Sae sae, Tensor rows, string on) => Measure(sae, rows, null, on);
+
+    /// <summary>
+    /// L0, explained variance and MSE of <paramref name="sae"/> on <paramref name="input"/>, its reconstruction compared
+    /// with <paramref name="target"/> (a transcoder's target rows; null: the input itself).
+    /// </summary>
+    public static FinalMetrics Measure(Sae sae, Tensor input, Tensor? target, string on)
     {
-        if (rows.Rows == 0) return new FinalMetrics(double.NaN, double.NaN, double.NaN, 0, "no rows (the data ran out)");
+        if (input.Rows == 0) return new FinalMetrics(double.NaN, double.NaN, double.NaN, 0, "no rows (the data ran out)");
+        target ??= input;
         long active = 0;
-        var recon = new Tensor(rows.Rows, sae.DOut);
+        var recon = new Tensor(input.Rows, sae.DOut);
         const int Chunk = 4096;
-        for (int start = 0; start < rows.Rows; start += Chunk)
+        for (int start = 0; start < input.Rows; start += Chunk)
         {
-            var x = rows.RowSlice(start, Math.Min(Chunk, rows.Rows - start));
+            var x = input.RowSlice(start, Math.Min(Chunk, input.Rows - start));
             var f = sae.Forward(x);
             // The trainer's L0: positive activations, counted the same way as its firing statistics.
             foreach (int n in (f.Codes ?? SparseCodes.FromDense(f.Features!)).FiringCounts(sae.Compute)) active += n;
             f.Output.Span.CopyTo(recon.RowSlice(start, x.Rows).Span);
         }
-        return new FinalMetrics((double)active / rows.Rows, Reconstruction.ExplainedVariance(rows, recon), Reconstruction.Mse(rows, recon), rows.Rows, on);
+        return new FinalMetrics((double)active / input.Rows, Reconstruction.ExplainedVariance(target, recon), Reconstruction.Mse(target, recon), input.Rows, on);
     }
 
-    private static double Scale(TrainSettings s, string outDir, bool resuming, Func<IReadOnlyList<Tensor>> sample)
-    {
-        if (s.NormalizeActivations != "expected_average_only_in") return 1;
-        string normPath = Path.Combine(outDir, NormalizationFile);
-        if (resuming && File.Exists(normPath))
-            return JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(normPath))!["scaling_factor"];
-        double scale = Initialization.NormScalingFactor(sample());
-        AtomicFile.WriteAllText(normPath, JsonSerializer.Serialize(new Dictionary<string, double> { ["scaling_factor"] = scale }));
-        return scale;
-    }
-
-    private static (Sae Sae, SaeTrainable Trainable) CreateSae(TrainSettings s, int dIn, Tensor? bDecSample, Compute compute)
-    {
-        var rng = new Rng(s.Seed);
-        var sae = SaeRegistry.Create(s.SaeConfig(dIn), compute);
-        float[]? bDec = bDecSample is null ? null : s.BDecInit switch
-        {
-            "mean" => Initialization.Mean(bDecSample),
-            "median" => Initialization.CoordinateMedian(bDecSample),
-            _ => Initialization.GeometricMedian(bDecSample),
-        };
-        SaeTrainable.Initialize(sae, rng, s.DecoderInitNorm, bDec);
-        if (sae is JumpReluSae && s.UnitNormDecoder) throw new ArgumentException("unit_norm_decoder is only for architectures without a threshold");
-        return (sae, new SaeTrainable(sae, s.LossOptions(), s.UnitNormDecoder));
-    }
-
-    private static void WriteMetadata(TrainSettings s, Sae final, TrainSummary summary, double scale, FinalMetrics finalMetrics, JsonObject metadata)
+    internal static void WriteMetadata(TrainSettings s, Sae final, TrainSummary summary, double scaleIn, double scaleOut, FinalMetrics finalMetrics, JsonObject metadata)
     {
         var meta = final.Config.Metadata;
         foreach (var (k, v) in metadata) meta[k] = v?.DeepClone();
@@ -280,7 +220,8 @@ public static class TrainRun
         meta["dead_latents"] = summary.DeadLatents;
         meta["dead_latents_window_steps"] = summary.DeadWindow;
         meta["never_fired_latents"] = summary.NeverFired;
-        meta["activation_scaling_factor"] = scale;
+        meta["activation_scaling_factor"] = scaleIn;
+        if (final.Config.IsTranscoder) meta["activation_scaling_factor_out"] = scaleOut;
         if (s.FitMode)
         {
             meta["epochs"] = s.Epochs;
@@ -290,20 +231,6 @@ public static class TrainRun
     }
 
     private static JsonNode? Finite(double v) => double.IsFinite(v) ? v : null;
-
-    /// <summary>Multiplies every batch of a source by a constant (activation normalisation during training).</summary>
-    private sealed class ScaledSource(IActivationSource inner, float scale) : IActivationSource
-    {
-        public int Dim => inner.Dim;
-        public bool Next(Tensor batch)
-        {
-            if (!inner.Next(batch)) return false;
-            System.Numerics.Tensors.TensorPrimitives.Multiply(batch.Span, scale, batch.Span);
-            return true;
-        }
-        public IReadOnlyDictionary<string, string> Position => inner.Position;
-        public void Restore(IReadOnlyDictionary<string, string> position) => inner.Restore(position);
-    }
 
     /// <summary>One line closing a fit-mode epoch; both MSEs are per-element means, so they compare directly.</summary>
     public static string DescribeEpoch(EpochMetrics e) =>

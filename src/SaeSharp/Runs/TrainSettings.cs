@@ -26,6 +26,7 @@ public sealed record TrainSettings : TrainerSettings
     /// constant_norm_rescale / layer_norm (applied per row inside the SAE, kept in its cfg.json).
     /// </summary>
     public string NormalizeActivations { get; set; } = "none";
+    [StreamSetting]
     public int NormalizationBatches { get; set; } = 10;
     /// <summary>Unit-norm decoder rows with the parallel gradient component removed (Anthropic / drrik).</summary>
     public bool UnitNormDecoder { get; set; }
@@ -38,28 +39,47 @@ public sealed record TrainSettings : TrainerSettings
     public double TopkThresholdLr { get; set; } = 0.01;
     /// <summary>matryoshka_batchtopk: comma-separated increasing prefix widths ending with d_sae, e.g. "512,2048,4096".</summary>
     public string? MatryoshkaWidths { get; set; }
+    /// <summary>matryoshka_batchtopk: AuxK per matryoshka level, its dead latents reconstructing that level's own residual (SAELens 6.x).</summary>
+    public bool UseMatryoshkaAuxLoss { get; set; }
+
+    // Hooks (TransformerLens names); in a sweep each SAE may read its own
+    /// <summary>
+    /// The hook the SAE reads, e.g. blocks.1.ln2.hook_normalized; several comma-separated are concatenated per
+    /// position. Needed with --model; with --cache it defaults to the cache's hook; with --activations it is only recorded.
+    /// </summary>
+    public string? HookName { get; set; }
+    /// <summary>A transcoder's target hook (SAELens hook_name_out), e.g. blocks.1.hook_mlp_out, read in the same forward as hook_name.</summary>
+    public string? HookNameOut { get; set; }
 
     // Model activations (train --model): SAELens's ActivationsStore settings
     /// <summary>Context windows and model batching (context_size, prepend_bos, sequence_separator_token, store_batch_size_prompts).</summary>
-    [SettingsGroup]
+    [SettingsGroup, StreamSetting]
     public ContextSettings Contexts { get; set; } = new();
     /// <summary>Drop positions holding the model's BOS/EOS tokens from training.</summary>
+    [StreamSetting]
     public bool ExcludeSpecialTokens { get; set; }
     /// <summary>seqpos_slice: train on positions [seqpos_start, seqpos_end) only (Python slice; negative from the end).</summary>
+    [StreamSetting]
     public int? SeqposStart { get; set; }
+    [StreamSetting]
     public int? SeqposEnd { get; set; }
-    /// <summary>One attention head's slice of a [heads, d_head] hook such as attn.hook_z.</summary>
+    /// <summary>One attention head's slice of a [heads, d_head] hook such as attn.hook_z (every hook of the stream).</summary>
+    [StreamSetting]
     public int? HookHeadIndex { get; set; }
     /// <summary>Batches of model activations mixed in the shuffling buffer.</summary>
+    [StreamSetting]
     public int NBatchesInBuffer { get; set; } = 20;
 
-    public SaeConfig SaeConfig(int dIn) => new()
+    /// <summary>The SAE's cfg for inputs of <paramref name="dIn"/> columns (and a transcoder's targets of <paramref name="dOut"/>).</summary>
+    public SaeConfig SaeConfig(int dIn, int dOut = 0) => new()
     {
         Architecture = Architecture,
         DIn = dIn,
         DSae = DSae,
+        DOut = SaeRegistry.Get(Architecture).Transcoder ? dOut : 0,
         K = SaeRegistry.Get(Architecture).TopK ? K : 0,
-        ApplyBDecToInput = ApplyBDecToInput,
+        // A transcoder's b_dec is d_out wide and never subtracted from the input (SAELens refuses it).
+        ApplyBDecToInput = ApplyBDecToInput && !SaeRegistry.Get(Architecture).Transcoder,
         NormalizeActivations = NormalizeActivations is "constant_norm_rescale" or "layer_norm" ? NormalizeActivations : "none",
         MatryoshkaWidths = SaeRegistry.Get(Architecture).CfgKeys.Contains("matryoshka_widths") ? ParseWidths() : null,
         RescaleActsByDecoderNorm = RescaleActsByDecoderNorm,
@@ -81,6 +101,7 @@ public sealed record TrainSettings : TrainerSettings
         AuxKCoefficient = AuxLossCoefficient,
         JumpReluSparsityMode = JumpreluSparsityLossMode,
         PreActLossCoefficient = PreActLossCoefficient,
+        UseMatryoshkaAuxLoss = UseMatryoshkaAuxLoss,
     };
 
     public override void Validate(long? totalSteps = null)
@@ -90,9 +111,11 @@ public sealed record TrainSettings : TrainerSettings
             throw new ArgumentException($"b_dec_init: unknown value '{BDecInit}' (expected zeros, mean, median or geometric_median)");
         if (!Saes.SaeConfig.NormalizeModes.Contains(NormalizeActivations))
             throw new ArgumentException($"normalize_activations: unknown value '{NormalizeActivations}' (expected one of {string.Join(", ", Saes.SaeConfig.NormalizeModes)})");
-        if (kind.Transcoder)
-            throw new ArgumentException($"architecture: {Architecture} needs paired input/output activations, which `train` does not stream yet");
-        if (kind.CfgKeys.Contains("matryoshka_widths")) SaeConfig(1).Validate();
+        SaeConfig(1, 1).Validate();
+        if (!kind.Transcoder && HookNameOut is not null)
+            throw new ArgumentException($"hook_name_out: only transcoders predict a second hook; {Architecture} reconstructs hook_name (remove hook_name_out or pick a transcoder architecture)");
+        if (UseMatryoshkaAuxLoss && !kind.CfgKeys.Contains("matryoshka_widths"))
+            throw new ArgumentException($"use_matryoshka_aux_loss: applies to matryoshka SAEs only, not {Architecture}");
         if (JumpreluSparsityLossMode is not ("step" or "tanh"))
             throw new ArgumentException($"jumprelu_sparsity_loss_mode: unknown value '{JumpreluSparsityLossMode}' (expected step or tanh)");
         Contexts.Validate();

@@ -10,6 +10,8 @@ namespace SaeSharp.Saes;
 /// bandwidth ε: ∂f/∂θ := −(θ/ε)·K((pre − θ)/ε), ∂[pre &gt; θ]/∂θ := −(1/ε)·K((pre − θ)/ε).
 /// Gradients are with respect to θ itself; a trainer that parametrises log θ (as SAELens) multiplies by θ.
 /// Losses: mse_loss, l0_loss (mode step or tanh), pre_act_loss (optional, on dead latents).
+/// Also SAELens "jumprelu_transcoder" (the same encoder and losses, W_dec [d_sae, d_out], b_dec [d_out], no b_dec
+/// subtraction, mse_loss against a separate target) and "jumprelu_skip_transcoder" (adds x·W_skipᵀ).
 /// </summary>
 public sealed class JumpReluSae : Sae
 {
@@ -19,12 +21,20 @@ public sealed class JumpReluSae : Sae
         CfgKeys = ["jumprelu_init_threshold", "jumprelu_bandwidth"],
     };
 
+    public static SaeArchitecture Transcoder { get; } = Architecture with
+    {
+        Name = "jumprelu_transcoder", Transcoder = true, CfgKeys = [.. Architecture.CfgKeys, "d_out"],
+    };
+
+    public static SaeArchitecture SkipTranscoder { get; } = Transcoder with { Name = "jumprelu_skip_transcoder", SkipConnection = true };
+
     public JumpReluSae(SaeConfig config, Compute compute) : base(config, compute)
     {
+        if (config.Kind.Create != Architecture.Create)
+            throw new ArgumentException($"JumpReluSae cannot be a '{config.Architecture}' SAE");
         Params.Add("W_enc", new Tensor(config.DIn, config.DSae));
         Params.Add("b_enc", new Tensor(config.DSae));
-        Params.Add("W_dec", new Tensor(config.DSae, config.DIn));
-        Params.Add("b_dec", new Tensor(config.DIn));
+        AddDecoderParams();
         Params.Add("threshold", Tensor.Filled((float)config.JumpReluInitThreshold, config.DSae));
     }
 
@@ -33,7 +43,8 @@ public sealed class JumpReluSae : Sae
     // SparseDensity counts the entries the backward needs: firing, pre above θ, inside the threshold's kernel window,
     // or under the pre-act loss.
 
-    private sealed record State(Tensor MseGrad, float[] Norms);
+    // MseGrad is null for a transcoder's inference forward (no target).
+    private sealed record State(Tensor? MseGrad, float[] Norms);
 
     /// <summary>Rectangle kernel K(u) = 1 on (−½, ½).</summary>
     public static double Rectangle(double u) => u > -0.5 && u < 0.5 ? 1 : 0;
@@ -72,8 +83,10 @@ public sealed class JumpReluSae : Sae
             });
         }
         var output = DecodeLatents(f, codes);
-        var (mse, mseGrad) = ReconstructionLoss(output, target!, norm);
-        var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
+        AddSkip(x, output);
+        var losses = new Dictionary<string, double>();
+        Tensor? mseGrad = null;
+        if (target is not null) (losses["mse_loss"], mseGrad) = ReconstructionLoss(output, target, norm);
         var norms = DecoderNorms(WDec);
         if (loss is not null)
         {
@@ -130,7 +143,9 @@ public sealed class JumpReluSae : Sae
         var th = Threshold.Span;
         double eps = Config.JumpReluBandwidth;
         int b = Math.Max(1, feats.Rows);
-        var dF = include("mse_loss") ? DenseDecoderBackward(feats, st.MseGrad, dWDec, grads["b_dec"]) : new Tensor(feats.Rows, Config.DSae);
+        var dOut = include("mse_loss") ? st.MseGrad : null;
+        var dF = dOut is not null ? DenseDecoderBackward(feats, dOut, dWDec, grads["b_dec"]) : new Tensor(feats.Rows, Config.DSae);
+        if (dOut is not null) SkipBackward(f, dOut, grads);
         var dPre = Tensor.Uninitialized(feats.Rows, Config.DSae);
         var opt = f.Options;
         bool l0 = opt is not null && f.Losses.ContainsKey("l0_loss") && include("l0_loss");
@@ -193,7 +208,9 @@ public sealed class JumpReluSae : Sae
     private void SparseBackward(SaeForward f, State st, SaeParams grads, Func<string, bool> include)
     {
         var codes = f.Codes!; var pre = f.PreActs;
-        var dF = include("mse_loss") ? SparseDecoderBackward(codes, codes.Value, st.MseGrad, grads["W_dec"], grads["b_dec"]) : codes.NewValues();
+        var dOut = include("mse_loss") ? st.MseGrad : null;
+        var dF = dOut is not null ? SparseDecoderBackward(codes, codes.Value, dOut, grads["W_dec"], grads["b_dec"]) : codes.NewValues();
+        if (dOut is not null) SkipBackward(f, dOut, grads);
         var opt = f.Options;
         int b = Math.Max(1, codes.Rows);
         bool l0 = opt is not null && f.Losses.ContainsKey("l0_loss") && include("l0_loss");

@@ -8,7 +8,9 @@ namespace SaeSharp.Saes;
 /// training forward adds, for every proper prefix width w of matryoshka_widths, the loss
 /// inner_mse_loss_{w} = mean_b Σ_d (b_dec + Σ_{j &lt; w} f_j·W_dec[j] − x)², the reconstruction from the first w
 /// latents only (the full width is mse_loss). The inner losses are computed only in training forwards (with loss
-/// options), as SAELens; SAELens's optional use_matryoshka_aux_loss is not implemented (AuxK is the batchtopk one).
+/// options), as SAELens. With use_matryoshka_aux_loss (SAELens 6.x) AuxK is taken per level instead of once: the dead
+/// latents of each level [w_prev, w) reconstruct the residual of that level's own prefix reconstruction (latents below
+/// w), each term scaled by min(n_dead in the level / k_aux, 1), their sum being auxiliary_reconstruction_loss.
 /// </summary>
 public sealed class MatryoshkaBatchTopKSae : TopKSae
 {
@@ -32,14 +34,19 @@ public sealed class MatryoshkaBatchTopKSae : TopKSae
 
     private sealed record Level(int Width, float[] Values, Tensor Grad);
 
-    private sealed record MatryoshkaState(float[] DecodeValues, Tensor MseGrad, AuxState? Aux, Level[] Levels)
+    private sealed record MatryoshkaState(float[] DecodeValues, Tensor MseGrad, IReadOnlyList<AuxState> Aux, Level[] Levels)
         : State(DecodeValues, MseGrad, Aux);
 
-    protected override State ExtendState(State state, SparseCodes codes, int rows, Tensor? target, ActivationNorm? norm,
+    protected override bool AuxKPerLevel(SaeLossOptions loss) => loss.UseMatryoshkaAuxLoss;
+
+    protected override State ExtendState(State state, SparseCodes codes, Tensor pre, Tensor output, Tensor? target, ActivationNorm? norm,
         SaeLossOptions? loss, Dictionary<string, double> losses)
     {
         if (loss is null || target is null) return state;
+        int rows = codes.Rows;
         var levels = new Level[Widths.Count - 1];
+        var prefixOutputs = new Tensor[Widths.Count];
+        prefixOutputs[^1] = output;
         for (int l = 0; l < levels.Length; l++)
         {
             int w = Widths[l];
@@ -50,8 +57,24 @@ public sealed class MatryoshkaBatchTopKSae : TopKSae
             SparseKernels.Decode(codes, WDec, inner, BDec.Span, Compute, values);
             (losses[InnerLossName(w)], var grad) = ReconstructionLoss(inner, target, norm);
             levels[l] = new Level(w, values, grad);
+            prefixOutputs[l] = inner;
         }
-        return new MatryoshkaState(state.DecodeValues, state.MseGrad, state.Aux, levels);
+        var aux = state.Aux;
+        if (loss.UseMatryoshkaAuxLoss && loss.DeadMask is { } dead)
+        {
+            var perLevel = new List<AuxState>();
+            double total = 0;
+            for (int l = 0; l < Widths.Count; l++)
+            {
+                var (a, auxLoss) = AuxK(target, prefixOutputs[l], pre, dead, loss, norm, l == 0 ? 0 : Widths[l - 1], Widths[l]);
+                if (a is null) continue;
+                perLevel.Add(a);
+                total += auxLoss;
+            }
+            if (perLevel.Count > 0) losses["auxiliary_reconstruction_loss"] = total;
+            aux = perLevel;
+        }
+        return new MatryoshkaState(state.DecodeValues, state.MseGrad, aux, levels);
     }
 
     public override void Backward(SaeForward f, SaeParams grads, Func<string, bool>? include = null)

@@ -33,6 +33,8 @@ public abstract class Sae
     public Tensor WEnc => Params["W_enc"];
     public Tensor WDec => Params["W_dec"];
     public Tensor BDec => Params["b_dec"];
+    /// <summary>A skip transcoder's skip connection [d_out, d_in]; null for the others.</summary>
+    public Tensor? WSkip => Params.Contains("W_skip") ? Params["W_skip"] : null;
 
     /// <summary>Width of the output (d_out for transcoders, else d_in).</summary>
     public int DOut => Config.OutDim;
@@ -93,6 +95,26 @@ public abstract class Sae
     }
 
     // ---- shared pieces of forward and backward ----
+
+    /// <summary>The decoder's parameters, d_out wide for transcoders, and W_skip for the architectures with a skip connection.</summary>
+    protected void AddDecoderParams()
+    {
+        Params.Add("W_dec", new Tensor(Config.DSae, Config.OutDim));
+        Params.Add("b_dec", new Tensor(Config.OutDim));
+        if (Config.Kind.SkipConnection) Params.Add("W_skip", new Tensor(Config.OutDim, Config.DIn));
+    }
+
+    /// <summary>output += x·W_skipᵀ for the architectures with a skip connection (x is the raw input: transcoders take no normalisation).</summary>
+    protected void AddSkip(Tensor x, Tensor output)
+    {
+        if (WSkip is { } w) Gemm.MatMul(x, w, output, Trans.No, Trans.Yes, 1, 1, Compute);
+    }
+
+    /// <summary>The skip connection's gradient dW_skip += dOutᵀ·x given the output's gradient.</summary>
+    protected void SkipBackward(SaeForward f, Tensor dOut, SaeParams grads)
+    {
+        if (WSkip is not null) Gemm.MatMul(dOut, f.Input, grads["W_skip"], Trans.Yes, Trans.No, 1, 1, Compute);
+    }
 
     /// <summary>sae_in = x − b_dec when apply_b_dec_to_input, else x itself (no copy).</summary>
     protected Tensor ProcessInput(Tensor x)
@@ -339,14 +361,27 @@ public abstract class Sae
     /// raw x and returns raw-scale reconstructions: W_enc·c, W_dec/c, b_dec/c. Nothing to do under
     /// constant_norm_rescale or layer_norm: the SAE normalises each row itself and scales its output back.
     /// </summary>
-    public virtual void FoldActivationScale(float c)
+    public void FoldActivationScale(float c)
     {
         if (Config.IsTranscoder)
-            throw new InvalidOperationException($"{Config.Architecture}: folding one activation scale is not defined for a transcoder (its input and output activations are scaled separately)");
-        if (!(c > 0) || !float.IsFinite(c)) throw new ArgumentOutOfRangeException(nameof(c), $"scaling factor must be positive and finite, got {c}");
+            throw new InvalidOperationException($"{Config.Architecture}: a transcoder's input and output activations are scaled separately; fold both with FoldActivationScales");
+        FoldActivationScales(c, c);
+    }
+
+    /// <summary>
+    /// Folds the scaling factors of a transcoder's input (<paramref name="input"/>) and target (<paramref name="output"/>)
+    /// into its weights (trained on input·x and output·y, it then takes raw x and predicts raw y): W_enc·input,
+    /// W_dec/output, b_dec/output, W_skip·input/output. For an SAE both factors are its one scale.
+    /// </summary>
+    public void FoldActivationScales(float input, float output)
+    {
+        foreach (float c in new[] { input, output })
+            if (!(c > 0) || !float.IsFinite(c)) throw new ArgumentOutOfRangeException(nameof(input), $"scaling factor must be positive and finite, got {c}");
+        if (!Config.IsTranscoder && input != output) throw new ArgumentException($"{Config.Architecture}: an SAE's input is its target, so it has one scaling factor (got {input} and {output})");
         if (Config.NormalizeActivations is "constant_norm_rescale" or "layer_norm") return;
-        TensorPrimitives.Multiply(WEnc.Span, c, WEnc.Span);
-        TensorPrimitives.Divide(WDec.Span, c, WDec.Span);
-        TensorPrimitives.Divide(BDec.Span, c, BDec.Span);
+        TensorPrimitives.Multiply(WEnc.Span, input, WEnc.Span);
+        TensorPrimitives.Divide(WDec.Span, output, WDec.Span);
+        TensorPrimitives.Divide(BDec.Span, output, BDec.Span);
+        if (WSkip is { } w) TensorPrimitives.Multiply(w.Span, input / output, w.Span);
     }
 }

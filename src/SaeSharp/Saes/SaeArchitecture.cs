@@ -21,6 +21,8 @@ public sealed record SaeArchitecture
     public bool BatchSelection { get; init; }
     /// <summary>Predicts a separate target (cfg <c>d_out</c>; the output lives at another hook).</summary>
     public bool Transcoder { get; init; }
+    /// <summary>Adds a trained linear skip x·W_skipᵀ (W_skip [d_out, d_in], starting at zero) to the output, as SAELens's skip transcoders.</summary>
+    public bool SkipConnection { get; init; }
     /// <summary>Trained with a sparsity penalty whose coefficient is <c>l1_coefficient</c> (L1 or L0); top-k kinds have none.</summary>
     public bool SparsityPenalty { get; init; }
     /// <summary>The architecture it is saved as after training (batch top-k kinds become jumprelu, as SAELens); null: itself.</summary>

@@ -32,6 +32,8 @@ public static class SaeFiles
         "dataset_trust_remote_code", "context_size", "model_from_pretrained_kwargs", "seqpos_slice", "neuronpedia_id",
         "sae_lens_training_version", "sae_lens_version", "exclude_special_tokens", "model_class_name",
         "hook_point_layer", "hook_point_head_index", "finetuning_scaling_factor", "da_name",
+        // Transcoder output hooks, top-level in some SAELens versions, metadata in 6.x.
+        "hook_name_out", "hook_layer_out", "hook_head_index_out",
     ];
 
     public static void Save(Sae sae, string folder, float[]? log10Density = null)

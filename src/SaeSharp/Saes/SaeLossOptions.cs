@@ -21,4 +21,6 @@ public sealed record SaeLossOptions
     public double JumpReluTanhScale { get; init; } = 4;
     /// <summary>pre_act_loss_coefficient; null disables the loss.</summary>
     public double? PreActLossCoefficient { get; init; }
+    /// <summary>use_matryoshka_aux_loss (matryoshka_batchtopk): AuxK per matryoshka level against that level's own residual.</summary>
+    public bool UseMatryoshkaAuxLoss { get; init; }
 }

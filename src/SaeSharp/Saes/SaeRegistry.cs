@@ -15,6 +15,8 @@ public static class SaeRegistry
         MatryoshkaBatchTopKSae.Architecture,
         StandardSae.Transcoder,
         StandardSae.SkipTranscoder,
+        JumpReluSae.Transcoder,
+        JumpReluSae.SkipTranscoder,
     ];
 
     private static readonly Dictionary<string, SaeArchitecture> ByName = All.ToDictionary(a => a.Name, StringComparer.Ordinal);

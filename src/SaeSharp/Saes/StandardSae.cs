@@ -27,7 +27,7 @@ public sealed class StandardSae : Sae
 
     public static SaeArchitecture Transcoder { get; } = Standard with { Name = "transcoder", Transcoder = true, CfgKeys = ["d_out"] };
 
-    public static SaeArchitecture SkipTranscoder { get; } = Transcoder with { Name = "skip_transcoder" };
+    public static SaeArchitecture SkipTranscoder { get; } = Transcoder with { Name = "skip_transcoder", SkipConnection = true };
 
     public StandardSae(SaeConfig config, Compute compute) : base(config, compute)
     {
@@ -35,13 +35,8 @@ public sealed class StandardSae : Sae
             throw new ArgumentException($"StandardSae cannot be a '{config.Architecture}' SAE");
         Params.Add("W_enc", new Tensor(config.DIn, config.DSae));
         Params.Add("b_enc", new Tensor(config.DSae));
-        Params.Add("W_dec", new Tensor(config.DSae, config.OutDim));
-        Params.Add("b_dec", new Tensor(config.OutDim));
-        if (config.Architecture == SkipTranscoder.Name) Params.Add("W_skip", new Tensor(config.OutDim, config.DIn));
+        AddDecoderParams();
     }
-
-    /// <summary>skip_transcoder's skip connection [d_out, d_in]; null for the others.</summary>
-    public Tensor? WSkip => Params.Contains("W_skip") ? Params["W_skip"] : null;
 
     private sealed record State(Tensor? MseGrad, float[] Norms, double[]? SparsityNorm);
 
@@ -77,7 +72,7 @@ public sealed class StandardSae : Sae
         // The Lp (p ≠ 1) penalty's backward is written for dense latents only.
         var codes = p == 1 && BelowDensity(counts, f.Cols, SparseDensity) ? SparseCodes.FromDense(f, counts, Compute) : null;
         var output = DecodeLatents(f, codes);
-        if (WSkip is { } wSkip) Gemm.MatMul(x, wSkip, output, Trans.No, Trans.Yes, 1, 1, Compute);
+        AddSkip(x, output);
         var losses = new Dictionary<string, double>();
         Tensor? mseGrad = null;
         if (target is not null)
@@ -113,8 +108,7 @@ public sealed class StandardSae : Sae
         if (st.MseGrad is { } mseGrad && include("mse_loss"))
         {
             dF = DenseDecoderBackward(feats, mseGrad, dWDec, grads["b_dec"]);
-            // out += x·W_skipᵀ: dW_skip += dOutᵀ·x (x is the raw input: transcoders take no normalisation).
-            if (WSkip is not null) Gemm.MatMul(mseGrad, f.Input, grads["W_skip"], Trans.Yes, Trans.No, 1, 1, Compute);
+            SkipBackward(f, mseGrad, grads);
         }
         dF ??= new Tensor(feats.Rows, Config.DSae);
         if (f.Losses.ContainsKey("l1_loss") && include("l1_loss"))
@@ -160,7 +154,7 @@ public sealed class StandardSae : Sae
         var codes = f.Codes!;
         var dOut = include("mse_loss") ? st.MseGrad : null;
         var dPre = dOut is null ? codes.NewValues() : SparseDecoderBackward(codes, codes.Value, dOut, grads["W_dec"], grads["b_dec"]);
-        if (dOut is not null && WSkip is not null) Gemm.MatMul(dOut, f.Input, grads["W_skip"], Trans.Yes, Trans.No, 1, 1, Compute);
+        if (dOut is not null) SkipBackward(f, dOut, grads);
         if (f.Losses.ContainsKey("l1_loss") && include("l1_loss"))
         {
             // d/df_j = scale·‖W_dec[j]‖ on each firing entry; d/d‖W_dec[j]‖ = scale·Σ_rows f_j.

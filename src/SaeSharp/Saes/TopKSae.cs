@@ -54,8 +54,8 @@ public class TopKSae : Sae
     /// </summary>
     protected sealed record AuxState(SparseCodes Codes, Tensor Grad, int[] Dead, int[]? Positions, Tensor? DenseCodes, Tensor? DeadWeights);
 
-    /// <summary>What the backward needs: the decoded value of each code entry, and the loss gradients of the outputs.</summary>
-    protected record State(float[] DecodeValues, Tensor MseGrad, AuxState? Aux);
+    /// <summary>What the backward needs: the decoded value of each code entry, the loss gradients of the outputs, and every AuxK term's selection.</summary>
+    protected record State(float[] DecodeValues, Tensor MseGrad, IReadOnlyList<AuxState> Aux);
 
     protected override SaeForward ForwardCore(Tensor input, Tensor x, Tensor? target, ActivationNorm? norm, SaeLossOptions? loss)
     {
@@ -93,22 +93,28 @@ public class TopKSae : Sae
         var (mse, mseGrad) = ReconstructionLoss(output, target!, norm);
         var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
 
-        AuxState? aux = null;
+        AuxState[] aux = [];
         if (loss?.DeadMask is { } dead)
         {
             if (dead.Length != Config.DSae) throw new ArgumentException($"dead mask has {dead.Length} entries, d_sae is {Config.DSae}");
-            (aux, double auxLoss) = AuxK(target!, output, pre, dead, loss, norm);
-            if (aux is not null) losses["auxiliary_reconstruction_loss"] = auxLoss;
+            if (!AuxKPerLevel(loss))
+            {
+                var (a, auxLoss) = AuxK(target!, output, pre, dead, loss, norm, 0, Config.DSae);
+                if (a is not null) { aux = [a]; losses["auxiliary_reconstruction_loss"] = auxLoss; }
+            }
         }
         return new SaeForward
         {
             Input = input, Target = target, Norm = norm, SaeIn = saeIn, Output = output, PreActs = pre, Codes = codes, Options = loss,
-            State = ExtendState(new State(decodeValues, mseGrad, aux), codes, x.Rows, target, norm, loss, losses),
+            State = ExtendState(new State(decodeValues, mseGrad, aux), codes, pre, output, target, norm, loss, losses),
         }.WithLosses(losses);
     }
 
+    /// <summary>Whether a subclass computes AuxK itself, per group of latents, instead of the one AuxK over every dead latent.</summary>
+    protected virtual bool AuxKPerLevel(SaeLossOptions loss) => false;
+
     /// <summary>A subclass's hook to add loss terms (into <paramref name="losses"/>) and the state their backward needs.</summary>
-    protected virtual State ExtendState(State state, SparseCodes codes, int rows, Tensor? target, ActivationNorm? norm,
+    protected virtual State ExtendState(State state, SparseCodes codes, Tensor pre, Tensor output, Tensor? target, ActivationNorm? norm,
         SaeLossOptions? loss, Dictionary<string, double> losses) => state;
 
     // batchtopk at inference: keep pre > threshold (after ReLU), as the exported JumpReLU does.
@@ -129,18 +135,22 @@ public class TopKSae : Sae
         return codes;
     }
 
-    // AuxK (SAELens calculate_topk_aux_loss): the top k_aux dead pre-activations per row (no ReLU) decode,
-    // without b_dec, the detached residual x − x̂; scaled by min(n_dead / k_aux, 1).
-    private (AuxState?, double) AuxK(Tensor x, Tensor output, Tensor pre, bool[] dead, SaeLossOptions loss, ActivationNorm? norm)
+    /// <summary>
+    /// AuxK (SAELens calculate_topk_aux_loss) over the dead latents in [<paramref name="lo"/>, <paramref name="hi"/>):
+    /// the top k_aux of their pre-activations per row (no ReLU) decode, without b_dec, the detached residual
+    /// x − <paramref name="output"/>; scaled by min(n_dead / k_aux, 1). Null when that range holds no dead latent.
+    /// </summary>
+    protected (AuxState?, double) AuxK(Tensor x, Tensor output, Tensor pre, bool[] dead, SaeLossOptions loss, ActivationNorm? norm, int lo, int hi)
     {
-        int nDead = dead.Count(d => d);
+        int nDead = 0;
+        for (int j = lo; j < hi; j++) if (dead[j]) nDead++;
         if (nDead == 0) return (null, 0);
         int kAux = loss.AuxK > 0 ? loss.AuxK : Config.DIn / 2;
         if (kAux < 1) return (null, 0);
         double scale = Math.Min((double)nDead / kAux, 1.0);
         kAux = Math.Min(kAux, nDead);
         var deadIdx = new int[nDead];
-        for (int j = 0, n = 0; j < dead.Length; j++) if (dead[j]) deadIdx[n++] = j;
+        for (int j = lo, n = 0; j < hi; j++) if (dead[j]) deadIdx[n++] = j;
         var codes = SparseCodes.Fixed(x.Rows, Config.DSae, kAux);
         bool dense = kAux > AuxSparseDensity * nDead;
         var positions = dense ? new int[codes.Count] : null;
@@ -184,7 +194,8 @@ public class TopKSae : Sae
         include ??= _ => true;
         var st = (State)f.State!;
         if (include("mse_loss")) ReconstructionBackward(f, st.DecodeValues, st.MseGrad, grads);
-        if (st.Aux is { } aux && include("auxiliary_reconstruction_loss"))
+        if (!include("auxiliary_reconstruction_loss")) return;
+        foreach (var aux in st.Aux)
         {
             if (aux.DenseCodes is null)
             {

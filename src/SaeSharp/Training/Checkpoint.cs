@@ -57,7 +57,8 @@ public sealed class Checkpoint
     /// <c>step_*</c> folder whose checksums hold), or null when there is none; every damaged one passed over is
     /// reported through <paramref name="warn"/>. Checkpoints that exist but are all damaged are an error.
     /// </summary>
-    public static (Checkpoint Checkpoint, long Step)? LoadLatest(string root, Action<string>? warn = null)
+    /// <param name="atMost">Only checkpoints of this step or earlier (the SAEs of a sweep resume at the newest step they all have).</param>
+    public static (Checkpoint Checkpoint, long Step)? LoadLatest(string root, Action<string>? warn = null, long atMost = long.MaxValue)
     {
         if (!Directory.Exists(root)) return null;
         var candidates = new List<string>();
@@ -78,13 +79,14 @@ public sealed class Checkpoint
         }
         candidates.AddRange(Directory.GetDirectories(root, "step_*").Where(d => !d.EndsWith(".tmp", StringComparison.Ordinal))
             .OrderByDescending(d => d, StringComparer.Ordinal).Where(d => !candidates.Contains(d)));
+        if (atMost != long.MaxValue) candidates.RemoveAll(d => StepOf(d) is not long st || st > atMost);
         if (candidates.Count == 0) return null;
         foreach (var dir in candidates)
         {
             try
             {
                 var cp = Load(dir);
-                long step = long.Parse(Path.GetFileName(dir)["step_".Length..], System.Globalization.CultureInfo.InvariantCulture);
+                long step = StepOf(dir) ?? throw new FormatException($"'{Path.GetFileName(dir)}' is not a step_NNNNNNNNN folder name");
                 if (dir != candidates[0]) warn?.Invoke($"resuming from the intact checkpoint {dir} instead");
                 return (cp, step);
             }
@@ -94,6 +96,13 @@ public sealed class Checkpoint
             }
         }
         throw new InvalidDataException($"{root}: every checkpoint is damaged ({string.Join(", ", candidates.Select(Path.GetFileName))}); start afresh with --overwrite");
+    }
+
+    private static long? StepOf(string dir)
+    {
+        string name = Path.GetFileName(dir);
+        return name.StartsWith("step_", StringComparison.Ordinal) &&
+               long.TryParse(name.AsSpan(5), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long s) ? s : null;
     }
 
     /// <summary>Reads a checkpoint folder after checking its files against their checksums.</summary>

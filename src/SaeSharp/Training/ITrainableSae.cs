@@ -25,6 +25,10 @@ public interface ITrainableSae
 {
     int DIn { get; }
     int DSae { get; }
+    /// <summary>Whether it predicts a separate target (a transcoder): its training rows then hold the input, then the target.</summary>
+    bool Transcoder => false;
+    /// <summary>Width of the reconstruction: the target's for a transcoder, else d_in.</summary>
+    int DOut => DIn;
     /// <summary>The thread budget of the SAE's kernels; the trainer's own kernels use it too.</summary>
     Compute Compute { get; }
     /// <summary>Whether the sparsity coefficient (l1_coefficient) applies; top-k kinds have no penalty.</summary>

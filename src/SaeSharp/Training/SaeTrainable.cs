@@ -32,6 +32,8 @@ public sealed class SaeTrainable : ITrainableSae
     public bool SparsityPenalty => Sae.Config.Kind.SparsityPenalty;
     public int DIn => Sae.Config.DIn;
     public int DSae => Sae.Config.DSae;
+    public bool Transcoder => Sae.Config.IsTranscoder;
+    public int DOut => Sae.DOut;
     public IReadOnlyDictionary<string, Tensor> Parameters => _parameters;
 
     public TrainStepResult ForwardBackward(Tensor input, Tensor target, StepInputs inputs, IReadOnlyDictionary<string, Tensor> gradients)

@@ -6,8 +6,12 @@ using SaeSharp.Tensors;
 
 namespace SaeSharp.Training;
 
-/// <summary>Progress of a run, reported after every step; <paramref name="Epoch"/> is set on the step that ends an epoch (fit mode).</summary>
-public sealed record TrainProgress(long Step, long TotalSteps, double Loss, double L0, double ExplainedVariance, double TokensPerSecond, EpochMetrics? Epoch = null);
+/// <summary>
+/// Progress of a run, reported after every step; <paramref name="Epoch"/> is set on the step that ends an epoch (fit
+/// mode). A sweep reports its means and rows per second with each SAE's own progress under <paramref name="Saes"/>.
+/// </summary>
+public sealed record TrainProgress(long Step, long TotalSteps, double Loss, double L0, double ExplainedVariance, double TokensPerSecond, EpochMetrics? Epoch = null,
+    IReadOnlyDictionary<string, TrainProgress>? Saes = null);
 
 /// <summary>
 /// What a finished (or interrupted) run reached. <paramref name="DeadLatents"/> counts latents that did not fire in the
@@ -68,6 +72,7 @@ public sealed class Trainer
     private double _epochLoss, _epochMse, _epochL0;
     private long _epochSteps;
     private readonly Dictionary<string, Tensor> _grads;
+    private Tensor? _splitInput, _splitTarget;
     private long _step;
     private long _tokens;
     private float[]? _lastWindowDensity;
@@ -83,11 +88,14 @@ public sealed class Trainer
     public long Step => _step;
     /// <summary>The run's length: the settings' step budget, or epochs × steps per epoch in fit mode.</summary>
     public long TotalSteps => _totalSteps;
-    /// <summary>The newest training rows (up to <see cref="RecentRowCapacity"/>), on which a run's final metrics are measured.</summary>
+    /// <summary>The newest training rows (up to <see cref="RecentRowCapacity"/>; a transcoder's with their targets), on which a run's final metrics are measured.</summary>
     public Tensor RecentRows() => _recent.Rows();
 
     /// <summary>At most this many of the newest training rows are kept for the final metrics (fewer when d_in is wide: 64 MB at most).</summary>
     public int RecentRowCapacity => _recent.Capacity;
+
+    /// <summary>Columns of a training row: d_in, or a transcoder's d_in + d_out (input, then target).</summary>
+    public int RowWidth => _sae.Transcoder ? _sae.DIn + _sae.DOut : _sae.DIn;
 
     /// <param name="epochs">Fit mode (<see cref="FitRunner"/>): the run is settings.epochs × steps per epoch steps, each epoch closed with training means and the validation rows.</param>
     /// <remarks>The trainer's own kernels (clipping, Adam, firing counts) use the SAE's thread budget.</remarks>
@@ -97,7 +105,14 @@ public sealed class Trainer
         if (epochs is null && cfg.FitMode) throw new ArgumentException("epochs (fit mode) trains through a FitRunner, which plans the epochs from the data");
         _totalSteps = epochs is null ? cfg.TotalSteps() : checked(cfg.Epochs * epochs.StepsPerEpoch);
         cfg.Validate(_totalSteps);
-        if (source.Dim != sae.DIn) throw new ArgumentException($"activations have d_in {source.Dim}, SAE expects {sae.DIn}");
+        _sae = sae;
+        if (source.Dim != RowWidth)
+            throw new ArgumentException(sae.Transcoder
+                ? $"a transcoder trains on rows of its input ({sae.DIn} columns) then its target ({sae.DOut} columns), {RowWidth} in all; the activations have {source.Dim}"
+                : $"activations have d_in {source.Dim}, SAE expects {sae.DIn}");
+        if (sae.Transcoder && cfg.ResampleInterval > 0)
+            throw new ArgumentException("resample_interval: dead-latent resampling re-initialises latents from input rows, which a transcoder does not reconstruct; leave resample_interval at 0 for transcoders");
+        if (sae.Transcoder && epochs is not null) throw new ArgumentException("epochs (fit mode) validates reconstructions of the input; a transcoder trains for steps on paired rows");
         var validation = epochs?.Validation;
         if (validation is not null && (validation.Rank != 2 || validation.Cols != sae.DIn))
             throw new ArgumentException($"validation rows must be [n, {sae.DIn}], got [{validation.ShapeString}]");
@@ -105,9 +120,9 @@ public sealed class Trainer
         _stepsPerEpoch = epochs?.StepsPerEpoch ?? 0;
         _resampleStop = cfg.ResampleStop(_totalSteps);
         _validation = validation;
-        _sae = sae; _source = source; _cfg = cfg; _runDir = runDir;
+        _source = source; _cfg = cfg; _runDir = runDir;
         _compute = sae.Compute;
-        _recent = new RecentRows(sae.DIn);
+        _recent = new RecentRows(RowWidth);
         _adam = new Adam(sae.Parameters, cfg.AdamBeta1, cfg.AdamBeta2);
         _tracker = new FiringTracker(sae.DSae, cfg.DeadFeatureWindow);
         if (cfg.ResampleInterval > 0)
@@ -126,7 +141,13 @@ public sealed class Trainer
     {
         var latest = Checkpoint.LoadLatest(CheckpointDir, warn);
         if (latest is null) return 0;
-        var (cp, step) = latest.Value;
+        Restore(latest.Value.Checkpoint, latest.Value.Step);
+        return latest.Value.Step;
+    }
+
+    /// <summary>Continues from <paramref name="cp"/>, this run's checkpoint of <paramref name="step"/>: weights, optimiser, trackers and the source's position.</summary>
+    public void Restore(Checkpoint cp, long step)
+    {
         foreach (var (name, p) in _sae.Parameters)
         {
             Copy(cp.RequireTensor("param." + name), p, name);
@@ -158,7 +179,6 @@ public sealed class Trainer
         }
         _step = step;
         MetricsLog.TruncateAfterStep(MetricsPath, step);
-        return step;
     }
 
     private static void Copy(Tensor from, Tensor to, string name)
@@ -202,106 +222,180 @@ public sealed class Trainer
     /// <summary>Trains until <see cref="TotalSteps"/>, the source ends, or cancellation.</summary>
     public TrainSummary Run(CancellationToken cancel = default, Action<TrainProgress>? progress = null)
     {
-        var batch = Tensor.Uninitialized(_cfg.BatchSize, _sae.DIn);
-        var schedule = _cfg.Schedule(_totalSteps);
-        var sparsity = new CoefficientWarmup(_sae.SparsityPenalty ? _cfg.L1Coefficient : 0, _cfg.L1WarmUpSteps);
-        IReadOnlyDictionary<string, double> last = new Dictionary<string, double>();
-        bool interrupted = false;
-        var clock = Stopwatch.StartNew();
-        long tokensAtStart = _tokens;
-        using var log = new MetricsLog(MetricsPath, append: _step > 0);
-        using var epochLog = _stepsPerEpoch > 0 ? new MetricsLog(EpochsPath, append: _step > 0) : null;
-        EpochMetrics? lastEpoch = null;
-        bool endedEarly = false;
+        var batch = Tensor.Uninitialized(_cfg.BatchSize, RowWidth);
+        using var session = Begin();
         while (_step < _totalSteps)
         {
-            if (cancel.IsCancellationRequested) { interrupted = true; break; }
-            if (!_source.Next(batch)) { endedEarly = true; break; }
-            if (Ops.HasNonFinite(batch.Span))
-                throw new InvalidDataException($"step {_step + 1}: the activation batch contains NaN or infinite values; training stopped (the last checkpoint is untouched)");
-            double coefficient = sparsity.At(_step);
-            var result = _sae.ForwardBackward(batch, batch, new StepInputs(coefficient, _tracker.DeadMask()), _grads);
+            if (cancel.IsCancellationRequested) return session.End(interrupted: true);
+            if (!_source.Next(batch)) return session.End(endedEarly: true);
+            var step = session.Step(batch); // not inside progress?.Invoke(...): a null callback would skip the step
+            progress?.Invoke(step);
+        }
+        return session.End();
+    }
+
+    /// <summary>
+    /// Starts training from the current step with the rows given one batch at a time (<see cref="Session.Step"/>), for
+    /// a caller that owns the stream, as a sweep feeding several trainers the same batches; <see cref="Run"/> is this
+    /// over the trainer's own source. Opens metrics.jsonl (appending after a resume) until the session is disposed.
+    /// </summary>
+    public Session Begin() => new(this);
+
+    /// <summary>One training pass over batches handed in by the caller; see <see cref="Begin"/>.</summary>
+    public sealed class Session : IDisposable
+    {
+        private readonly Trainer _t;
+        private readonly LrSchedule _schedule;
+        private readonly CoefficientWarmup _sparsity;
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private readonly long _tokensAtStart;
+        private readonly MetricsLog _log;
+        private readonly MetricsLog? _epochLog;
+        private IReadOnlyDictionary<string, double> _last = new Dictionary<string, double>();
+        private EpochMetrics? _lastEpoch;
+
+        internal Session(Trainer t)
+        {
+            _t = t;
+            _schedule = t._cfg.Schedule(t._totalSteps);
+            _sparsity = new CoefficientWarmup(t._sae.SparsityPenalty ? t._cfg.L1Coefficient : 0, t._cfg.L1WarmUpSteps);
+            _tokensAtStart = t._tokens;
+            _log = new MetricsLog(t.MetricsPath, append: t._step > 0);
+            _epochLog = t._stepsPerEpoch > 0 ? new MetricsLog(t.EpochsPath, append: t._step > 0) : null;
+        }
+
+        /// <summary>Whether the run has made all its steps.</summary>
+        public bool Done => _t._step >= _t._totalSteps;
+
+        /// <summary>
+        /// One optimiser step on <paramref name="rows"/> [batch_size, <see cref="RowWidth"/>] (a transcoder's input then
+        /// target columns): forward and backward, clipping, Adam, firing statistics, metrics and the checkpoint due.
+        /// </summary>
+        public TrainProgress Step(Tensor rows)
+        {
+            var t = _t;
+            if (t._step >= t._totalSteps) throw new InvalidOperationException($"the run has made its {t._totalSteps} steps");
+            rows.EnsureShape("training batch", t._cfg.BatchSize, t.RowWidth);
+            if (Ops.HasNonFinite(rows.Span))
+                throw new InvalidDataException($"step {t._step + 1}: the activation batch contains NaN or infinite values; training stopped (the last checkpoint is untouched)");
+            var (input, target) = t.Split(rows);
+            double coefficient = _sparsity.At(t._step);
+            var result = t._sae.ForwardBackward(input, target, new StepInputs(coefficient, t._tracker.DeadMask()), t._grads);
             foreach (var (name, value) in result.Losses)
                 if (!double.IsFinite(value))
-                    throw new InvalidDataException($"step {_step + 1}: loss '{name}' is {value}; training stopped (the last checkpoint is untouched)");
-            _sae.BeforeOptimizerStep(_grads);
-            double gradNorm = Adam.ClipGradNorm(_grads.Values, _cfg.MaxGradNorm, _compute);
+                    throw new InvalidDataException($"step {t._step + 1}: loss '{name}' is {value}; training stopped (the last checkpoint is untouched)");
+            t._sae.BeforeOptimizerStep(t._grads);
+            double gradNorm = Adam.ClipGradNorm(t._grads.Values, t._cfg.MaxGradNorm, t._compute);
             if (!double.IsFinite(gradNorm))
-                throw new InvalidDataException($"step {_step + 1}: gradient norm is {gradNorm}; training stopped (the last checkpoint is untouched)");
-            double lr = schedule.At(_step);
-            _adam.Update(_sae.Parameters, _grads, (float)lr, _compute);
-            _sae.AfterOptimizerStep();
-            var firingCounts = result.Codes.FiringCounts(_compute);
-            _tracker.Record(firingCounts, batch.Rows);
-            _resampler?.Record(batch, firingCounts);
-            _recent.Add(batch);
-            _step++;
+                throw new InvalidDataException($"step {t._step + 1}: gradient norm is {gradNorm}; training stopped (the last checkpoint is untouched)");
+            double lr = _schedule.At(t._step);
+            t._adam.Update(t._sae.Parameters, t._grads, (float)lr, t._compute);
+            t._sae.AfterOptimizerStep();
+            var firingCounts = result.Codes.FiringCounts(t._compute);
+            t._tracker.Record(firingCounts, rows.Rows);
+            t._resampler?.Record(input, firingCounts);
+            t._recent.Add(rows);
+            t._step++;
             // No resampling after the stop step, so a re-initialised latent is trained before the run saves it.
-            if (_resampler is not null && _step % _cfg.ResampleInterval == 0 && _step <= _resampleStop)
-                _resampledSinceLog += _resampler.Resample(_sae, _adam).Count;
-            _tokens += batch.Rows;
-            if (_step % _cfg.FeatureSamplingWindow == 0)
+            if (t._resampler is not null && t._step % t._cfg.ResampleInterval == 0 && t._step <= t._resampleStop)
+                t._resampledSinceLog += t._resampler.Resample(t._sae, t._adam).Count;
+            t._tokens += rows.Rows;
+            if (t._step % t._cfg.FeatureSamplingWindow == 0)
             {
-                _lastWindowDensity = _tracker.Log10Density();
-                _tracker.ResetWindow();
+                t._lastWindowDensity = t._tracker.Log10Density();
+                t._tracker.ResetWindow();
             }
 
             // L0 counts positive activations (SAELens: (feature_acts > 0)), not code entries: top-k keeps zeros after
             // its ReLU, and a jumprelu's sparse codes carry entries its backward needs that did not fire.
             long firing = 0;
             foreach (int c in firingCounts) firing += c;
-            double l0 = (double)firing / batch.Rows;
-            double ev = Reconstruction.ExplainedVariance(batch, result.Reconstruction);
-            double tps = (_tokens - tokensAtStart) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+            double l0 = (double)firing / rows.Rows;
+            double ev = Reconstruction.ExplainedVariance(target, result.Reconstruction);
+            double tps = (t._tokens - _tokensAtStart) / Math.Max(1e-9, _clock.Elapsed.TotalSeconds);
             double overall = result.Losses.GetValueOrDefault("overall_loss");
             EpochMetrics? epoch = null;
-            if (_stepsPerEpoch > 0)
+            if (t._stepsPerEpoch > 0)
             {
-                _epochLoss += overall;
-                _epochMse += Reconstruction.Mse(batch, result.Reconstruction);
-                _epochL0 += l0;
-                _epochSteps++;
-                if (_step % _stepsPerEpoch == 0) epoch = lastEpoch = FinishEpoch();
+                t._epochLoss += overall;
+                t._epochMse += Reconstruction.Mse(target, result.Reconstruction);
+                t._epochL0 += l0;
+                t._epochSteps++;
+                if (t._step % t._stepsPerEpoch == 0) epoch = _lastEpoch = t.FinishEpoch();
             }
-            if (_step % _cfg.MetricsEvery == 0 || _step == _totalSteps || epoch is not null)
+            if (t._step % t._cfg.MetricsEvery == 0 || t._step == t._totalSteps || epoch is not null)
             {
                 var m = new Dictionary<string, double>
                 {
-                    ["step"] = _step,
-                    ["tokens_seen"] = _tokens,
+                    ["step"] = t._step,
+                    ["tokens_seen"] = t._tokens,
                     ["lr"] = lr,
                     ["sparsity_coefficient"] = coefficient,
                     ["l0"] = l0,
                     ["explained_variance"] = ev,
-                    ["mse"] = Reconstruction.Mse(batch, result.Reconstruction),
-                    ["dead_latents"] = _tracker.DeadCount,
-                    ["mean_steps_since_fired"] = _tracker.StepsSinceFired.Average(),
+                    ["mse"] = Reconstruction.Mse(target, result.Reconstruction),
+                    ["dead_latents"] = t._tracker.DeadCount,
+                    ["mean_steps_since_fired"] = t._tracker.StepsSinceFired.Average(),
                     ["grad_norm"] = gradNorm,
                     ["tokens_per_second"] = tps,
                 };
-                if (_resampler is not null)
+                if (t._resampler is not null)
                 {
-                    m["resampled_latents"] = _resampledSinceLog;
-                    _resampledSinceLog = 0;
+                    m["resampled_latents"] = t._resampledSinceLog;
+                    t._resampledSinceLog = 0;
                 }
                 foreach (var (k, v) in result.Losses) m[k] = v;
                 if (epoch is not null)
                 {
                     var e = epoch.ToDictionary();
-                    epochLog!.Write(e);
+                    _epochLog!.Write(e);
                     foreach (var (k, v) in e) m[k] = v;
                 }
-                log.Write(m);
-                last = m;
+                _log.Write(m);
+                _last = m;
             }
-            progress?.Invoke(new TrainProgress(_step, _totalSteps, overall, l0, ev, tps, epoch));
-            if (_cfg.CheckpointEvery > 0 && _step % _cfg.CheckpointEvery == 0) SaveCheckpoint();
+            if (t._cfg.CheckpointEvery > 0 && t._step % t._cfg.CheckpointEvery == 0) t.SaveCheckpoint();
+            return new TrainProgress(t._step, t._totalSteps, overall, l0, ev, tps, epoch);
         }
-        if (interrupted && _cfg.CheckpointEvery >= 0) SaveCheckpoint();
-        // Report the window in progress, or the last complete one when a window has just ended.
-        var density = _tracker.WindowTokens > 0 || _lastWindowDensity is null ? _tracker.Log10Density() : _lastWindowDensity;
-        return new TrainSummary(_step, _tokens, interrupted, last, density, _tracker.DeadCount, lastEpoch, _cfg.DeadFeatureWindow,
-            _tracker.NeverFiredCount, _totalSteps, endedEarly);
+
+        /// <summary>
+        /// Ends the pass: an interrupted one writes a checkpoint; <paramref name="endedEarly"/> says the stream ran out
+        /// before the planned steps. Returns what the run reached.
+        /// </summary>
+        public TrainSummary End(bool interrupted = false, bool endedEarly = false)
+        {
+            var t = _t;
+            if (interrupted && t._cfg.CheckpointEvery >= 0) t.SaveCheckpoint();
+            // Report the window in progress, or the last complete one when a window has just ended.
+            var density = t._tracker.WindowTokens > 0 || t._lastWindowDensity is null ? t._tracker.Log10Density() : t._lastWindowDensity;
+            return new TrainSummary(t._step, t._tokens, interrupted, _last, density, t._tracker.DeadCount, _lastEpoch, t._cfg.DeadFeatureWindow,
+                t._tracker.NeverFiredCount, t._totalSteps, endedEarly);
+        }
+
+        public void Dispose()
+        {
+            _log.Dispose();
+            _epochLog?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The SAE's input and reconstruction target in training rows: the rows themselves for an SAE; for a transcoder the
+    /// first d_in columns and the d_out columns after them, copied apart (into the trainer's buffers for a full batch).
+    /// </summary>
+    public (Tensor Input, Tensor Target) Split(Tensor rows)
+    {
+        if (!_sae.Transcoder) return (rows, rows);
+        bool full = rows.Rows == _cfg.BatchSize;
+        var input = full ? _splitInput ??= Tensor.Uninitialized(rows.Rows, _sae.DIn) : Tensor.Uninitialized(rows.Rows, _sae.DIn);
+        var target = full ? _splitTarget ??= Tensor.Uninitialized(rows.Rows, _sae.DOut) : Tensor.Uninitialized(rows.Rows, _sae.DOut);
+        for (int r = 0; r < rows.Rows; r++)
+        {
+            var row = rows.Row(r);
+            row[.._sae.DIn].CopyTo(input.Row(r));
+            row[_sae.DIn..].CopyTo(target.Row(r));
+        }
+        return (input, target);
     }
 
     /// <summary>Closes the epoch that the current step ends: training means, then the validation rows under the current weights.</summary>

@@ -1,6 +1,14 @@
 namespace SaeSharp.Training;
 
 /// <summary>
+/// Marks a setting that shapes the activation stream or the sequence of steps. The SAEs of a sweep train on one stream
+/// in lock step, so they share these settings (set once, at the sweep's top level); every other setting may differ
+/// from SAE to SAE.
+/// </summary>
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class StreamSettingAttribute : Attribute;
+
+/// <summary>
 /// The trainer's settings, one property per setting with its SAELens name (the snake_case of the property name is
 /// the key in YAML, <c>--set</c>, <c>SAESHARP_TRAIN__*</c> variables and train_settings.json) and its one default.
 /// <c>Runs.TrainSettings</c> extends it with the SAE's and the activation stream's settings; a script may use either.
@@ -8,14 +16,19 @@ namespace SaeSharp.Training;
 public record TrainerSettings
 {
     /// <summary>Optimiser steps (<see cref="DefaultSteps"/> when neither this, training_tokens nor epochs is set).</summary>
+    [StreamSetting]
     public long? Steps { get; set; }
     /// <summary>SAELens training_tokens: the streaming budget in rows; steps = training_tokens / batch_size. Not with steps or epochs.</summary>
+    [StreamSetting]
     public long? TrainingTokens { get; set; }
     /// <summary>drrik's fit mode: passes over an in-memory array (0: train for steps). An epoch is ⌊training rows / batch_size⌋ steps.</summary>
+    [StreamSetting]
     public int Epochs { get; set; }
     /// <summary>Fit mode: the last fraction of rows held out for validation (drrik's validation_split; <see cref="DefaultValidationFraction"/> when unset).</summary>
+    [StreamSetting]
     public double? ValidationFraction { get; set; }
     /// <summary>Rows per step (SAELens train_batch_size_tokens).</summary>
+    [StreamSetting]
     public int BatchSize { get; set; } = 4096;
     public double Lr { get; set; } = 3e-4;
     public LrScheduler LrScheduler { get; set; } = LrScheduler.Constant;
@@ -36,6 +49,7 @@ public record TrainerSettings
     public long FeatureSamplingWindow { get; set; } = 2000;
     public int MetricsEvery { get; set; } = 50;
     /// <summary>Steps between checkpoints; 0 writes none (an interrupted run then cannot resume).</summary>
+    [StreamSetting]
     public long CheckpointEvery { get; set; } = 500;
     public ulong Seed { get; set; } = 42;
     /// <summary>Steps between dead-latent resamplings (Anthropic / drrik); 0 = off.</summary>

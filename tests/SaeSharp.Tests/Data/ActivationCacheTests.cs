@@ -10,6 +10,50 @@ public class ActivationCacheTests
     private const string Hook = "blocks.0.hook_resid_post";
     private static string Tmp() { var d = Path.Combine(Path.GetTempPath(), "saesharp-cache-" + Guid.NewGuid().ToString("N")); Directory.CreateDirectory(d); return d; }
 
+    /// <summary>
+    /// A paired cache (a transcoder's training data) holds the target hook's activations row for row with the input's,
+    /// from one forward, and the training source serves them side by side, still paired after its shuffling.
+    /// </summary>
+    [SharedFact(ActivationStoreTests.Model)]
+    public void PairedCacheKeepsEachTargetWithItsInput()
+    {
+        var model = ActivationStoreTests.LoadModel();
+        var ctx = ActivationStoreTests.Contexts(4, 6);
+        const string input = "blocks.1.ln2.hook_normalized", target = "blocks.1.hook_mlp_out";
+        var dir = Tmp();
+        var m = ActivationCache.Write(dir, model, input, ctx, contextsPerShard: 2, promptsPerBatch: 2, hookOut: target);
+        Assert.Equal(target, m.HookOut);
+        Assert.Equal(model.Config.DModel, m.DOut);
+        Assert.Equal(target, ActivationCache.ReadManifest(dir)!.HookOut);
+        var pairs = new Dictionary<string, float[]>();
+        foreach (var s in m.Shards)
+        {
+            var rows = ActivationCache.ReadRows(Path.Combine(dir, s.File), m, s);
+            var (ins, _) = ActivationStore.Extract(model, input, ctx.Skip(s.FirstContext).Take(s.Contexts).ToList());
+            var (outs, _) = ActivationStore.Extract(model, target, ctx.Skip(s.FirstContext).Take(s.Contexts).ToList());
+            for (int r = 0; r < rows.Rows; r++)
+            {
+                Assert.Equal(ins.Row(r).ToArray(), rows.Row(r)[..m.DIn].ToArray());
+                Assert.Equal(outs.Row(r).ToArray(), rows.Row(r)[m.DIn..].ToArray());
+                pairs[Key(rows.Row(r)[..m.DIn].ToArray())] = rows.Row(r)[m.DIn..].ToArray();
+            }
+        }
+        var src = new CachedActivationSource(dir, seed: 4, bufferRows: 8);
+        Assert.Equal(m.DIn + m.DOut, src.Dim);
+        Assert.Equal([input, target], src.Layout.Hooks);
+        var batch = new Tensor(4, src.Dim);
+        int served = 0;
+        while (src.Next(batch))
+            for (int i = 0; i < 4; i++, served++)
+                Assert.Equal(pairs[Key(batch.Row(i)[..m.DIn].ToArray())], batch.Row(i)[m.DIn..].ToArray());
+        Assert.Equal(24, served);
+        // The same folder with another target hook is another cache: refused, naming the difference.
+        var e = Assert.Throws<InvalidOperationException>(() => ActivationCache.Write(dir, model, input, ctx, 2, 2, hookOut: "blocks.1.hook_resid_post"));
+        Assert.Contains("hook_out", e.Message);
+    }
+
+    private static string Key(float[] r) => string.Join(",", r.Select(v => BitConverter.SingleToInt32Bits(v)));
+
     [SharedFact(ActivationStoreTests.Model)]
     public void RoundTripEqualsStreamedAndResumeMatches()
     {
@@ -52,7 +96,6 @@ public class ActivationCacheTests
         var batch = new Tensor(5, src.Dim);
         while (src.Next(batch)) for (int i = 0; i < 5; i++) got.Add(batch.Row(i).ToArray());
         Assert.Equal(30, got.Count);
-        static string Key(float[] r) => string.Join(",", r.Select(v => BitConverter.SingleToInt32Bits(v)));
         Assert.Equal(rows.Select(Key).OrderBy(k => k), got.Select(Key).OrderBy(k => k));
         Assert.NotEqual(rows.Select(Key), got.Select(Key));
     }

@@ -21,6 +21,61 @@ public class ActivationStoreTests
     private static List<float[]> Sorted(IEnumerable<float[]> rows) =>
         rows.OrderBy(r => r[0]).ThenBy(r => r[1]).ThenBy(r => r[2]).ToList();
 
+    /// <summary>
+    /// A transcoder's rows (blocks.1.ln2.hook_normalized, then blocks.1.hook_mlp_out) stay paired through the mixing
+    /// buffer and across a kill/resume: every row the store serves is one position's input and its own target, as an
+    /// unshuffled extract of the same model batches gives them, the rows are shuffled, and a store restored at a saved
+    /// position serves exactly the rows the uninterrupted store serves after it.
+    /// </summary>
+    [SharedFact(Model)]
+    public void TranscoderPairsStayPairedThroughTheMixingBufferAndAcrossAResume()
+    {
+        var model = LoadModel();
+        const string spec = "blocks.1.ln2.hook_normalized,blocks.1.hook_mlp_out";
+        int d = model.Config.DModel;
+        var ctx = Contexts(12, 16);
+        // The target of each input, from the store's own model batches (3 windows each), in order.
+        var targetOf = new Dictionary<string, float[]>();
+        var extractOrder = new List<string>();
+        for (int b = 0; b < ctx.Count; b += 3)
+        {
+            var (rows, _) = ActivationStore.Extract(model, spec, ctx.Skip(b).Take(3).ToList());
+            for (int r = 0; r < rows.Rows; r++)
+            {
+                // Every window's BOS position has the same input (and so the same target); all others differ.
+                string key = Key(rows.Row(r)[..d]);
+                if (targetOf.TryGetValue(key, out var seen)) Assert.Equal(seen, rows.Row(r)[d..].ToArray());
+                targetOf[key] = rows.Row(r)[d..].ToArray();
+                extractOrder.Add(key);
+            }
+        }
+        ActivationStore Store() => new(model, spec, ctx, 16, storeBatchSizePrompts: 3, nBatchesInBuffer: 2, seed: 9);
+        List<float[]> Drain(ActivationStore store, int? batches = null)
+        {
+            var got = new List<float[]>();
+            var t = new Tensor(24, store.Dim);
+            for (int i = 0; (batches is null || i < batches) && store.Next(t); i++)
+                for (int r = 0; r < t.Rows; r++) got.Add(t.Row(r).ToArray());
+            return got;
+        }
+        var straight = Drain(Store());
+        Assert.Equal(2 * d, Store().Dim);
+        Assert.Equal(ctx.Count * 16 / 24 * 24, straight.Count);
+        Assert.True(targetOf.Count > straight.Count - ctx.Count, "the inputs must tell the positions apart");
+        foreach (var row in straight) Assert.Equal(targetOf[Key(row.AsSpan(0, d))], row[d..]);
+        Assert.NotEqual(extractOrder.Take(straight.Count), straight.Select(r => Key(r.AsSpan(0, d))));
+
+        var killed = Store();
+        var before = Drain(killed, batches: 3);
+        var resumed = Store();
+        resumed.Restore(killed.Position);
+        var after = Drain(resumed);
+        Assert.Equal(straight.Count, before.Count + after.Count);
+        for (int i = 0; i < after.Count; i++) Assert.Equal(straight[before.Count + i], after[i]);
+    }
+
+    private static string Key(ReadOnlySpan<float> row) => Convert.ToHexString(System.Runtime.InteropServices.MemoryMarshal.AsBytes(row));
+
     [SharedFact(Model)]
     public void StreamsEveryNonSpecialPositionOfTheHook()
     {

@@ -73,11 +73,12 @@ public static class EvalFixtures
     /// </summary>
     public static Sae Random(string architecture, int dIn, JsonObject metadata, int dOut = 0, ulong seed = 7, int dSae = 32)
     {
-        bool transcoder = architecture is "transcoder" or "skip_transcoder";
+        var kind = SaeRegistry.Get(architecture);
+        bool transcoder = kind.Transcoder;
         var sae = SaeRegistry.Create(new SaeConfig
         {
             Architecture = architecture, DIn = dIn, DSae = dSae, K = 4, DOut = transcoder ? dOut : 0, ApplyBDecToInput = !transcoder,
-            MatryoshkaWidths = architecture == "matryoshka_batchtopk" ? [dSae / 2, dSae] : null, Metadata = metadata,
+            MatryoshkaWidths = kind.CfgKeys.Contains("matryoshka_widths") ? [dSae / 2, dSae] : null, Metadata = metadata,
         }, Compute.All);
         var rng = new Rng(seed);
         foreach (var (name, t) in sae.Params)

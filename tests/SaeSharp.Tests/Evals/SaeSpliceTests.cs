@@ -13,7 +13,7 @@ public class SaeSpliceTests
 
     private static HookedSae ForArchitecture(HookedTransformer m, string architecture)
     {
-        bool transcoder = architecture is "transcoder" or "skip_transcoder";
+        bool transcoder = SaeRegistry.Get(architecture).Transcoder;
         var meta = transcoder ? Metadata("blocks.1.ln2.hook_normalized", hookOut: "blocks.1.hook_mlp_out") : Metadata("blocks.1.hook_resid_post");
         return Hooked(m, Random(architecture, 64, meta, dOut: 64), architecture);
     }

@@ -51,4 +51,52 @@ public class MatryoshkaBatchTopKSaeTests
         Assert.Equal(["mse_loss", "auxiliary_reconstruction_loss", "inner_mse_loss_2", "inner_mse_loss_5"], f.Losses.Keys);
         Check(sae, RandomX(5, 6, 32), opt, Ref.Matryoshka);
     }
+
+    /// <summary>
+    /// use_matryoshka_aux_loss (SAELens 6.x): AuxK per level [w_prev, w), the level's dead latents (top k_aux of their
+    /// pre-activations, no ReLU, at most that many dead) decoding without b_dec the residual x − (prefix reconstruction
+    /// up to w), scaled by min(n_dead in the level / k_aux, 1); the terms add up.
+    /// </summary>
+    public static Dictionary<string, double> MatryoshkaLevelAuxRef(P p, P p0, double[,] x, SaeConfig c, SaeLossOptions o)
+    {
+        var res = Ref.Matryoshka(p, p0, x, c, o);
+        var pre = Ref.Linear(Ref.SaeIn(p, x, c.ApplyBDecToInput), p, "W_enc", "b_enc");
+        // The residuals are detached: computed from the unperturbed parameters.
+        var f0 = Ref.TopKActs(p0, Ref.Linear(Ref.SaeIn(p0, x, c.ApplyBDecToInput), p0, "W_enc", "b_enc"), c);
+        int b = x.GetLength(0), ds = c.DSae, kAux = c.DIn / 2;
+        double total = 0;
+        for (int l = 0, lo = 0; l < c.MatryoshkaWidths!.Count; lo = c.MatryoshkaWidths[l++])
+        {
+            int w = c.MatryoshkaWidths[l];
+            var dead = Enumerable.Range(lo, w - lo).Where(j => o.DeadMask![j]).ToList();
+            if (dead.Count == 0) continue;
+            var prefix = (double[,])f0.Clone();
+            for (int r = 0; r < b; r++) for (int j = w; j < ds; j++) prefix[r, j] = 0;
+            var prefixOut = Ref.Decode(prefix, p0, true); // the residual is detached
+            var aux = new double[b, ds];
+            int k = Math.Min(kAux, dead.Count);
+            for (int r = 0; r < b; r++)
+                foreach (int j in dead.OrderByDescending(j => pre[r, j]).ThenBy(j => j).Take(k)) aux[r, j] = pre[r, j];
+            var resid = new double[b, c.DIn];
+            for (int r = 0; r < b; r++) for (int i = 0; i < c.DIn; i++) resid[r, i] = x[r, i] - prefixOut[r, i];
+            total += Math.Min((double)dead.Count / kAux, 1) * Ref.Mse(Ref.Decode(aux, p, false), resid);
+        }
+        res["auxiliary_reconstruction_loss"] = o.AuxKCoefficient * total;
+        return res;
+    }
+
+    [Fact]
+    public void MatryoshkaBatchTopKWithLevelAuxLoss()
+    {
+        var cfg = new SaeConfig { Architecture = "matryoshka_batchtopk", DIn = 6, DSae = 10, K = 3, MatryoshkaWidths = [2, 5, 10] };
+        var sae = RandomSae(cfg, 31);
+        // Dead latents in the first and last levels, none in the middle one: that level adds no term.
+        var dead = new bool[10]; dead[1] = dead[6] = dead[8] = dead[9] = true;
+        var opt = new SaeLossOptions { AuxKCoefficient = 0.5, DeadMask = dead, UseMatryoshkaAuxLoss = true };
+        var x = RandomX(5, 6, 32);
+        var global = sae.Forward(x, opt with { UseMatryoshkaAuxLoss = false }).Losses["auxiliary_reconstruction_loss"];
+        var perLevel = sae.Forward(x, opt).Losses["auxiliary_reconstruction_loss"];
+        Assert.NotEqual(global, perLevel, 6);
+        Check(sae, x, opt, MatryoshkaLevelAuxRef);
+    }
 }

@@ -20,6 +20,8 @@ public sealed class SaeFilesTests : IDisposable
     [InlineData("matryoshka_batchtopk")]
     [InlineData("transcoder")]
     [InlineData("skip_transcoder")]
+    [InlineData("jumprelu_transcoder")]
+    [InlineData("jumprelu_skip_transcoder")]
     public void SaveLoadRoundTripsBitExactly(string arch)
     {
         bool transcoder = arch.Contains("transcoder");
@@ -53,6 +55,21 @@ public sealed class SaeFilesTests : IDisposable
     {
         Directory.CreateDirectory(_dir);
         File.WriteAllText(Path.Combine(_dir, SaeFiles.ConfigFile), json);
+    }
+
+    /// <summary>A transcoder cfg.json as SAELens versions write it: the output hook top-level (older) or in metadata (6.x); both load, into metadata.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void TranscoderOutputHooksLoadFromTopLevelOrMetadata(bool topLevel)
+    {
+        string hooks = topLevel
+            ? "\"hook_name_out\": \"blocks.1.hook_mlp_out\", \"hook_layer_out\": 1, \"hook_head_index_out\": null, \"metadata\": {\"hook_name\": \"blocks.1.ln2.hook_normalized\"}"
+            : "\"metadata\": {\"hook_name\": \"blocks.1.ln2.hook_normalized\", \"hook_name_out\": \"blocks.1.hook_mlp_out\", \"hook_head_index_out\": null}";
+        var cfg = SaeFiles.ConfigFromJson($$"""{"architecture": "jumprelu_transcoder", "d_in": 4, "d_sae": 8, "d_out": 3, "apply_b_dec_to_input": false, {{hooks}}}""", "cfg.json");
+        Assert.Equal(3, cfg.DOut);
+        Assert.Equal("blocks.1.hook_mlp_out", (string?)cfg.Metadata["hook_name_out"]);
+        Assert.Equal("blocks.1.ln2.hook_normalized", (string?)cfg.Metadata["hook_name"]);
     }
 
     [Fact]

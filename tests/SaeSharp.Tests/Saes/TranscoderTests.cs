@@ -80,4 +80,94 @@ public class TranscoderTests
             Assert.Contains(g["W_skip"].ToArray(), v => v != 0);
         }
     }
+
+    [Fact]
+    public void JumpReluSkipTranscoder()
+    {
+        // The tiny transcoder's weights with thresholds 1 and 0.1: pre = [1.5, 0] → f = [1.5, 0] (pre1 = 0 is not above 0.1).
+        var sae = (JumpReluSae)SaeRegistry.Create(new SaeConfig { Architecture = "jumprelu_skip_transcoder", DIn = 2, DSae = 2, DOut = 3, ApplyBDecToInput = false }, Compute.All);
+        Set(sae.WEnc, 1, -1, 1, 1);
+        Set(sae.Params["b_enc"], 0, 0.5f);
+        Set(sae.WDec, 1, 0, 2, 0, 1, 0);
+        Set(sae.BDec, 0, 0, 1);
+        Set(sae.Threshold, 1, 0.1f);
+        Set(sae.WSkip!, 0, 0, 1, 0, 0, -2);
+        var x = Tensor.FromArray([1f, 0.5f], 1, 2);
+        var f = sae.Forward(x, Tensor.FromArray([1f, 0f, 4f], 1, 3), new SaeLossOptions { L0Coefficient = 1 });
+        Near([1.5f, 0], f.DenseFeatures().ToArray());
+        Near([1.5f, 1, 3], f.Output.ToArray());
+        Near(0.25 + 1 + 1, f.Losses["mse_loss"]);
+        Near(1, f.Losses["l0_loss"]); // one latent above its threshold
+        // A threshold of 1.6 closes the first latent too: only the skip and b_dec remain.
+        Set(sae.Threshold, 1.6f, 0.1f);
+        Near([0, 1, 0], sae.Forward(x).Output.ToArray());
+    }
+
+    /// <summary>
+    /// A transcoder trained on s_in·x against s_out·y takes raw x and predicts raw y once the scales are folded in:
+    /// W_enc·s_in, W_dec/s_out, b_dec/s_out, W_skip·s_in/s_out.
+    /// </summary>
+    [Theory]
+    [InlineData("skip_transcoder")]
+    [InlineData("jumprelu_skip_transcoder")]
+    public void FoldingATranscodersTwoScalesKeepsItsPredictions(string arch)
+    {
+        var sae = RandomSae(new SaeConfig { Architecture = arch, DIn = 5, DSae = 9, DOut = 3, ApplyBDecToInput = false }, 12);
+        if (sae is JumpReluSae j) new Rng(2).FillUniform(j.Threshold.Span, 0.05f, 0.5f);
+        var x = RandomX(7, 5, 13);
+        const float sIn = 2.5f, sOut = 0.4f;
+        var scaledX = x.Clone();
+        System.Numerics.Tensors.TensorPrimitives.Multiply(scaledX.Span, sIn, scaledX.Span);
+        var trained = sae.Forward(scaledX).Output.ToArray(); // in the target's training scale
+        sae.FoldActivationScales(sIn, sOut);
+        var raw = sae.Forward(x).Output.ToArray();
+        for (int i = 0; i < raw.Length; i++) Assert.True(Math.Abs(raw[i] * sOut - trained[i]) <= 1e-5 * Math.Max(1, Math.Abs(trained[i])), $"{i}: {raw[i] * sOut} vs {trained[i]}");
+        Assert.Throws<InvalidOperationException>(() => sae.FoldActivationScale(2));
+        var plain = SaeRegistry.Create(new SaeConfig { Architecture = "standard", DIn = 5, DSae = 9 }, Compute.All);
+        Assert.Throws<ArgumentException>(() => plain.FoldActivationScales(2, 3));
+    }
+
+
+    /// <summary>jumprelu_transcoder losses: the jumprelu encoder on x (no b_dec subtraction) decoding d_out outputs (+ x·W_skipᵀ) against a separate target.</summary>
+    public static Dictionary<string, double> JumpReluTranscoderRef(P p, double[,] x, double[,] target, SaeConfig c, SaeLossOptions o)
+    {
+        var res = Ref.JumpRelu(p, p, x, c, o);
+        var pre = Ref.Linear(x, p, "W_enc", "b_enc");
+        int b = pre.GetLength(0), ds = pre.GetLength(1);
+        var f = new double[b, ds];
+        for (int r = 0; r < b; r++)
+            for (int j = 0; j < ds; j++) f[r, j] = pre[r, j] > p["threshold", j] && pre[r, j] > 0 ? pre[r, j] : 0;
+        var outp = Ref.Decode(f, p, true);
+        if (p.V.ContainsKey("W_skip"))
+            for (int r = 0; r < b; r++)
+                for (int k = 0; k < c.DOut; k++)
+                    for (int i = 0; i < c.DIn; i++) outp[r, k] += x[r, i] * p["W_skip", k, i];
+        res["mse_loss"] = Ref.Mse(outp, target);
+        return res;
+    }
+
+    [Theory]
+    [InlineData("jumprelu_transcoder", false)]
+    [InlineData("jumprelu_skip_transcoder", false)]
+    [InlineData("jumprelu_skip_transcoder", true)]
+    public void JumpReluTranscoders(string arch, bool sparsePath)
+    {
+        var cfg = new SaeConfig { Architecture = arch, DIn = 6, DSae = 10, DOut = 4, ApplyBDecToInput = false };
+        var sae = (JumpReluSae)RandomSae(cfg, 41);
+        sae.SparseDensity = sparsePath ? 1 : 0;
+        new Rng(6).FillUniform(sae.Threshold.Span, 0.05f, 0.6f);
+        var x = RandomX(5, 6, 42);
+        var target = RandomX(5, 4, 43);
+        var ta = ToArray2(target);
+        var dead = new bool[10]; dead[0] = dead[3] = dead[9] = true;
+        var opt = new SaeLossOptions { L0Coefficient = 0.3, JumpReluSparsityMode = "tanh", PreActLossCoefficient = 0.2, DeadMask = dead };
+        Assert.Equal([10, 4], sae.WDec.Shape.ToArray());
+        Assert.Equal(arch == "jumprelu_skip_transcoder", sae.WSkip is not null);
+        // The threshold's mse and l0 gradients are straight-through pseudo-gradients, checked with the jumprelu SAE.
+        Check(sae, x, opt, (p, _, xa, c, o) => JumpReluTranscoderRef(p, xa, ta, c, o), ["threshold"], target: target);
+        // Inference without a target: outputs only.
+        var inf = sae.Forward(x);
+        Assert.Empty(inf.Losses);
+        Assert.Equal([5, 4], inf.Output.Shape.ToArray());
+    }
 }
