@@ -39,6 +39,7 @@ public static class Program
         root.Add(SaeCommands.Build());
         root.Add(TokenizeCommands.Build());
         foreach (var c in DataCommands.Build()) root.Add(c);
+        foreach (var c in SteerCommands.Build()) root.Add(c);
         return root;
     }
 }

@@ -69,12 +69,7 @@ public sealed class LogitComparison
             var b = logits.Row(r);
             double logZ = LogSumExp(b, buf);
             ce[r] = Target(r) is int tok ? logZ - b[tok] : 0;
-            // KL(p‖q) = Σ p (a − b) − log Z_a + log Z_b, p = softmax(a): the clean log-partition is reused.
-            var p = buf.AsSpan(0, _vocab); var diff = buf.AsSpan(_vocab, _vocab);
-            TensorPrimitives.Subtract(a, (float)_logZ[r], p);
-            TensorPrimitives.Exp(p, p);
-            TensorPrimitives.Subtract(a, b, diff);
-            kl[r] = TensorPrimitives.Dot(p, diff) - _logZ[r] + logZ;
+            kl[r] = Kl(a, _logZ[r], b, logZ, buf); // the clean log-partition is reused
         });
         long klRows = _keep.LongCount(k => k);
         return (new RunningMean { Sum = Sum(ce), Count = CrossEntropyRows() }, new RunningMean { Sum = Sum(kl), Count = klRows });
@@ -109,6 +104,19 @@ public sealed class LogitComparison
         double s = 0;
         foreach (double v in values) s += v;
         return s;
+    }
+
+    /// <summary>
+    /// KL(p‖q) of the distributions p = softmax(<paramref name="a"/>), q = softmax(<paramref name="b"/>) given their
+    /// log-partitions: Σ p (a − b) − log Z_a + log Z_b. <paramref name="buf"/> holds at least 2·a.Length floats.
+    /// </summary>
+    public static double Kl(ReadOnlySpan<float> a, double logZa, ReadOnlySpan<float> b, double logZb, float[] buf)
+    {
+        var p = buf.AsSpan(0, a.Length); var diff = buf.AsSpan(a.Length, a.Length);
+        TensorPrimitives.Subtract(a, (float)logZa, p);
+        TensorPrimitives.Exp(p, p);
+        TensorPrimitives.Subtract(a, b, diff);
+        return TensorPrimitives.Dot(p, diff) - logZa + logZb;
     }
 
     /// <summary>log Σ exp(row), max-subtracted; <paramref name="buf"/> holds at least row.Length floats.</summary>
