@@ -2,9 +2,11 @@
 #:property PublishAot=false
 // (PublishAot=false: the library reads and writes JSON by reflection, which file-based programs turn off by default.)
 // SaeSharp from a C# script: load a model, read and edit activations through hook points, train a small SAE on
-// a hook's activations streamed from text, evaluate it spliced into the model, and look at what it learned. Run from the repository root:
+// a hook's activations streamed from text, evaluate it spliced into the model, look at what it learned and steer
+// the model's generation with one of its features. Run from the repository root:
 //   dotnet run examples/quickstart.cs -- [model folder] [text file] [run folder]
 // (defaults: ../shared/models/stories260K, ../shared/corpora/tinystories_validation_head.txt, runs/quickstart).
+using SaeSharp.Analysis;
 using SaeSharp.Models;
 using SaeSharp.Runs;
 using SaeSharp.Saes;
@@ -55,3 +57,10 @@ var eval = EvalRun.Execute(new EvalSettings { Tokens = 32 * 64, Contexts = new()
     modelDir, [runDir], dataset: text, tokensFile: null, outDir: Path.Combine(runDir, "eval"), TextReporter.Silent, compute);
 var r = eval.Results[0];
 Console.WriteLine($"spliced in: ce_loss_score {r["ce_loss_score"]:F3}, kl_div_score {r["kl_div_score"]:F3}, explained_variance {r["explained_variance"]:F3}, l0 {r["l0"]:F1}");
+
+// 6. Steer generation with the prompt's strongest feature (drrik's SAESteering): the same seed at every strength.
+var steering = new SaeSteering(model, SaeSharp.Evals.HookedSae.Load(model, runDir, compute), tokenizer) { Seed = 1 };
+var feature = steering.FindSteeringFeatures("Once upon a time, there was a little girl", topK: 1)[0];
+Console.WriteLine($"steering with feature {feature.FeatureIdx} (mean activation {feature.Activation:F2} on the prompt):");
+foreach (var (label, continuation) in steering.CompareSteering("Once upon a time, there was a little girl", feature.FeatureIdx, [0, 8], maxNewTokens: 24))
+    Console.WriteLine($"  {label}: {continuation}");
