@@ -158,6 +158,7 @@ public static class TrainRun
         var finalMetrics = Measure(final, rows, on);
         WriteMetadata(s, final, summary, scale, finalMetrics, data.Metadata);
         SaeFiles.Save(final, outDir, summary.Log10Density);
+        Reports.TrainingReport.Write(outDir, ConfigBinder.ToJson(s), final.Config.Metadata);
         if (summary.EndedEarly)
             reporter.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"the activation data ran out after {summary.Steps:N0} of {summary.PlannedSteps:N0} steps ({summary.TokensSeen:N0} rows seen)"));
