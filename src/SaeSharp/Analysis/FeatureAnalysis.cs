@@ -2,25 +2,28 @@ using System.Text.Json.Nodes;
 
 namespace SaeSharp.Analysis;
 
-/// <summary>What an analysis collects per latent, and how much of it (SAEDashboard's defaults where it has one).</summary>
+/// <summary>
+/// What an analysis collects per latent, and how much of it (SAEDashboard's defaults where it has one). Its snake_case
+/// property names are settings of `saesharp analyze` (a settings group of its record).
+/// </summary>
 public sealed record FeatureAnalysisOptions
 {
     /// <summary>Top activating positions kept per latent.</summary>
-    public int TopExamples { get; init; } = 20;
+    public int TopExamples { get; set; } = 20;
     /// <summary>Tokens of context on each side of an example's position (within its context window).</summary>
-    public int ContextTokens { get; init; } = 10;
+    public int ContextTokens { get; set; } = 10;
     /// <summary>Equal-width activation intervals over (0, max] sampled for the quantile groups (SAEDashboard n_quantiles).</summary>
-    public int QuantileGroups { get; init; } = 10;
+    public int QuantileGroups { get; set; } = 10;
     /// <summary>Examples drawn uniformly at random from each interval (SAEDashboard quantile_group_size).</summary>
-    public int QuantileExamples { get; init; } = 5;
+    public int QuantileExamples { get; set; } = 5;
     /// <summary>Bins of each latent's activation histogram (over [min, max] of its firing activations).</summary>
-    public int HistogramBins { get; init; } = 50;
+    public int HistogramBins { get; set; } = 50;
     /// <summary>Tokens in each of the top and bottom logit tables.</summary>
-    public int LogitTokens { get; init; } = 10;
+    public int LogitTokens { get; set; } = 10;
     /// <summary>Bins of the histogram of a latent's logit effects over the vocabulary.</summary>
-    public int LogitHistogramBins { get; init; } = 50;
+    public int LogitHistogramBins { get; set; } = 50;
     /// <summary>Seed of the quantile groups' sampling.</summary>
-    public ulong Seed { get; init; } = 42;
+    public ulong Seed { get; set; } = 42;
 
     public void Validate()
     {

@@ -1,7 +1,6 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using SaeSharp.Data;
 using SaeSharp.Evals;
+using SaeSharp.IO;
 using SaeSharp.Models;
 using SaeSharp.Saes;
 using SaeSharp.Tensors;
@@ -9,6 +8,9 @@ using SaeSharp.Text;
 using Tensor = SaeSharp.Tensors.Tensor;
 
 namespace SaeSharp.Analysis;
+
+/// <summary>Where a streaming analysis stands: batches and positions done, the running L0, explained variance and MSE.</summary>
+public sealed record AnalysisProgress(int Batches, long Positions, double L0, double ExplainedVariance, double Mse);
 
 /// <summary>
 /// Feature analysis of one SAE, SAEDashboard's and drrik's FeatureVisualizer's statistics per latent: density, mean and
@@ -28,10 +30,10 @@ public sealed class FeatureAnalyzer(FeatureAnalysisOptions options, Compute comp
     /// <summary>
     /// Runs <paramref name="model"/> with <paramref name="sae"/> over <paramref name="contexts"/> in batches of
     /// <paramref name="batchSize"/>; positions holding <paramref name="excludeTokens"/> count nowhere.
-    /// <paramref name="afterBatch"/> gets the number of batches done.
+    /// <paramref name="afterBatch"/> gets the progress after every batch.
     /// </summary>
     public FeatureAnalysis Analyze(HookedTransformer model, HookedSae sae, IEnumerable<int[]> contexts, int batchSize,
-        IReadOnlyCollection<int> excludeTokens, ITokenizer? tokenizer, Action<int>? afterBatch = null, CancellationToken cancel = default)
+        IReadOnlyCollection<int> excludeTokens, ITokenizer? tokenizer, Action<AnalysisProgress>? afterBatch = null, CancellationToken cancel = default)
     {
         var stream = new LatentStream(model, [sae], excludeTokens);
         var recon = new ReconstructionStats(sae.Site.OutputWidth);
@@ -43,7 +45,7 @@ public sealed class FeatureAnalyzer(FeatureAnalysisOptions options, Compute comp
             var acts = batch.Saes[0];
             collector.Add(acts.Codes(compute), batch.Sequences, batch.SeqLen, batch.Keep);
             recon.Add(acts.Target, acts.Forward.Output, batch.Keep);
-            afterBatch?.Invoke(++batches);
+            afterBatch?.Invoke(new AnalysisProgress(++batches, collector.Positions, (double)collector.Firings / Math.Max(1, collector.Positions), recon.ExplainedVariance, recon.Mse));
         }
         if (collector.Positions == 0) throw new InvalidDataException("the contexts hold no analysed position (every token was excluded, or there were none)");
         var (directions, foldGain, note) = LogitTables.ResidualDirections(model, sae, compute);
@@ -128,7 +130,7 @@ public sealed class FeatureAnalyzer(FeatureAnalysisOptions options, Compute comp
             ["cossim"] = recon.CosineSimilarity,
             ["l2_ratio"] = recon.L2Ratio,
         },
-        Settings = JsonSerializer.SerializeToNode(options, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower })!.AsObject(),
+        Settings = ConfigBinder.ToJson(options),
         SaeConfig = SaeFiles.ConfigToJson(sae.Config),
     };
 

@@ -47,6 +47,8 @@ public sealed class FeatureCollector : IDisposable
     /// <summary>Positions counted so far (kept rows).</summary>
     public long Positions => _positions;
     public long Sequences => _sequences;
+    /// <summary>Firings counted so far, over all latents.</summary>
+    public long Firings { get; private set; }
 
     /// <summary>
     /// Adds one batch: <paramref name="codes"/> has one row per position of <paramref name="sequences"/> right-padded
@@ -61,6 +63,7 @@ public sealed class FeatureCollector : IDisposable
             throw new ArgumentException($"{codes.Rows} code rows and {keep.Length} keep flags for {sequences.Count} sequences of {seqLen} positions");
         var firing = Firing(codes, keep);
         foreach (bool k in keep) if (k) _positions++;
+        Firings += firing.Count;
         var batch = new Batch(firing, sequences, seqLen, _sequences);
         _compute.ForRange(_dSae, 64, (j0, j1) =>
         {

@@ -54,8 +54,8 @@ public static class FeatureReport
         foreach (var r in rows)
         {
             string name = linked.Contains(r.Feature) ? $"<a href=\"#feature-{r.Feature}\">{r.Feature}</a>" : r.Feature.ToString(CultureInfo.InvariantCulture);
-            table.Append($"<tr><td data-v=\"{r.Feature}\">{name}</td>");
-            foreach (var v in new double[] { r.Fires, r.Density, r.MaxActivation, r.MeanActivation, r.MeanActiveActivation, r.DecoderNorm })
+            table.Append($"<tr><td data-v=\"{r.Feature}\">{name}</td><td data-v=\"{r.Fires}\">{r.Fires:N0}</td>");
+            foreach (var v in new double[] { r.Density, r.MaxActivation, r.MeanActivation, r.MeanActiveActivation, r.DecoderNorm })
                 table.Append($"<td data-v=\"{F(v, "R")}\">{F(v)}</td>");
             table.Append("</tr>");
         }

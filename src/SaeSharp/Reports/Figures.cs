@@ -40,13 +40,14 @@ public static class Figures
     }
 
     /// <summary>An axis whose data are log10 values: integer major ticks labelled 10ⁿ, log-spaced minor ticks.</summary>
-    private static void LogAxis(IAxis axis) =>
-        axis.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic
-        {
-            IntegerTicksOnly = true,
-            LabelFormatter = PowerOfTen,
-            MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
-        };
+    private static void LogAxis(IAxis axis) => axis.TickGenerator = LogTicks();
+
+    private static ScottPlot.TickGenerators.NumericAutomatic LogTicks() => new()
+    {
+        IntegerTicksOnly = true,
+        LabelFormatter = PowerOfTen,
+        MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
+    };
 
     private static Bar NewBar(double position, double value, double size, double valueBase = 0) =>
         new() { Position = position, Value = value, ValueBase = valueBase, Size = size, FillColor = Color.FromHex(BarColor), LineColor = Colors.Black, LineWidth = 0.5f };
@@ -67,7 +68,7 @@ public static class Figures
             bars.Add(logY ? NewBar(center, Math.Log10(c), width, Math.Log10(0.5)) : NewBar(center, c, width));
         }
         if (bars.Count > 0) p.Add.Bars(bars);
-        if (logY) LogAxis(p.Axes.Left);
+        p.Axes.Left.TickGenerator = logY ? LogTicks() : new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true }; // counts
     }
 
     /// <summary>Panels in a grid of <paramref name="rows"/> × <paramref name="cols"/> (a new Multiplot already holds one plot: it becomes the first).</summary>
@@ -136,12 +137,22 @@ public static class Figures
         return new Figure($"top_features_{by}", p, 800, Math.Max(320, 60 + 34 * top.Count));
     }
 
-    /// <summary>An example's context as one line, its own token in «».</summary>
+    /// <summary>
+    /// An example's context as one line of at most <paramref name="maxChars"/> characters centred on its own token
+    /// (marked «»); a document's text when the example is one.
+    /// </summary>
     public static string ContextText(FeatureExample e, int maxChars = 90)
     {
         if (e.Text is { } text) return Clip(text.ReplaceLineEndings(" "), maxChars);
-        var parts = e.Tokens.Select((t, i) => i == e.Center ? $"«{t}»" : t);
-        return Clip(string.Concat(parts).ReplaceLineEndings("↵"), maxChars);
+        string Join(IEnumerable<string> t) => string.Concat(t).ReplaceLineEndings("↵");
+        string center = $"«{Join([e.Tokens[e.Center]])}»";
+        string left = Join(e.Tokens.Take(e.Center)), right = Join(e.Tokens.Skip(e.Center + 1));
+        int room = Math.Max(0, maxChars - center.Length);
+        int leftRoom = Math.Min(left.Length, Math.Max(room / 2, room - right.Length));
+        int rightRoom = Math.Min(right.Length, room - leftRoom);
+        string l = leftRoom < left.Length ? "…" + left[(left.Length - leftRoom + 1)..] : left;
+        string r = rightRoom < right.Length ? right[..Math.Max(0, rightRoom - 1)] + "…" : right;
+        return l + center + r;
     }
 
     private static string Clip(string s, int max) => s.Length <= max ? s : s[..(max - 1)] + "…";
