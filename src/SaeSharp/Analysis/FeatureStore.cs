@@ -88,20 +88,20 @@ public static class FeatureStore
         using var group = Command(db, "INSERT INTO quantile_groups VALUES ($f, $g, $lower, $upper, $count, $fraction)");
         using var example = Command(db, "INSERT INTO examples VALUES ($f, $kind, $g, $rank, $act, $seq, $pos, $start, $center, $ids, $tokens, $acts, $text)");
         using var logit = Command(db, "INSERT INTO logits VALUES ($f, $side, $rank, $id, $token, $value)");
+        var json = new JsonArrays();
         foreach (var d in analysis.Features)
         {
             var s = d.Stats;
             Run(feature, s.Feature, s.Fires, s.Density, s.MaxActivation, s.MinActivation, s.MeanActivation, s.MeanActiveActivation, s.DecoderNorm);
             void Hist(string kind, Histogram? h)
             {
-                if (h is not null) Run(hist, s.Feature, kind, h.Min, h.Max, JsonSerializer.Serialize(h.Counts));
+                if (h is not null) Run(hist, s.Feature, kind, h.Min, h.Max, json.Longs(h.Counts));
             }
             Hist("activations", d.ActivationHistogram);
             Hist("decoder", d.DecoderHistogram);
             Hist("logits", d.LogitHistogram);
             void Example(FeatureExample e) => Run(example, s.Feature, e.Kind == ExampleKind.Top ? "top" : "quantile", e.Group, e.Rank, e.Activation,
-                e.Sequence, e.Position, e.ContextStart, e.Center, JsonSerializer.Serialize(e.TokenIds), JsonSerializer.Serialize(e.Tokens),
-                JsonSerializer.Serialize(e.Acts), e.Text);
+                e.Sequence, e.Position, e.ContextStart, e.Center, json.Ints(e.TokenIds), json.Strings(e.Tokens), json.Floats(e.Acts), e.Text);
             foreach (var e in d.TopExamples) Example(e);
             foreach (var g in d.QuantileGroups)
             {
@@ -133,6 +133,40 @@ public static class FeatureStore
         yield return ("logit_note", s.LogitNote);
         yield return ("settings", s.Settings.ToJsonString());
         yield return ("sae_cfg", s.SaeConfig.ToJsonString());
+    }
+
+    /// <summary>
+    /// JSON arrays for the store's columns, written directly (a million example rows make the serializer's reflection
+    /// cost show); each token string is escaped once and reused.
+    /// </summary>
+    private sealed class JsonArrays
+    {
+        private readonly System.Text.StringBuilder _sb = new();
+        private readonly Dictionary<string, string> _escaped = new(StringComparer.Ordinal);
+
+        private string Join<T>(ReadOnlySpan<T> values, Action<System.Text.StringBuilder, T> item)
+        {
+            _sb.Clear().Append('[');
+            for (int i = 0; i < values.Length; i++)
+            {
+                if (i > 0) _sb.Append(',');
+                item(_sb, values[i]);
+            }
+            return _sb.Append(']').ToString();
+        }
+
+        public string Ints(int[] v) => Join<int>(v, (sb, x) => sb.Append(x));
+        public string Longs(long[] v) => Join<long>(v, (sb, x) => sb.Append(x));
+        // Shortest round-trip form; the store never holds a non-finite activation (only firings, > 0, and zeros).
+        public string Floats(float[] v) => Join<float>(v, (sb, x) => sb.Append(x.ToString("R", CultureInfo.InvariantCulture)));
+        public string Strings(string[] v) => Join<string>(v, (sb, x) =>
+        {
+            if (!_escaped.TryGetValue(x, out var e))
+                _escaped[x] = e = JsonSerializer.Serialize(x, StringOptions);
+            sb.Append(e);
+        });
+
+        private static readonly JsonSerializerOptions StringOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     }
 
     internal static void Execute(SqliteConnection db, string sql)
