@@ -101,7 +101,7 @@ public static class Figures
         LogAxis(p.Axes.Bottom);
         int dead = densities.Count - active.Length;
         double median = active.Length == 0 ? double.NaN : active.Order().ElementAt(active.Length / 2);
-        Note(p, $"Dead features: {dead} ({100.0 * dead / Math.Max(1, densities.Count):F1}%)\nActive features: {active.Length} ({100.0 * active.Length / Math.Max(1, densities.Count):F1}%)\nMedian density: {Fmt(median, "0.00e+0")}");
+        p.Add.Annotation($"Dead features: {dead} ({100.0 * dead / Math.Max(1, densities.Count):F1}%)\nActive features: {active.Length} ({100.0 * active.Length / Math.Max(1, densities.Count):F1}%)\nMedian density: {Fmt(median, "0.00e+0")}", Alignment.UpperLeft);
         return new Figure("feature_density", p, 800, 480);
     }
 
