@@ -35,6 +35,7 @@ public static class Program
         root.Add(SynthCommands.Build());
         root.Add(TrainCommands.Build());
         root.Add(EvalCommands.Build());
+        foreach (var c in AnalyzeCommands.Build()) root.Add(c);
         root.Add(DemoCommands.BuildDemo());
         root.Add(SaeCommands.Build());
         root.Add(TokenizeCommands.Build());

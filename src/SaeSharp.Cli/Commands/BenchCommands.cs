@@ -52,6 +52,15 @@ public static class BenchCommands
         sweep.Add(sweepModel); sweep.Add(sweepData); sweep.Add(sweepQuick);
         sweep.SetAction(p => SweepBench.Run(p.InvocationConfiguration.Output, p.GetValue(sweepModel)!, p.GetValue(sweepData)!, p.GetValue(sweepQuick)));
         bench.Add(sweep);
+        var analyze = new Command("analyze", "Feature analysis of one 16k-latent top-k SAE over 1M tokens: peak memory, tokens/s and its ratio to eval's");
+        var anModel = new Option<string?>("--model") { Description = "Model folder or llama2.c .bin (default: a random GPT-2-small-shaped model, 4 layers)" };
+        var anHook = new Option<string>("--hook") { Description = "Hook of the SAE", DefaultValueFactory = _ => "blocks.1.hook_resid_post" };
+        var anTokens = new Option<long>("--tokens") { Description = "Tokens to analyse", DefaultValueFactory = _ => 1L << 20 };
+        var anDSae = new Option<int>("--d-sae") { Description = "Latents of the SAE", DefaultValueFactory = _ => 16_384 };
+        var anQuick = new Option<bool>("--quick") { Description = "16k tokens and 2048 latents (a smoke run)" };
+        foreach (var opt in new Option[] { anModel, anHook, anTokens, anDSae, anQuick }) analyze.Add(opt);
+        analyze.SetAction(p => AnalyzeBench.Run(p.InvocationConfiguration.Output, p.GetValue(anModel), p.GetValue(anHook)!, p.GetValue(anTokens), p.GetValue(anDSae), p.GetValue(anQuick)));
+        bench.Add(analyze);
         return bench;
     }
 }

@@ -1,5 +1,6 @@
 using SaeSharp.Models;
 using SaeSharp.Saes;
+using SaeSharp.Tensors;
 using Tensor = SaeSharp.Tensors.Tensor;
 
 namespace SaeSharp.Evals;
@@ -9,7 +10,11 @@ namespace SaeSharp.Evals;
 /// output hook's activations for a transcoder) and its forward (latent codes and output), all with one row per
 /// position of the batch in <see cref="LatentBatch"/> order.
 /// </summary>
-public sealed record SaeActivations(HookedSae Sae, Tensor Input, Tensor Target, SaeForward Forward);
+public sealed record SaeActivations(HookedSae Sae, Tensor Input, Tensor Target, SaeForward Forward)
+{
+    /// <summary>The latent codes as sparse rows: the forward's own, or the non-zero entries of its dense features.</summary>
+    public SparseCodes Codes(Compute compute) => Forward.Codes ?? SparseCodes.FromDense(Forward.Features!, compute);
+}
 
 /// <summary>
 /// A batch of sequences run through the model (clean) and every SAE. Rows are positions in (sequence, position)

@@ -6,7 +6,18 @@ namespace SaeSharp.IO;
 /// </summary>
 public static class AtomicFile
 {
-    public static void Write(string path, Action<Stream> writeContent)
+    public static void Write(string path, Action<Stream> writeContent) =>
+        WriteVia(path, tmp =>
+        {
+            using var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16);
+            writeContent(fs);
+        });
+
+    /// <summary>
+    /// For writers that need a file name rather than a stream (e.g. a database): <paramref name="writeFile"/> writes
+    /// <c>path.tmp</c>, which is then flushed to disk and renamed over <paramref name="path"/>.
+    /// </summary>
+    public static void WriteVia(string path, Action<string> writeFile)
     {
         string full = Path.GetFullPath(path);
         string? dir = Path.GetDirectoryName(full);
@@ -14,11 +25,9 @@ public static class AtomicFile
         string tmp = full + ".tmp";
         try
         {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
-            {
-                writeContent(fs);
-                fs.Flush(flushToDisk: true);
-            }
+            File.Delete(tmp);
+            writeFile(tmp);
+            using (var fs = new FileStream(tmp, FileMode.Open, FileAccess.ReadWrite, FileShare.None)) fs.Flush(flushToDisk: true);
             File.Move(tmp, full, overwrite: true);
         }
         catch

@@ -82,12 +82,7 @@ public static class EvalRun
         foreach (var sae in saes)
             if (sae.Sae.Config.Metadata["context_size"] is JsonValue v && v.TryGetValue(out int trained) && trained != context)
                 reporter.WriteLine($"note: {sae.Name} was trained on contexts of {trained} tokens; evaluating on {context} (context_size)");
-        var docs = ModelInputs.Documents(tokensFile, dataset, modelPath, addBos: false); // the batcher places BOS
-        var windows = ModelInputs.Contexts(docs, model.Config, s.Contexts);
-        if (s.Tokens > 0) windows = windows.Take((int)Math.Min(int.MaxValue, s.Tokens / context));
-        var contexts = windows.ToList();
-        if (contexts.Count == 0)
-            throw new InvalidDataException($"{dataset ?? tokensFile}: no context of {context} tokens (the dataset holds fewer tokens than one context)");
+        var contexts = ModelInputs.ContextWindows(tokensFile, dataset, modelPath, model.Config, s.Contexts, s.Tokens);
 
         var exclude = s.ExcludeSpecialTokens ? ActivationStore.SpecialTokens(model.Config, s.PadTokenId).Distinct().ToArray() : [];
         var options = new EvalOptions { ExcludeTokens = exclude, Ablation = s.AblationKind(), WeightMetrics = s.ComputeFeaturewiseWeightBasedMetrics };

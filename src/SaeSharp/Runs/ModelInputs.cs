@@ -37,6 +37,22 @@ public static class ModelInputs
             SequenceSeparatorToken: SpecialToken(settings.SequenceSeparatorToken, model, "sequence_separator_token")));
     }
 
+    /// <summary>
+    /// The context windows a job runs the model over: the documents of <paramref name="tokensFile"/> or
+    /// <paramref name="dataset"/> batched by <see cref="Contexts"/>, whole windows up to <paramref name="tokens"/> tokens
+    /// (0 = all). At least one window, or an error naming the data.
+    /// </summary>
+    public static List<int[]> ContextWindows(string? tokensFile, string? dataset, string modelPath, TransformerConfig model, ContextSettings settings, long tokens)
+    {
+        var docs = Documents(tokensFile, dataset, modelPath, addBos: false); // the batcher places BOS
+        var windows = Contexts(docs, model, settings);
+        if (tokens > 0) windows = windows.Take((int)Math.Min(int.MaxValue, tokens / settings.ContextSize));
+        var contexts = windows.ToList();
+        if (contexts.Count == 0)
+            throw new InvalidDataException($"{dataset ?? tokensFile}: no context of {settings.ContextSize} tokens (the dataset holds fewer tokens than one context)");
+        return contexts;
+    }
+
     /// <summary>"bos", "eos", "none" or a token id, resolved against the model config.</summary>
     public static int? SpecialToken(string value, TransformerConfig model, string key) => value switch
     {

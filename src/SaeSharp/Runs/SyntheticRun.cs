@@ -1,9 +1,9 @@
 using System.Globalization;
-using System.Text.Json;
 using SaeSharp.Reports;
 using SaeSharp.Saes;
 using SaeSharp.Synthetic;
 using SaeSharp.Tensors;
+using SaeSharp.Training;
 using Tensor = SaeSharp.Tensors.Tensor;
 
 namespace SaeSharp.Runs;
@@ -42,7 +42,7 @@ public static class SyntheticRun
             results.Add(new SyntheticRunResult(name, eval, run.Elapsed, run.Sae, dir));
         }
         PrintTable(o, results);
-        WriteReport(Path.Combine(outDir, "report.html"), model, results);
+        WriteReport(Path.Combine(outDir, "report.html"), model, results, runs);
         o.WriteLine($"report: {Path.GetFullPath(Path.Combine(outDir, "report.html"))}");
         return results;
     }
@@ -67,26 +67,28 @@ public static class SyntheticRun
         foreach (var r in rows) o.WriteLine(Line(r));
     }
 
-    private static void WriteReport(string path, SyntheticModel model, IReadOnlyList<SyntheticRunResult> results)
+    private static void WriteReport(string path, SyntheticModel model, IReadOnlyList<SyntheticRunResult> results, IReadOnlyList<(string Name, TrainSettings Settings)> runs)
     {
         var report = new HtmlReport("SaeSharp synthetic benchmark");
         var c = model.Config;
-        report.Paragraph($"{c.NumFeatures} true features in {c.HiddenDim} dimensions; hierarchy: {model.Hierarchy.Count} trees; correlation: {c.Correlation?.Kind ?? "none"}.");
+        report.Paragraph($"{c.NumFeatures} true features in {c.HiddenDim} dimensions; hierarchy: {model.Hierarchy.Count} trees; correlation: {c.Correlation?.Kind ?? "none"}; seed {c.Seed}.");
         report.Table(Header, results.Select(Row));
+        // Which settings each SAE ran with: every training setting, one column per run.
+        var settings = runs.Select(r => IO.ConfigBinder.ToJson(r.Settings)).ToList();
+        report.Heading("Settings").Table(["setting", .. runs.Select(r => r.Name)],
+            settings[0].Select(kv => (IReadOnlyList<string>)[kv.Key, .. settings.Select(j => j[kv.Key]?.ToJsonString().Trim('"') ?? "null")]));
         var truth = model.Dictionary.FeatureVectors;
         foreach (var r in results)
         {
             report.Heading(r.Name);
             var order = SyntheticEvals.BestLatentOrdering(r.Sae.WDec, truth);
-            report.Figure(Svg.Heatmap(Ordered(SyntheticEvals.AbsCosine(r.Sae.WDec, truth), order), $"{r.Name}: |cos| decoder rows vs true features", "true feature", "SAE latent (matched order)"));
+            report.Figure(Figures.Heatmap(Ordered(SyntheticEvals.AbsCosine(r.Sae.WDec, truth), order), $"{r.Name}_decoder_cosines",
+                $"{r.Name}: |cos| decoder rows vs true features", "true feature", "SAE latent (matched order)"));
             var encoderRows = Ops.Transpose(r.Sae.WEnc);
-            report.Figure(Svg.Heatmap(Ordered(SyntheticEvals.AbsCosine(encoderRows, truth), order), $"{r.Name}: |cos| encoder columns vs true features", "true feature", "SAE latent (matched order)"));
-            var (steps, series) = ReadMetrics(Path.Combine(r.Dir, "metrics.jsonl"), "mse_loss", "l0", "explained_variance");
-            if (steps.Count > 0)
-            {
-                report.Figure(Svg.LineChart("mse loss", "step", steps, new Dictionary<string, IReadOnlyList<double>> { ["mse_loss"] = series[0] }, logY: true));
-                report.Figure(Svg.LineChart("L0 and explained variance", "step", steps, new Dictionary<string, IReadOnlyList<double>> { ["l0"] = series[1], ["explained variance"] = series[2] }));
-            }
+            report.Figure(Figures.Heatmap(Ordered(SyntheticEvals.AbsCosine(encoderRows, truth), order), $"{r.Name}_encoder_cosines",
+                $"{r.Name}: |cos| encoder columns vs true features", "true feature", "SAE latent (matched order)"));
+            var metrics = MetricsLog.Read(Path.Combine(r.Dir, "metrics.jsonl"));
+            if (metrics.Lines > 0) report.Figure(Figures.TrainingCurves(metrics, $"{r.Name}_training_curves"));
         }
         report.Save(path);
     }
@@ -96,22 +98,5 @@ public static class SyntheticRun
         var o = Tensor.Uninitialized(rowOrder.Length, m.Cols);
         for (int i = 0; i < rowOrder.Length; i++) m.Row(rowOrder[i]).CopyTo(o.Row(i));
         return o;
-    }
-
-    /// <summary>Steps and the named columns of a metrics.jsonl file (missing values as NaN).</summary>
-    public static (List<double> Steps, List<double>[] Series) ReadMetrics(string path, params string[] names)
-    {
-        var steps = new List<double>();
-        var series = names.Select(_ => new List<double>()).ToArray();
-        if (!File.Exists(path)) return (steps, series);
-        foreach (var line in File.ReadLines(path))
-        {
-            using var doc = JsonDocument.Parse(line);
-            var root = doc.RootElement;
-            steps.Add(root.GetProperty("step").GetDouble());
-            for (int i = 0; i < names.Length; i++)
-                series[i].Add(root.TryGetProperty(names[i], out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN);
-        }
-        return (steps, series);
     }
 }

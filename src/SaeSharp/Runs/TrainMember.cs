@@ -158,6 +158,7 @@ internal sealed class TrainMember
         var finalMetrics = TrainRun.Measure(final, input, TargetSlot is null ? null : target, on);
         TrainRun.WriteMetadata(Settings, final, summary, ScaleIn, ScaleOut, finalMetrics, Metadata);
         SaeFiles.Save(final, Dir, summary.Log10Density);
+        Reports.TrainingReport.Write(Dir, IO.ConfigBinder.ToJson(Settings), final.Config.Metadata);
         if (summary.EndedEarly)
             reporter.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{Name}: the activation data ran out after {summary.Steps:N0} of {summary.PlannedSteps:N0} steps ({summary.TokensSeen:N0} rows seen)"));

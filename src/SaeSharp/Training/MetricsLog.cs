@@ -56,4 +56,38 @@ public sealed class MetricsLog : IDisposable
     }
 
     public void Dispose() => _writer.Dispose();
+
+    /// <summary>
+    /// Every column of a metrics.jsonl file, one value per line (NaN where a line lacks the key or holds null), in the
+    /// order the keys first appear; a torn last line is skipped. A missing file reads as no lines.
+    /// </summary>
+    public static MetricsTable Read(string path)
+    {
+        var columns = new Dictionary<string, List<double>>(StringComparer.Ordinal);
+        int lines = 0;
+        if (File.Exists(path))
+            foreach (var line in File.ReadLines(path))
+            {
+                if (string.IsNullOrWhiteSpace(line)) continue;
+                JsonDocument doc;
+                try { doc = JsonDocument.Parse(line); }
+                catch (JsonException) { continue; }
+                using (doc)
+                {
+                    foreach (var p in doc.RootElement.EnumerateObject())
+                        if (!columns.ContainsKey(p.Name)) columns[p.Name] = Enumerable.Repeat(double.NaN, lines).ToList();
+                    foreach (var (key, values) in columns)
+                        values.Add(doc.RootElement.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN);
+                }
+                lines++;
+            }
+        return new MetricsTable(columns.Keys.ToArray(), columns.ToDictionary(c => c.Key, c => c.Value.ToArray()), lines);
+    }
+}
+
+/// <summary>The columns of a metrics log: a value per line for every key (NaN where a line has none).</summary>
+public sealed record MetricsTable(IReadOnlyList<string> Columns, IReadOnlyDictionary<string, double[]> Values, int Lines)
+{
+    public bool Has(string key) => Values.ContainsKey(key);
+    public double[] this[string key] => Values.TryGetValue(key, out var v) ? v : throw new KeyNotFoundException($"the metrics log has no '{key}' column");
 }

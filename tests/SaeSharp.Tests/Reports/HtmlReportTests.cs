@@ -1,0 +1,96 @@
+using System.Diagnostics;
+using SaeSharp.Reports;
+using SaeSharp.Runs;
+using SaeSharp.Tensors;
+using SaeSharp.Tests.IO;
+using SaeSharp.Tests.Training;
+using SkiaSharp;
+using static SaeSharp.Tests.Reports.ReportFixtures;
+
+namespace SaeSharp.Tests.Reports;
+
+/// <summary>A fact that needs Debian's chromium: skipped when it is missing, except under CI (where .ci/run installs it).</summary>
+public sealed class ChromiumFactAttribute : FactAttribute
+{
+    public static string? Path { get; } = new[] { "/usr/bin/chromium", "/usr/bin/chromium-browser" }.FirstOrDefault(File.Exists);
+
+    public ChromiumFactAttribute()
+    {
+        if (Path is null && Environment.GetEnvironmentVariable("CI") != "true") Skip = "chromium is not installed (apt-get install chromium)";
+    }
+}
+
+/// <summary>The HTML reports: escaped, self-contained, sortable, token highlighting, and rendered by a real browser.</summary>
+public class HtmlReportTests
+{
+    [Fact]
+    public void FeatureReportShowsEveryPartOfADashboard()
+    {
+        var a = SmallAnalysis();
+        string html = FeatureReport.Build(a, [4, 2]).Render();
+        Assert.Contains("<h1>SaeSharp feature analysis: fixture</h1>", html);
+        Assert.Contains("id=\"feature-4\"", html);
+        Assert.Contains("<a href=\"#feature-2\">2</a>", html);
+        Assert.DoesNotContain("id=\"feature-3\"", html);
+        Assert.Contains("table id=\"features\" class=\"sortable\"", html);
+        Assert.Equal(a.Features.Count, html.Split("<tr><td data-v=").Length - 1); // one table row per latent
+        // Tokens: escaped, shaded by activation with the value on hover, the example's own token outlined, newlines visible.
+        Assert.Contains("title=\" a: 4.0000\">", html);
+        Assert.Contains("class=\"tok center\"", html);
+        Assert.Contains("&lt;b&gt;", html);
+        Assert.Contains(">↵</span>", html);
+        Assert.Contains("Interval 2.000 – 4.000", html);
+        Assert.Contains("&lt;&amp;&gt;", html); // a logit token
+        Assert.Contains("<svg", html);
+        Assert.DoesNotContain("<?xml", html);
+        Assert.DoesNotContain("<script src", html);
+    }
+
+    [Fact]
+    public void TrainingReportHasTheCurvesTheMetadataAndTheSettings()
+    {
+        using var dir = new TempDir();
+        var s = new TrainSettings { Architecture = "topk", DSae = 16, K = 2, Steps = 20, BatchSize = 32, MetricsEvery = 5 };
+        TrainRun.Execute(s, TrainData.FromArray(SparseDictionaryData.Sample(800, 1), 3), dir.Root, Compute.All);
+        string html = File.ReadAllText(Path.Combine(dir.Root, TrainingReport.FileName)); // written by every training run
+        Assert.Contains("Training curves", html);
+        Assert.Contains("Loss (log scale)", html);
+        Assert.Contains("final_explained_variance", html);
+        Assert.Contains("<td>d_sae</td><td>16</td>", html);
+        var r = ReportRun.FromTrainingRun(dir.Root, TextReporter.Silent);
+        Assert.Equal((900, 5 * 230), PngSize(File.ReadAllBytes(r.Figures[0] + ".png")));
+    }
+
+    [ChromiumFact]
+    public void ChromiumRendersTheReportAsANonBlankPage()
+    {
+        using var dir = new TempDir();
+        string report = dir.File("report.html");
+        FeatureReport.Write(report, SmallAnalysis(), [4, 3]);
+        string png = dir.File("shot.png");
+        var psi = new ProcessStartInfo(ChromiumFactAttribute.Path ?? "chromium") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", $"--user-data-dir={dir.File("profile")}", $"--screenshot={png}", "--window-size=1200,1600", new Uri(report).AbsoluteUri })
+            psi.ArgumentList.Add(a);
+        using (var p = Process.Start(psi)!)
+        {
+            var drain = Task.WhenAll(p.StandardOutput.ReadToEndAsync(), p.StandardError.ReadToEndAsync());
+            Assert.True(p.WaitForExit(120_000), "chromium did not finish within 2 minutes");
+            drain.Wait();
+        }
+        Assert.True(File.Exists(png), "chromium wrote no screenshot");
+        Assert.Equal((1200, 1600), PngSize(File.ReadAllBytes(png)));
+        using var bitmap = SKBitmap.Decode(png);
+        int dark = 0, coloured = 0, n = 0;
+        for (int y = 0; y < bitmap.Height; y += 4)
+            for (int x = 0; x < bitmap.Width; x += 4)
+            {
+                var c = bitmap.GetPixel(x, y);
+                n++;
+                if (c.Red + c.Green + c.Blue < 200) dark++;                                  // text
+                if (Math.Abs(c.Blue - c.Red) > 60) coloured++;                            // the figures' bars
+            }
+        Assert.True(dark > n / 500, $"only {dark} of {n} sampled pixels are dark: no text rendered");
+        Assert.True(coloured > n / 200, $"only {coloured} of {n} sampled pixels are coloured: no figure rendered");
+    }
+}
