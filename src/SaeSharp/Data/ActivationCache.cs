@@ -85,6 +85,7 @@ public static class ActivationCache
         var acts = f.ReadFloat32("acts");
         var toks = f.ReadInt32("tokens");
         if (toks.Length != acts.Rows) throw new InvalidDataException($"{path}: 'tokens' has {toks.Length} entries, 'acts' has {acts.Rows} rows");
+        ActivationRows.EnsureFinite(acts, $"{path} ('acts')");
         return (acts, toks);
     }
 }

@@ -238,14 +238,8 @@ public static class ModelLoader
     /// <summary>Throws naming the file, tensor and element when a weight is NaN or infinite (the model would only print garbage).</summary>
     private static void CheckFinite(Tensor t, string file, string name)
     {
-        var span = t.Span;
-        if (System.Numerics.Tensors.TensorPrimitives.SumOfMagnitudes(span) is float sum && float.IsFinite(sum)) return;
-        for (int i = 0; i < span.Length; i++)
-        {
-            if (float.IsFinite(span[i])) continue;
-            var index = new int[t.Rank];
-            for (int d = t.Rank - 1, rest = i; d >= 0; d--) { index[d] = rest % t.Dim(d); rest /= t.Dim(d); }
-            throw new InvalidDataException($"{file}: tensor '{name}' holds {span[i]} at [{string.Join(", ", index)}]; model weights must be finite");
-        }
+        int at = t.IndexOfNonFinite();
+        if (at >= 0)
+            throw new InvalidDataException($"{file}: tensor '{name}' holds {t.Span[at]} at {t.IndexString(at)}; model weights must be finite");
     }
 }

@@ -68,4 +68,17 @@ public class ActivationCacheTests
         var e = Assert.Throws<InvalidDataException>(() => ActivationCache.Write(d, model, Hook, ctx, 2, 2, DType.F32));
         Assert.Contains("manifest.json", e.Message);
     }
+
+    [Fact]
+    public void NonFiniteShardRowIsNamed()
+    {
+        var d = Tmp();
+        var acts = new Tensor(5, 3);
+        acts[4, 2] = float.NegativeInfinity;
+        string shard = Path.Combine(d, "shard_00000.safetensors");
+        new SafetensorsWriter().Add("acts", acts).AddInt32("tokens", new int[5], 5).Write(shard);
+        var e = Assert.Throws<InvalidDataException>(() => ActivationCache.ReadShard(shard, 3));
+        Assert.Contains(shard, e.Message);
+        Assert.Contains("row 4", e.Message);
+    }
 }
