@@ -20,7 +20,7 @@ public static class ModelInputs
         if (tokensFile is not null) return TokenFile.Read(tokensFile);
         if (dataset is null) throw new ArgumentException("give --dataset (.txt/.jsonl/folder) or --tokens-file (pretokenized safetensors with a 'tokens' tensor)");
         if (!File.Exists(dataset) && !Directory.Exists(dataset)) throw new FileNotFoundException($"--dataset: '{dataset}' does not exist", dataset);
-        var tokenizer = Text.Tokenizers.Load(Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
+        var tokenizer = Text.Tokenizers.ForModel(modelPath);
         bool bos = addBos && tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId;
         return TextDataset.Tokenize(TextDataset.Read(dataset), text => tokenizer.Encode(text, bos));
     }

@@ -23,6 +23,17 @@ public static class Tokenizers
     /// Loads a tokenizer from a model folder (tokenizer.json, else tok512.bin / tokenizer.bin, else
     /// encoder.json + vocab.bpe) or from one of those files.
     /// </summary>
+    /// <summary>
+    /// The tokenizer of a model: from its folder (a Hugging Face model) or the folder beside it (a llama2.c .bin).
+    /// A model path that does not exist is reported as a missing model, not as a folder without a tokenizer.
+    /// </summary>
+    public static ITokenizer ForModel(string modelPath)
+    {
+        if (Directory.Exists(modelPath)) return Load(modelPath);
+        if (File.Exists(modelPath)) return Load(Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
+        throw new FileNotFoundException($"model not found: {modelPath}", modelPath);
+    }
+
     public static ITokenizer Load(string path)
     {
         if (Directory.Exists(path))
@@ -53,6 +64,50 @@ public static class Tokenizers
         if (file.EndsWith(".json", StringComparison.OrdinalIgnoreCase)) return HfTokenizerJson.Load(path);
         if (file.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)) return Llama2cTokenizer.Load(path);
         throw new InvalidDataException($"{path}: unknown tokenizer file type (expected tokenizer.json, *.bin, encoder.json or vocab.bpe)");
+    }
+}
+
+/// <summary>
+/// Turns generated tokens into text as they arrive. Each token is decoded after the prompt's last token, so what
+/// depends on the token before it comes out right (a word's leading space, which sentencepiece and llama2.c decoders
+/// strip at the start of a text; the bytes of a character split across tokens); <see cref="Push"/> returns only what
+/// is new and complete.
+/// </summary>
+public sealed class TokenStreamDecoder
+{
+    private readonly ITokenizer _tokenizer;
+    private readonly List<int> _ids = new();
+    private readonly string _contextText;
+    private string _shown = "";
+
+    /// <param name="context">The token the continuation follows (the prompt's last), or null at the start of a text.</param>
+    public TokenStreamDecoder(ITokenizer tokenizer, int? context)
+    {
+        _tokenizer = tokenizer;
+        if (context is int c) _ids.Add(c);
+        _contextText = tokenizer.Decode(_ids.ToArray());
+        ContextTokens = _ids.Count;
+    }
+
+    private int ContextTokens { get; }
+
+    /// <summary>The text of the continuation so far.</summary>
+    public string Text => _shown;
+
+    /// <summary>Adds one generated token; returns the text it completes (possibly empty).</summary>
+    public string Push(int id)
+    {
+        _ids.Add(id);
+        string all = _tokenizer.Decode(_ids.ToArray());
+        // The context's own text is a prefix unless the new bytes merge with it into one character; then fall back.
+        string text = all.StartsWith(_contextText, StringComparison.Ordinal) ? all[_contextText.Length..]
+            : _tokenizer.Decode(_ids.ToArray().AsSpan(ContextTokens));
+        // A character still missing bytes decodes as U+FFFD and changes once they arrive: hold it back until then.
+        text = text.TrimEnd('\uFFFD');
+        if (!text.StartsWith(_shown, StringComparison.Ordinal)) { _shown = text; return ""; }
+        string added = text[_shown.Length..];
+        _shown = text;
+        return added;
     }
 }
 
