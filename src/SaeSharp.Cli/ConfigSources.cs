@@ -38,14 +38,18 @@ public static class ConfigSources
         return result;
     }
 
-    /// <summary>File (if any), then environment, then flags, bound onto <paramref name="defaults"/>.</summary>
-    public static T Load<T>(T defaults, string section, string? yamlPath, IEnumerable<KeyValuePair<string, Setting>> flags) where T : class
+    /// <summary>
+    /// File (if any), then environment, then flags, bound onto <paramref name="defaults"/>; <paramref name="validate"/>
+    /// errors about a given setting name the line (or flag) it came from.
+    /// </summary>
+    public static T Load<T>(T defaults, string section, string? yamlPath, IEnumerable<KeyValuePair<string, Setting>> flags, Action<T>? validate = null) where T : class
     {
         var all = new List<KeyValuePair<string, Setting>>();
         if (yamlPath is not null) all.AddRange(FromYaml(yamlPath));
         all.AddRange(ConfigBinder.FromEnvironment(section));
         all.AddRange(flags);
-        return ConfigBinder.Bind(defaults, all);
+        var bound = ConfigBinder.Bind(defaults, all);
+        return validate is null ? bound : ConfigBinder.Validated(bound, all, validate);
     }
 
     /// <summary>Settings given as repeated <c>--set key=value</c> flags.</summary>

@@ -45,6 +45,7 @@ public sealed class TrainSettingOptions
         }
         if (extra is not null) fromFlags.AddRange(extra);
         fromFlags.AddRange(ConfigSources.FromAssignments(p.GetValue(_set)));
-        return ConfigSources.Load(defaults, "train", p.GetValue(_config), fromFlags);
+        // Validated here, where each value's source is known, so an invalid one is reported with its file line or flag.
+        return ConfigSources.Load(defaults, "train", p.GetValue(_config), fromFlags, s => { s.Validate(); s.SaeConfig(1).Validate(); });
     }
 }
