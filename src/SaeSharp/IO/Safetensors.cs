@@ -559,6 +559,14 @@ public sealed class SafetensorsWriter
     public SafetensorsWriter AddInt32(string name, ReadOnlySpan<int> values, params int[] shape) =>
         AddRaw(name, DType.I32, shape, MemoryMarshal.AsBytes(values).ToArray());
 
+    /// <summary>Adds a 1-D I32 tensor without copying it (keep the array unchanged until Write).</summary>
+    public SafetensorsWriter AddInt32Array(string name, int[] values) =>
+        AddItem(name, DType.I32, [values.Length], 4L * values.Length, s =>
+        {
+            // Sliced: a byte view of more than 2^29 ints would overflow a span's length.
+            for (int i = 0; i < values.Length; i += 1 << 28) s.Write(MemoryMarshal.AsBytes(values.AsSpan(i, Math.Min(1 << 28, values.Length - i))));
+        });
+
     /// <summary>Adds already-encoded little-endian bytes (not copied: keep the array unchanged until Write).</summary>
     public SafetensorsWriter AddRaw(string name, DType dtype, int[] shape, byte[] bytes) =>
         AddItem(name, dtype, shape, bytes.LongLength, s => s.Write(bytes));

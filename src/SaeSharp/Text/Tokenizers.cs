@@ -144,8 +144,12 @@ internal static class BpeMerge
         while (pos < text.Length)
         {
             int matchId = -1, matchLen = 0;
-            foreach (var (content, id) in added)
+            // Indexed, not foreach: an interface enumerator per character would allocate tens of bytes per character.
+            for (int a = 0; a < added.Count; a++)
+            {
+                var (content, id) = added[a];
                 if (content.Length > matchLen && string.CompareOrdinal(text, pos, content, 0, content.Length) == 0) { matchId = id; matchLen = content.Length; }
+            }
             if (matchLen > 0)
             {
                 if (pos > start) result.Add((text[start..pos], null));
@@ -246,7 +250,8 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         foreach (var (seg, id) in BpeMerge.SplitAdded(text, _added))
         {
             if (id is int sid) { ids.Add(sid); continue; }
-            foreach (Match m in Gpt2Pattern.Matches(seg)) ids.AddRange(EncodeWord(m.Value));
+            // Enumerated, not collected: a 50 MB line would otherwise hold millions of Match objects at once.
+            foreach (var m in Gpt2Pattern.EnumerateMatches(seg)) ids.AddRange(EncodeWord(seg.Substring(m.Index, m.Length)));
         }
         return ids.ToArray();
     }
@@ -306,6 +311,10 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
     private readonly int? _unkId;
     private readonly int _stripLeading;
     private readonly string _source;
+    /// <summary>The character spaces become (▁); words split before it encode independently (null: the text is one word).</summary>
+    private readonly char? _wordStart;
+    private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+    private readonly object _lock = new();
 
     public int VocabSize => _idToToken.Length;
     public int? BosId { get; }
@@ -326,6 +335,11 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         if (_vocab.TryGetValue("<s>", out var bos)) BosId = bos;
         if (_vocab.TryGetValue("</s>", out var eos)) EosId = eos;
         if (_vocab.TryGetValue("<pad>", out var pad)) PadId = pad;
+        // With no piece holding the space marker past its first character, no merge crosses a word start, so each word
+        // merges on its own exactly as the whole text would (in linear time instead of quadratic, with a word cache).
+        foreach (var (from, to) in replacements)
+            if (from == " " && to.Length == 1 && !_vocab.Keys.Any(k => k.IndexOf(to[0], 1) >= 0) && !ranks.Keys.Any(r => r.Item2.Contains(to[0])))
+                _wordStart = to[0];
     }
 
     public int[] Encode(string text, bool addBos = false)
@@ -335,26 +349,53 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         foreach (var (seg, id) in BpeMerge.SplitAdded(text, _added))
         {
             if (id is int sid) { ids.Add(sid); continue; }
-            var s = seg;
-            if (s.Length == 0) continue;
+            if (seg.Length == 0) continue;
             // Like Hugging Face, each segment between added tokens is normalized (and prefixed) on its own.
-            s = _prepend + s;
-            foreach (var (from, to) in _replacements) s = s.Replace(from, to, StringComparison.Ordinal);
-            var symbols = new List<string>();
-            for (int i = 0; i < s.Length; i += char.IsSurrogatePair(s, i) ? 2 : 1)
-                symbols.Add(s.Substring(i, char.IsSurrogatePair(s, i) ? 2 : 1));
-            foreach (var piece in BpeMerge.Apply(symbols, _ranks))
+            if (_wordStart is char && _replacements.Length == 1)
             {
-                if (_vocab.TryGetValue(piece, out var pid)) { ids.Add(pid); continue; }
-                foreach (var b in Encoding.UTF8.GetBytes(piece))
-                {
-                    if (_byteIds[b] >= 0) ids.Add(_byteIds[b]);
-                    else if (_unkId is int u) ids.Add(u);
-                    else throw new InvalidDataException($"{_source}: '{piece}' is not in the vocabulary and there is no byte fallback or unk_token");
-                }
+                // Normalised word by word (the one replacement maps a space to the marker), never as one copy of the text.
+                for (int start = 0, i = 1; i <= seg.Length; i++)
+                    if (i == seg.Length || seg[i] == ' ')
+                    {
+                        ids.AddRange(EncodeWord(Normalize(start == 0 ? _prepend + seg[..i] : seg[start..i])));
+                        start = i;
+                    }
+                continue;
             }
+            var s = Normalize(_prepend + seg);
+            if (_wordStart is not char w) { ids.AddRange(EncodeWord(s)); continue; }
+            for (int start = 0, i = 1; i <= s.Length; i++)
+                if (i == s.Length || s[i] == w) { ids.AddRange(EncodeWord(s[start..i])); start = i; }
         }
         return ids.ToArray();
+    }
+
+    private string Normalize(string s)
+    {
+        foreach (var (from, to) in _replacements) s = s.Replace(from, to, StringComparison.Ordinal);
+        return s;
+    }
+
+    private int[] EncodeWord(string word)
+    {
+        lock (_lock) if (_cache.TryGetValue(word, out var hit)) return hit;
+        var symbols = new List<string>();
+        for (int i = 0; i < word.Length; i += char.IsSurrogatePair(word, i) ? 2 : 1)
+            symbols.Add(word.Substring(i, char.IsSurrogatePair(word, i) ? 2 : 1));
+        var ids = new List<int>();
+        foreach (var piece in BpeMerge.Apply(symbols, _ranks))
+        {
+            if (_vocab.TryGetValue(piece, out var pid)) { ids.Add(pid); continue; }
+            foreach (var b in Encoding.UTF8.GetBytes(piece))
+            {
+                if (_byteIds[b] >= 0) ids.Add(_byteIds[b]);
+                else if (_unkId is int u) ids.Add(u);
+                else throw new InvalidDataException($"{_source}: '{piece}' is not in the vocabulary and there is no byte fallback or unk_token");
+            }
+        }
+        var result = ids.ToArray();
+        lock (_lock) { if (_cache.Count < 100_000 && word.Length <= 256) _cache[word] = result; }
+        return result;
     }
 
     public string Decode(ReadOnlySpan<int> ids)
