@@ -195,7 +195,7 @@ public sealed partial class HookedTransformer
         if (prompt.Length == 0) throw new ArgumentException("prompt is empty (start it with the BOS token)", nameof(prompt));
         if (options.MaxNewTokens < 0) throw new ArgumentException($"max new tokens must be >= 0, got {options.MaxNewTokens}");
         int capacity = prompt.Length + options.MaxNewTokens;
-        if (Config.LearnedPositions && capacity > Config.MaxPositions)
+        if (capacity > Config.MaxPositions)
             throw new ArgumentException($"prompt ({prompt.Length}) plus {options.MaxNewTokens} new tokens exceeds the model's {Config.MaxPositions} positions");
         var result = new List<int>();
         if (options.MaxNewTokens == 0) return [];

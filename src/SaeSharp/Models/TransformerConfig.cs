@@ -28,7 +28,7 @@ public sealed record TransformerConfig
     public required int DHead { get; init; }
     public required int DMlp { get; init; }
     public required int VocabSize { get; init; }
-    /// <summary>Longest sequence the model supports (a hard limit only with learned positions).</summary>
+    /// <summary>Longest sequence the model supports (n_positions, max_position_embeddings, llama2.c seq_len); longer ones are refused.</summary>
     public required int MaxPositions { get; init; }
     public required NormKind Norm { get; init; }
     public required float NormEps { get; init; }

@@ -31,6 +31,8 @@ public static class ModelInputs
     /// </summary>
     public static IEnumerable<int[]> Contexts(IEnumerable<int[]> documents, TransformerConfig model, int contextSize, bool prependBos, string separator = "none")
     {
+        if (contextSize > model.MaxPositions)
+            throw new ArgumentException($"context size {contextSize} is longer than the model's {model.MaxPositions} positions (its context length); use at most {model.MaxPositions}");
         int? bos = prependBos ? model.BosTokenId ?? throw new ArgumentException("prepend_bos: the model config has no bos_token_id") : null;
         return SequenceBatcher.ConcatAndBatch(documents, new BatchingOptions(contextSize, BeginBatchToken: bos,
             SequenceSeparatorToken: SpecialToken(separator, model, "sequence_separator_token")));

@@ -1,3 +1,4 @@
+using SaeSharp.Tests.IO;
 using System.Text.Json.Nodes;
 using SaeSharp.IO;
 using SaeSharp.Models;
@@ -384,5 +385,22 @@ public class RuntimeTests
         var stopped = model.Generate([1, 403], opts with { StopToken = a[4] }, new Rng(7));
         int first = Array.IndexOf(a, a[4]);
         Assert.Equal(a[..(first + 1)], stopped);
+    }
+
+    [Fact]
+    public void RotaryModelsRefusePositionsBeyondTheirContext()
+    {
+        // GPT-2 refuses past n_positions (learned positions); Llama and GPT-NeoX ran on silently past max_position_embeddings.
+        using var dir = new TempDir();
+        ModelLoaderTests.WriteTinyLlama(dir.Root);
+        var m = HookedTransformer.Load(dir.Root);
+        Assert.Equal(32, m.Config.MaxPositions);
+        m.Forward(Enumerable.Range(0, 32).Select(i => i % 16).ToArray());
+        var e = Assert.Throws<ArgumentException>(() => m.Forward(Enumerable.Range(0, 33).Select(i => i % 16).ToArray()));
+        Assert.Contains("32", e.Message);
+        Assert.Throws<ArgumentException>(() => m.RunBatch([new int[40], new int[3]]));
+        Assert.Throws<ArgumentException>(() => m.Generate([1, 2, 3], new GenerationOptions { MaxNewTokens = 30 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new KvCache(m.Config, 33));
+        Assert.Equal(29, m.Generate([1, 2, 3], new GenerationOptions { MaxNewTokens = 29 }).Length);
     }
 }
