@@ -78,9 +78,9 @@ public static class DataCommands
         cmd.SetAction(p =>
         {
             var m = HookedTransformer.Load(p.GetValue(model)!);
-            var docs = ModelInputs.Documents(p.GetValue(tokensFile), p.GetValue(dataset), p.GetValue(model)!, addBos: true).ToList();
+            var docs = ModelInputs.DocumentsWithText(p.GetValue(tokensFile), p.GetValue(dataset), p.GetValue(model)!, addBos: true).ToList();
             var hs = p.GetValue(hooks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            var (acts, meta) = DocumentExtraction.Extract(m, hs, docs, padToken: p.GetValue(pad),
+            var (acts, meta) = DocumentExtraction.Extract(m, hs, docs.Select(d => d.Ids).ToList(), docs.Select(d => d.Text).ToList(), padToken: p.GetValue(pad),
                 warn: w => p.InvocationConfiguration.Error.WriteLine($"warning: {w}"));
             DocumentExtraction.Save(p.GetValue(outDir)!, acts, meta);
             p.InvocationConfiguration.Output.WriteLine($"extracted {acts.Rows} x {acts.Cols} activations");

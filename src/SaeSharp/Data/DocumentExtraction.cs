@@ -10,7 +10,7 @@ namespace SaeSharp.Data;
 /// <summary>One document's metadata row in metadata.json.</summary>
 public sealed record DocumentSample(
     [property: JsonPropertyName("sample_index")] int SampleIndex,
-    [property: JsonPropertyName("text")] string Text,
+    [property: JsonPropertyName("text"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Text,
     [property: JsonPropertyName("token_ids")] int[] TokenIds,
     [property: JsonPropertyName("position")] int Position);
 
@@ -42,7 +42,7 @@ public static class DocumentExtraction
     /// through <paramref name="warn"/>.
     /// </summary>
     public static (Tensor Acts, DocumentMetadata Meta) Extract(HookedTransformer model, IReadOnlyList<string> hooks,
-        IReadOnlyList<int[]> documents, IReadOnlyList<string>? texts = null, int? padToken = null, int batchSize = 8, Action<string>? warn = null)
+        IReadOnlyList<int[]> documents, IReadOnlyList<string?>? texts = null, int? padToken = null, int batchSize = 8, Action<string>? warn = null)
     {
         int context = model.Config.MaxPositions, truncated = 0, longest = 0;
         if (hooks.Count == 0) throw new ArgumentException("at least one hook is needed");
@@ -83,8 +83,9 @@ public static class DocumentExtraction
                     outp.Cache[hooks[h]].Span.Slice((b * t + pos[b]) * widths[h], widths[h]).CopyTo(acts.Row(start + b).Slice(col));
                     col += widths[h];
                 }
-                string text = texts?[start + b] ?? "";
-                samples.Add(new DocumentSample(start + b, text.Length > TextPreviewChars ? text[..TextPreviewChars] : text, kept[b], pos[b]));
+                // drrik keeps the first 200 characters of each document's text.
+                string? text = texts?[start + b];
+                samples.Add(new DocumentSample(start + b, text is { Length: > TextPreviewChars } ? text[..TextPreviewChars] : text, kept[b], pos[b]));
             }
         }
         if (truncated > 0)

@@ -37,7 +37,7 @@ public class DocumentExtractionTests
                 for (int j = 0; j < d; j++) Assert.Equal(want[j], got[j], 4);
             }
         }
-        Assert.Equal(200, meta.Samples[0].Text.Length);
+        Assert.Equal(200, meta.Samples[0].Text!.Length);
         var dir = Path.Combine(Path.GetTempPath(), "saesharp-extract-" + Guid.NewGuid().ToString("N"));
         DocumentExtraction.Save(dir, acts, meta);
         var (a2, m2) = DocumentExtraction.Load(dir);

@@ -58,4 +58,26 @@ public class ModelInputsTests
         var want = m.RunWithCache(longDoc[..32], ["blocks.0.hook_resid_post"], returnLogits: false).Cache["blocks.0.hook_resid_post"].Row(31).ToArray();
         Assert.Equal(want, acts.Row(1).ToArray());
     }
+
+    [SharedFact("models/stories260K/model.safetensors", "models/stories260K/tokenizer.json")]
+    public void ExtractRecordsEachDocumentsText()
+    {
+        using var dir = new TempDir();
+        string model = Path.GetDirectoryName(SharedData.Path("models/stories260K/model.safetensors"))!;
+        string[] lines = ["Once upon a time there was a cat.", "The dog ran to the park.", new string('z', 250)];
+        string dataset = dir.File("docs.txt");
+        File.WriteAllLines(dataset, lines);
+        var r = Cli.CliRunner.Run("extract", "--model", model, "--hooks", "blocks.0.hook_resid_post", "--dataset", dataset, "--out", dir.File("x"));
+        Assert.True(r.Code == 0, r.Err);
+        var (_, meta) = DocumentExtraction.Load(dir.File("x"));
+        Assert.Equal([lines[0], lines[1], lines[2][..DocumentExtraction.TextPreviewChars]], meta.Samples.Select(s => s.Text));
+
+        // A token file has no text of its own: its tokens decoded with the model's tokenizer.
+        string tokens = dir.File("tokens.safetensors");
+        var tok = SaeSharp.Text.Tokenizers.ForModel(model);
+        TokenFile.Write(tokens, lines[..2].Select(l => tok.Encode(l, addBos: true)));
+        r = Cli.CliRunner.Run("extract", "--model", model, "--hooks", "blocks.0.hook_resid_post", "--tokens-file", tokens, "--out", dir.File("y"));
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(lines[..2], DocumentExtraction.Load(dir.File("y")).Meta.Samples.Select(s => s.Text));
+    }
 }
