@@ -22,6 +22,12 @@ public static class Program
             stderr.WriteLine($"error: {e.Message}");
             return 1;
         }
+        catch (OperationCanceledException e)
+        {
+            // Ctrl+C or SIGTERM (Progress.InterruptToken): the job stopped at a safe point; its message says what it kept.
+            stderr.WriteLine($"interrupted: {e.Message}");
+            return 130;
+        }
     }
 
     /// <summary>

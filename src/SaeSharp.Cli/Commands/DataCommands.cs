@@ -59,7 +59,9 @@ public static class DataCommands
             var windows = ModelInputs.Contexts(docs, m.Config, c, prependBos: m.Config.BosTokenId is not null, p.GetValue(separator)!)
                 .Take((int)Math.Min(int.MaxValue, n / c)).ToList();
             if (windows.Count == 0) throw new InvalidDataException($"token file holds fewer than {c} tokens");
-            var man = ActivationCache.Write(p.GetValue(outDir)!, m, p.GetValue(hook)!, windows, p.GetValue(perShard), p.GetValue(prompts), dt);
+            var (cts, reg) = Progress.InterruptToken();
+            CacheManifest man;
+            using (reg) man = ActivationCache.Write(p.GetValue(outDir)!, m, p.GetValue(hook)!, windows, p.GetValue(perShard), p.GetValue(prompts), dt, cancel: cts.Token);
             p.InvocationConfiguration.Output.WriteLine($"cached {man.Shards.Sum(s => (long)s.Rows)} rows of d_in {man.DIn} in {man.Shards.Count} shards");
         });
         return cmd;
@@ -80,8 +82,12 @@ public static class DataCommands
             var m = HookedTransformer.Load(p.GetValue(model)!);
             var docs = ModelInputs.DocumentsWithText(p.GetValue(tokensFile), p.GetValue(dataset), p.GetValue(model)!, addBos: true).ToList();
             var hs = p.GetValue(hooks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            var (acts, meta) = DocumentExtraction.Extract(m, hs, docs.Select(d => d.Ids).ToList(), docs.Select(d => d.Text).ToList(), padToken: p.GetValue(pad),
-                warn: w => p.InvocationConfiguration.Error.WriteLine($"warning: {w}"));
+            var (cts, reg) = Progress.InterruptToken();
+            Tensors.Tensor acts;
+            DocumentMetadata meta;
+            using (reg)
+                (acts, meta) = DocumentExtraction.Extract(m, hs, docs.Select(d => d.Ids).ToList(), docs.Select(d => d.Text).ToList(), padToken: p.GetValue(pad),
+                    warn: w => p.InvocationConfiguration.Error.WriteLine($"warning: {w}"), cancel: cts.Token);
             DocumentExtraction.Save(p.GetValue(outDir)!, acts, meta);
             p.InvocationConfiguration.Output.WriteLine($"extracted {acts.Rows} x {acts.Cols} activations");
         });

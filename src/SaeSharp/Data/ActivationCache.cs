@@ -30,9 +30,14 @@ public static class ActivationCache
         catch (JsonException e) { throw new InvalidDataException($"{p}: invalid manifest: {e.Message}", e); }
     }
 
-    /// <summary>Writes the cache; <paramref name="maxShards"/> stops early (used to test resume). Returns the manifest.</summary>
+    /// <summary>
+    /// Writes the cache; <paramref name="maxShards"/> stops early (used to test resume). Returns the manifest.
+    /// When <paramref name="cancel"/> fires, the shard in progress is dropped and OperationCanceledException says how
+    /// many shards are kept (a rerun resumes from them).
+    /// </summary>
     public static CacheManifest Write(string dir, HookedTransformer model, string hook, IReadOnlyList<int[]> contexts,
-        int contextsPerShard, int promptsPerBatch, DType dtype = DType.F32, IEnumerable<int>? excludeTokens = null, int? maxShards = null)
+        int contextsPerShard, int promptsPerBatch, DType dtype = DType.F32, IEnumerable<int>? excludeTokens = null, int? maxShards = null,
+        CancellationToken cancel = default)
     {
         if (dtype is not (DType.F32 or DType.BF16)) throw new ArgumentException($"cache dtype must be F32 or BF16, got {dtype}");
         if (contextsPerShard < 1 || promptsPerBatch < 1) throw new ArgumentException("contexts per shard and prompts per batch must be >= 1");
@@ -54,6 +59,9 @@ public static class ActivationCache
             var rows = new List<Tensor>(); var toks = new List<int>();
             for (int b = 0; b < count; b += promptsPerBatch)
             {
+                if (cancel.IsCancellationRequested)
+                    throw new OperationCanceledException($"cache stopped with {manifest.Shards.Count} of {nShards} shards finished; they are kept in {dir} "
+                        + "(manifest.json lists them) and a rerun with the same settings resumes from them", cancel);
                 var batch = new List<int[]>();
                 for (int i = b; i < Math.Min(count, b + promptsPerBatch); i++) batch.Add(contexts[first + i]);
                 var (r, t) = ActivationStore.Extract(model, hook, batch, exclude);

@@ -42,7 +42,8 @@ public static class DocumentExtraction
     /// through <paramref name="warn"/>.
     /// </summary>
     public static (Tensor Acts, DocumentMetadata Meta) Extract(HookedTransformer model, IReadOnlyList<string> hooks,
-        IReadOnlyList<int[]> documents, IReadOnlyList<string?>? texts = null, int? padToken = null, int batchSize = 8, Action<string>? warn = null)
+        IReadOnlyList<int[]> documents, IReadOnlyList<string?>? texts = null, int? padToken = null, int batchSize = 8, Action<string>? warn = null,
+        CancellationToken cancel = default)
     {
         int context = model.Config.MaxPositions, truncated = 0, longest = 0;
         if (hooks.Count == 0) throw new ArgumentException("at least one hook is needed");
@@ -54,6 +55,9 @@ public static class DocumentExtraction
         var samples = new List<DocumentSample>(documents.Count);
         for (int start = 0; start < documents.Count; start += batchSize)
         {
+            if (cancel.IsCancellationRequested)
+                throw new OperationCanceledException($"extract stopped after {start} of {documents.Count} documents; nothing was written "
+                    + "(activations.npy and metadata.json are written once every document is done)", cancel);
             var batch = new List<int[]>();
             var kept = new List<int[]>();
             var pos = new List<int>();

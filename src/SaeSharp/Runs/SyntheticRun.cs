@@ -30,7 +30,9 @@ public static class SyntheticRun
             string dir = Path.Combine(outDir, name);
             var run = o.Track(name, Math.Max(1, settings.TotalSteps() / 5), report =>
                 TrainRun.Execute(settings, source, dir, cancel, report, new System.Text.Json.Nodes.JsonObject { ["dataset_path"] = "synthetic:" + model.Config.NumFeatures }));
-            if (run.Summary.Interrupted) throw new OperationCanceledException($"{name} interrupted at step {run.Summary.Steps}");
+            if (run.Summary.Interrupted)
+                throw new OperationCanceledException($"{name} stopped at step {run.Summary.Steps} of {settings.TotalSteps()}; its checkpoint is in "
+                    + $"{Path.Combine(dir, "checkpoints")}" + (results.Count > 0 ? $"; {string.Join(", ", results.Select(r => r.Name))} finished and saved in {outDir}" : ""));
             var forward = run.Sae.Forward(evalHidden);
             var eval = SyntheticEvals.Evaluate(evalFeatures, evalHidden, forward.DenseFeatures(), forward.Output, run.Sae.WDec, model.Dictionary);
             results.Add(new SyntheticRunResult(name, eval, run.Elapsed, run.Sae, dir));

@@ -81,4 +81,23 @@ public class ActivationCacheTests
         Assert.Contains(shard, e.Message);
         Assert.Contains("row 4", e.Message);
     }
+
+    [Fact]
+    public void InterruptedCacheKeepsItsFinishedShardsAndSaysSo()
+    {
+        var d = Tmp();
+        var modelDir = Tmp();
+        SaeSharp.Tests.Models.ModelLoaderTests.WriteTinyLlama(modelDir);
+        var model = SaeSharp.Models.HookedTransformer.Load(modelDir);
+        var ctx = Enumerable.Range(0, 6).Select(i => Enumerable.Range(0, 8).Select(j => 1 + (i * 8 + j) % 15).ToArray()).ToList();
+        ActivationCache.Write(d, model, Hook, ctx, 2, 2, maxShards: 1);
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        var e = Assert.Throws<OperationCanceledException>(() => ActivationCache.Write(d, model, Hook, ctx, 2, 2, cancel: cancelled.Token));
+        Assert.Contains("1 of 3 shards", e.Message);
+        Assert.Contains(d, e.Message);
+        Assert.Contains("resumes", e.Message);
+        Assert.Single(ActivationCache.ReadManifest(d)!.Shards);
+        Assert.Equal(3, ActivationCache.Write(d, model, Hook, ctx, 2, 2).Shards.Count);
+    }
 }

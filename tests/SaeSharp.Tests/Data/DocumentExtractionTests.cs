@@ -45,4 +45,19 @@ public class DocumentExtractionTests
         Assert.Equal(docs[1], m2.Samples[1].TokenIds);
         Assert.Equal(hooks, m2.Hooks);
     }
+
+    [Fact]
+    public void InterruptedExtractionSaysNothingWasWritten()
+    {
+        var modelDir = Directory.CreateTempSubdirectory().FullName;
+        SaeSharp.Tests.Models.ModelLoaderTests.WriteTinyLlama(modelDir);
+        var model = SaeSharp.Models.HookedTransformer.Load(modelDir);
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        var e = Assert.Throws<OperationCanceledException>(() =>
+            DocumentExtraction.Extract(model, ["blocks.0.hook_resid_post"], [[1, 2, 3], [1, 4]], cancel: cancelled.Token));
+        Assert.Contains("0 of 2 documents", e.Message);
+        Assert.Contains("nothing was written", e.Message);
+        Directory.Delete(modelDir, true);
+    }
 }
