@@ -18,7 +18,8 @@ public static class DemoCommands
         {
             var o = p.InvocationConfiguration.Output;
             var model = SyntheticModel.BuildPreset("toy", p.GetValue(seed));
-            double trueL0 = SyntheticEvals.MeanL0(model.Sample(8192, new Rng(p.GetValue(seed) + 7)).Features);
+            // The same samples the table's "L0 true" is computed on.
+            double trueL0 = SyntheticEvals.MeanL0(SyntheticRun.EvaluationSamples(model).Features);
             int k = Math.Max(1, (int)Math.Round(2.5 * trueL0)); // TopK needs slack above the true L0 to separate co-firing (hierarchical) features
             o.WriteLine($"toy synthetic model: {model.Config.NumFeatures} features in {model.Config.HiddenDim} dimensions, hierarchy + correlation, true L0 {trueL0:F2}");
             var common = new TrainSettings

@@ -22,7 +22,7 @@ public static class SyntheticRun
     {
         Directory.CreateDirectory(outDir);
         model.Save(Path.Combine(outDir, "synthetic_model"));
-        var (evalFeatures, evalHidden) = model.Sample(evalSamples, new Rng(model.Config.Seed ^ 0xE7A1UL));
+        var (evalFeatures, evalHidden) = EvaluationSamples(model, evalSamples);
         var results = new List<SyntheticRunResult>();
         foreach (var (name, settings) in runs)
         {
@@ -42,6 +42,10 @@ public static class SyntheticRun
         o.WriteLine($"report: {Path.GetFullPath(Path.Combine(outDir, "report.html"))}");
         return results;
     }
+
+    /// <summary>The fresh samples every SAE of a run is scored on (a seed of their own, so training never sees them).</summary>
+    public static (Tensor Features, Tensor Hidden) EvaluationSamples(SyntheticModel model, int samples = 8192) =>
+        model.Sample(samples, new Rng(model.Config.Seed ^ 0xE7A1UL));
 
     private static readonly string[] Header = { "SAE", "MCC", "uniqueness", "F1", "L0 true", "L0 SAE", "dead", "shrinkage", "EV", "time (s)" };
 

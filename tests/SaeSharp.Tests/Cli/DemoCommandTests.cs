@@ -12,7 +12,11 @@ public partial class DemoCommandTests
         var (code, output, err) = CliRunner.Run("demo", "--out", dir);
         Assert.True(code == 0, err + output);
         var topk = output.Split('\n').Single(l => l.StartsWith("topk_k") && !l.Contains(':'));
-        double mcc = double.Parse(topk.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+        var cells = topk.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        double mcc = double.Parse(cells[1], System.Globalization.CultureInfo.InvariantCulture);
+        // The true L0 announced before training is the table's "L0 true": both over the same evaluation samples.
+        string announced = output.Split('\n')[0].Split("true L0 ")[1].Trim();
+        Assert.Equal(cells[4], announced);
         Assert.True(mcc > 0.95, $"TopK MCC on toy {mcc}:\n{output}");
         var html = File.ReadAllText(Path.Combine(dir, "report.html"));
         Assert.Contains("<svg", html);
