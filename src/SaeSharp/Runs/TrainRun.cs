@@ -151,7 +151,7 @@ public static class TrainRun
             meta["validation_fraction"] = s.HeldOutFraction();
             if (summary.LastMetrics.TryGetValue("val_loss", out var vl) && double.IsFinite(vl)) meta["final_val_loss"] = vl;
         }
-        SaeFiles.Save(final, outDir, summary.Log10Density);
+        SaeFiles.Save(final, outDir, summary.Log10Density, SaeLensTrainingKeys.From(s));
         return new TrainRunResult(final, summary, scale, outDir, clock.Elapsed);
     }
 
