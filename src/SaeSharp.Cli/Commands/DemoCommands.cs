@@ -44,7 +44,7 @@ public static class DemoCommands
     {
         var cmd = new Command("train", "Train an SAE on a synthetic model's activations for --samples samples; print MCC/F1/L0/EV and write report.html");
         var preset = new Option<string>("--preset") { Description = $"Preset: {string.Join(", ", SyntheticModel.PresetNames)}", DefaultValueFactory = _ => "toy" };
-        var model = new Option<string?>("--model") { Description = "A folder written by `synth build` (instead of --preset)" };
+        var model = new Option<string?>("--model") { Description = "A folder written by `synth build`, or a synthetic model config (.yaml/.json) to build (instead of --preset)" };
         var samples = new Option<long?>("--samples") { Description = "Training samples (steps = samples / batch size); default: the steps setting" };
         var orthoSteps = new Option<int?>("--ortho-steps") { Description = "Override the preset's orthogonalisation steps" };
         var evalSamples = new Option<int>("--eval-samples") { Description = "Fresh samples for the final evaluation", DefaultValueFactory = _ => 8192 };
@@ -65,7 +65,7 @@ public static class DemoCommands
             if (p.GetValue(model) is { } dir)
             {
                 if (p.GetResult(preset) is { Tokens.Count: > 0 }) throw new ArgumentException("give --preset or --model, not both");
-                synthetic = SyntheticModel.Load(dir);
+                synthetic = SynthCommands.Open(dir);
             }
             else
             {
