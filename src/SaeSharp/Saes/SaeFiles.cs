@@ -230,7 +230,9 @@ public static class SaeFiles
         string cfgPath = Path.Combine(folder, ConfigFile), wPath = Path.Combine(folder, SparsifyWeightsFile);
         if (!File.Exists(cfgPath)) throw new FileNotFoundException($"{folder}: no {ConfigFile}", cfgPath);
         if (!File.Exists(wPath)) throw new FileNotFoundException($"{folder}: no {SparsifyWeightsFile}", wPath);
-        var o = JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject ?? throw new InvalidDataException($"{cfgPath}: expected a JSON object");
+        JsonObject o;
+        try { o = JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject ?? throw new InvalidDataException($"{cfgPath}: expected a JSON object"); }
+        catch (JsonException e) { throw new InvalidDataException($"{cfgPath}: invalid JSON: {e.Message}"); }
         // Variants whose weights have the same names but compute something else must not load as a plain TopK SAE.
         if (Str(o, "activation", cfgPath) is { } activation && activation != "topk")
             throw new NotSupportedException($"{cfgPath}: sparsify activation '{activation}' is not supported (only topk imports)");

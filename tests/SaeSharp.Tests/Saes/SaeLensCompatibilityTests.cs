@@ -113,5 +113,7 @@ public class SaeLensCompatibilityTests
         // activation "topk" and transcode false are what the import reproduces.
         File.WriteAllText(Path.Combine(dir.Root, SaeFiles.ConfigFile), """{"k": 2, "num_latents": 8, "d_in": 4, "activation": "topk", "transcode": false}""");
         Assert.Equal("topk", SaeFiles.ImportSparsify(dir.Root).Config.Architecture);
+        File.WriteAllText(Path.Combine(dir.Root, SaeFiles.ConfigFile), "{\"k\": 2,");
+        Assert.Contains(SaeFiles.ConfigFile, Assert.Throws<InvalidDataException>(() => SaeFiles.ImportSparsify(dir.Root)).Message);
     }
 }
