@@ -35,6 +35,7 @@ public static class Program
         root.Add(SynthCommands.Build());
         root.Add(TrainCommands.Build());
         root.Add(EvalCommands.Build());
+        root.Add(MatchCommands.Build());
         root.Add(DemoCommands.BuildDemo());
         root.Add(SaeCommands.Build());
         root.Add(TokenizeCommands.Build());

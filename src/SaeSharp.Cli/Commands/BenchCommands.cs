@@ -45,6 +45,11 @@ public static class BenchCommands
         eval.Add(evalModel); eval.Add(evalHook); eval.Add(evalQuick);
         eval.SetAction(p => EvalBench.Run(p.InvocationConfiguration.Output, p.GetValue(evalModel), p.GetValue(evalHook)!, p.GetValue(evalQuick)));
         bench.Add(eval);
+        var match = new Command("match", "Time to match two 16k-latent SAEs by activation cosine over 100k tokens (synthetic codes), with a dense GEMM as yardstick");
+        var matchQuick = new Option<bool>("--quick") { Description = "2k latents over 10k tokens (a smoke run)" };
+        match.Add(matchQuick);
+        match.SetAction(p => MatchBench.Run(p.InvocationConfiguration.Output, p.GetValue(matchQuick)));
+        bench.Add(match);
         return bench;
     }
 }
