@@ -49,6 +49,7 @@ public static class Program
         root.Add(TrainCommands.Build());
         root.Add(EvalCommands.Build());
         foreach (var c in AnalyzeCommands.Build()) root.Add(c);
+        root.Add(MatchCommands.Build());
         root.Add(DemoCommands.BuildDemo());
         root.Add(SaeCommands.Build());
         root.Add(TokenizeCommands.Build());

@@ -61,6 +61,11 @@ public static class BenchCommands
         foreach (var opt in new Option[] { anModel, anHook, anTokens, anDSae, anQuick }) analyze.Add(opt);
         analyze.SetAction(p => AnalyzeBench.Run(p.InvocationConfiguration.Output, p.GetValue(anModel), p.GetValue(anHook)!, p.GetValue(anTokens), p.GetValue(anDSae), p.GetValue(anQuick)));
         bench.Add(analyze);
+        var match = new Command("match", "Time to match two 16k-latent SAEs by activation cosine over 100k tokens (synthetic codes), with a dense GEMM as yardstick");
+        var matchQuick = new Option<bool>("--quick") { Description = "2k latents over 10k tokens (a smoke run)" };
+        match.Add(matchQuick);
+        match.SetAction(p => MatchBench.Run(p.InvocationConfiguration.Output, p.GetValue(matchQuick)));
+        bench.Add(match);
         return bench;
     }
 }

@@ -44,7 +44,7 @@ public static class SyntheticEvals
         // Cost 1 − |cos| as float: a 16k × 16k matching then needs one extra 1 GB matrix, not 2 GB of doubles.
         var cost = GC.AllocateUninitializedArray<float>(cos.Length);
         TensorPrimitives.Subtract(1f, cos.Span, cost);
-        var (ra, rb) = Hungarian.Solve(cost, a.Dim(0), b.Dim(0));
+        var (ra, rb) = LinearAssignment.Solve(cost, a.Dim(0), b.Dim(0));
         return (ra, rb, cos);
     }
 
