@@ -154,7 +154,13 @@ public sealed class FeatureAnalysis : IFeatureSource
     public required AnalysisSummary Summary { get; init; }
     public required IReadOnlyList<FeatureDetail> Features { get; init; }
 
-    public FeatureDetail this[int feature] => Features[feature];
+    public FeatureDetail this[int feature] => Detail(feature);
     public IReadOnlyList<FeatureSummaryRow> Rows => Features.Select(f => f.Stats).ToArray();
-    public FeatureDetail Detail(int feature) => Features[feature];
+
+    /// <summary>The latent's details (an analysis of some latents only holds them in ascending latent order).</summary>
+    public FeatureDetail Detail(int feature)
+    {
+        if (feature >= 0 && feature < Features.Count && Features[feature].Feature == feature) return Features[feature];
+        return Features.FirstOrDefault(f => f.Feature == feature) ?? throw new KeyNotFoundException($"latent {feature} is not in this analysis");
+    }
 }

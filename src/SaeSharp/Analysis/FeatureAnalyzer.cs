@@ -28,6 +28,14 @@ public sealed class FeatureAnalyzer(FeatureAnalysisOptions options, Compute comp
     public FeatureAnalysisOptions Options => options;
 
     /// <summary>
+    /// Analyse only these latents (distinct, each below d_sae; null: every latent), e.g. the partners of matched features
+    /// at one checkpoint: the details come back in ascending latent order, each under its own index
+    /// (<see cref="FeatureAnalysis.Detail"/>), equal to what the whole analysis holds for them. Metrics that sum over
+    /// latents (l0, l1, dead_latents, the misc metrics) then cover only these; the reconstruction metrics are the whole SAE's.
+    /// </summary>
+    public IReadOnlyList<int>? Latents { get; init; }
+
+    /// <summary>
     /// Runs <paramref name="model"/> with <paramref name="sae"/> over <paramref name="contexts"/> in batches of
     /// <paramref name="batchSize"/>; positions holding <paramref name="excludeTokens"/> count nowhere.
     /// <paramref name="afterBatch"/> gets the progress after every batch.
@@ -37,22 +45,23 @@ public sealed class FeatureAnalyzer(FeatureAnalysisOptions options, Compute comp
     {
         var stream = new LatentStream(model, [sae], excludeTokens);
         var recon = new ReconstructionStats(sae.Site.OutputWidth);
-        using var collector = NewCollector(sae.Sae);
+        var selected = Selected(sae.Sae);
+        using var collector = NewCollector(sae.Sae.Config.DSae, selected);
         int batches = 0;
         foreach (var batch in stream.Stream(contexts, batchSize))
         {
             cancel.ThrowIfCancellationRequested();
             var acts = batch.Saes[0];
-            collector.Add(acts.Codes(compute), batch.Sequences, batch.SeqLen, batch.Keep);
+            collector.Add(Select(acts.Codes(compute), selected), batch.Sequences, batch.SeqLen, batch.Keep);
             recon.Add(acts.Target, acts.Forward.Output, batch.Keep);
             afterBatch?.Invoke(new AnalysisProgress(++batches, collector.Positions, (double)collector.Firings / Math.Max(1, collector.Positions), recon.ExplainedVariance, recon.Mse));
         }
         if (collector.Positions == 0) throw new InvalidDataException("the contexts hold no analysed position (every token was excluded, or there were none)");
         var (directions, foldGain, note) = LogitTables.ResidualDirections(model, sae, compute);
-        var logits = directions is null ? null : LogitTables.Compute(directions, model, foldGain, options.LogitTokens, options.LogitHistogramBins, compute);
+        var logits = directions is null ? null : LogitTables.Compute(Rows(directions, selected), model, foldGain, options.LogitTokens, options.LogitHistogramBins, compute);
         var vocab = tokenizer is null ? null : TokenStrings(tokenizer, model.Config.VocabSize);
         var summary = Summary(sae.Sae, sae.Name, sae.Site.InputHook, "tokens", note, recon);
-        return Assemble(collector.Finish(cancel), sae.Sae, summary, vocab, logits, texts: null);
+        return Assemble(collector.Finish(cancel), selected, sae.Sae, summary, vocab, logits, texts: null);
     }
 
     /// <summary>
@@ -68,7 +77,8 @@ public sealed class FeatureAnalyzer(FeatureAnalysisOptions options, Compute comp
         if (rows.Cols != sae.Config.DIn) throw new ArgumentException($"activations have {rows.Cols} columns, the SAE's d_in is {sae.Config.DIn}");
         if (documents.Count != rows.Rows) throw new ArgumentException($"{documents.Count} documents in the metadata for {rows.Rows} activation rows");
         var recon = new ReconstructionStats(sae.Config.DIn);
-        using var collector = NewCollector(sae);
+        var selected = Selected(sae);
+        using var collector = NewCollector(sae.Config.DSae, selected);
         const int Chunk = 1024;
         for (int start = 0; start < rows.Rows; start += Chunk)
         {
@@ -79,7 +89,7 @@ public sealed class FeatureAnalyzer(FeatureAnalysisOptions options, Compute comp
             // Each document is a one-position sequence holding the token its activation was read at (-1 when unknown).
             var seqs = Enumerable.Range(start, n).Select(i => new[] { TokenAt(documents[i]) }).ToArray();
             var keep = Enumerable.Repeat(true, n).ToArray();
-            collector.Add(forward.Codes ?? SparseCodes.FromDense(forward.Features!, compute), seqs, 1, keep);
+            collector.Add(Select(forward.Codes ?? SparseCodes.FromDense(forward.Features!, compute), selected), seqs, 1, keep);
             recon.Add(x, forward.Output);
         }
         string hook = string.Join(",", hooks);
@@ -90,18 +100,40 @@ public sealed class FeatureAnalyzer(FeatureAnalysisOptions options, Compute comp
             var site = SaeSite.Create(model, hooks[0], null, hooks[0], null, sae.Config.DIn, sae.Config.DIn, name);
             var (directions, foldGain, why) = LogitTables.ResidualDirections(model, new HookedSae(name, sae, site), compute);
             note = why;
-            if (directions is not null) logits = LogitTables.Compute(directions, model, foldGain, options.LogitTokens, options.LogitHistogramBins, compute);
+            if (directions is not null) logits = LogitTables.Compute(Rows(directions, selected), model, foldGain, options.LogitTokens, options.LogitHistogramBins, compute);
         }
         else if (model is not null) note = $"no logit tables: the activations concatenate {hooks.Count} hooks";
         var vocab = tokenizer is null ? null : TokenStrings(tokenizer, model?.Config.VocabSize ?? tokenizer.VocabSize);
         var summary = Summary(sae, name, hook, "activations", note, recon);
-        return Assemble(collector.Finish(cancel), sae, summary, vocab, logits, documents.Select(d => d.Text ?? "").ToArray());
+        return Assemble(collector.Finish(cancel), selected, sae, summary, vocab, logits, documents.Select(d => d.Text ?? "").ToArray());
     }
 
     private static int TokenAt(DocumentSample d) => d.Position >= 0 && d.Position < d.TokenIds.Length ? d.TokenIds[d.Position] : -1;
 
-    private FeatureCollector NewCollector(Sae sae) =>
-        new(sae.Config.DSae, options, Path.Combine(SpillDirectory, $"saesharp-analysis-{Guid.NewGuid():N}.spill"), compute);
+    private FeatureCollector NewCollector(int dSae, int[]? selected) =>
+        new(selected?.Length ?? dSae, options, Path.Combine(SpillDirectory, $"saesharp-analysis-{Guid.NewGuid():N}.spill"), compute, selected);
+
+    /// <summary><see cref="Latents"/> checked against the SAE, ascending; null for every latent.</summary>
+    private int[]? Selected(Sae sae)
+    {
+        if (Latents is null) return null;
+        int dSae = sae.Config.DSae;
+        foreach (int j in Latents)
+            if (j < 0 || j >= dSae) throw new ArgumentException($"latents: {j} is not a latent index below d_sae {dSae}");
+        if (Latents.Distinct().Count() != Latents.Count) throw new ArgumentException("latents: a latent is named twice");
+        if (Latents.Count == 0) throw new ArgumentException("latents: name at least one latent (or leave it unset for every latent)");
+        return Latents.Order().ToArray();
+    }
+
+    private static SparseCodes Select(SparseCodes codes, int[]? selected) => selected is null ? codes : codes.SelectColumns(selected);
+
+    private static Tensor Rows(Tensor t, int[]? selected)
+    {
+        if (selected is null) return t;
+        var rows = Tensor.Uninitialized(selected.Length, t.Cols);
+        for (int k = 0; k < selected.Length; k++) t.Row(selected[k]).CopyTo(rows.Row(k));
+        return rows;
+    }
 
     /// <summary>A readable string per token id: sentencepiece's ▁ as a space, byte-level tokens decoded to their text.</summary>
     public static string[] TokenStrings(ITokenizer tokenizer, int vocabSize) =>
@@ -134,7 +166,8 @@ public sealed class FeatureAnalyzer(FeatureAnalysisOptions options, Compute comp
         SaeConfig = SaeFiles.ConfigToJson(sae.Config),
     };
 
-    private FeatureAnalysis Assemble(CollectedFeatures collected, Sae sae, AnalysisSummary summary, string[]? vocab, LogitTable[]? logits, string[]? texts)
+    /// <param name="selected">The latent of each collected feature (null: feature j is latent j).</param>
+    private FeatureAnalysis Assemble(CollectedFeatures collected, int[]? selected, Sae sae, AnalysisSummary summary, string[]? vocab, LogitTable[]? logits, string[]? texts)
     {
         long positions = collected.Positions;
         string Token(int id) => id < 0 ? "" : vocab is not null && id < vocab.Length ? vocab[id] : $"<{id}>";
@@ -145,15 +178,16 @@ public sealed class FeatureAnalyzer(FeatureAnalysisOptions options, Compute comp
 
         var details = new FeatureDetail[collected.Features.Count];
         double totalFires = 0, totalSum = 0;
-        for (int j = 0; j < details.Length; j++)
+        for (int k = 0; k < details.Length; k++)
         {
-            var f = collected.Features[j];
+            var f = collected.Features[k];
+            int j = selected?[k] ?? k;
             totalFires += f.Fires;
             totalSum += f.Sum;
             var decoder = sae.WDec.Row(j);
             var stats = new FeatureSummaryRow(j, f.Fires, (double)f.Fires / positions, f.Max, f.Min, f.Sum / positions,
                 f.Fires > 0 ? f.Sum / f.Fires : 0, System.Numerics.Tensors.TensorPrimitives.Norm(decoder));
-            details[j] = new FeatureDetail
+            details[k] = new FeatureDetail
             {
                 Stats = stats,
                 ActivationHistogram = f.Histogram,
@@ -161,9 +195,9 @@ public sealed class FeatureAnalyzer(FeatureAnalysisOptions options, Compute comp
                 QuantileGroups = f.Groups.Select(g => new QuantileGroup(g.Index, g.Lower, g.Upper, g.Count, (double)g.Count / positions,
                     g.Samples.Select((c, i) => Example(c, j, ExampleKind.Quantile, g.Index, i)).ToArray())).ToArray(),
                 DecoderHistogram = Histogram.Of(decoder, options.HistogramBins),
-                TopLogits = logits is null ? [] : Entries(logits[j].Top),
-                BottomLogits = logits is null ? [] : Entries(logits[j].Bottom),
-                LogitHistogram = logits?[j].Histogram,
+                TopLogits = logits is null ? [] : Entries(logits[k].Top),
+                BottomLogits = logits is null ? [] : Entries(logits[k].Bottom),
+                LogitHistogram = logits?[k].Histogram,
             };
         }
         var metrics = new Dictionary<string, double>(summary.Metrics)

@@ -25,13 +25,18 @@ public sealed class FeatureCollector : IDisposable
     private readonly float[] _max, _min;
     private readonly List<Candidate>[] _top;
     private readonly string _spillPath;
+    private readonly int[]? _latentIds;
     private FileStream? _spill;
     private long _positions, _sequences;
 
     /// <param name="spillPath">A file the firing codes are spilled to between the two passes (deleted on Dispose).</param>
-    public FeatureCollector(int dSae, FeatureAnalysisOptions options, string spillPath, Compute compute)
+    /// <param name="latentIds">The SAE latent each column of the codes is (a subset's), so its interval samples are the
+    /// ones the whole SAE's collection draws for it; null: column j is latent j.</param>
+    public FeatureCollector(int dSae, FeatureAnalysisOptions options, string spillPath, Compute compute, IReadOnlyList<int>? latentIds = null)
     {
         options.Validate();
+        if (latentIds is not null && latentIds.Count != dSae) throw new ArgumentException($"{latentIds.Count} latent ids for {dSae} columns");
+        _latentIds = latentIds?.ToArray();
         _dSae = dSae;
         _options = options;
         _compute = compute;
@@ -122,7 +127,7 @@ public sealed class FeatureCollector : IDisposable
                         int g = IntervalOf(v, _max[j], groups);
                         groupCounts[(long)j * groups + g]++;
                         var (seq, pos) = batch.PositionOf(q);
-                        ulong key = SampleKey(_options.Seed, seq, pos, j);
+                        ulong key = SampleKey(_options.Seed, seq, pos, _latentIds?[j] ?? j);
                         var list = samples[(long)j * groups + g];
                         if (list.Count == perGroup && key >= list[^1].Key) continue;
                         var c = batch.Context(j, q, _options.ContextTokens) with { Key = key };
@@ -288,6 +293,7 @@ public sealed class FeatureCollector : IDisposable
 
         private static void Fill(Stream s, Span<byte> buffer)
         {
+            if (buffer.IsEmpty) return; // a batch without firings
             if (!TryFill(s, buffer)) throw new InvalidDataException("the analysis spill file ended mid-batch");
         }
     }

@@ -53,8 +53,8 @@ public static class FeatureMatching
 
         // The solver's rows are the smaller side; cosines are symmetric, so either SAE can be it.
         bool refRows = refAlive.Length <= otherAlive.Length;
-        var (rows, rowNorm, rowIds) = refRows ? (Restrict(reference, refAlive), refNorm, refAlive) : (Restrict(other, otherAlive), otherNorm, otherAlive);
-        var (cols, colNorm, colIds) = refRows ? (Restrict(other, otherAlive), otherNorm, otherAlive) : (Restrict(reference, refAlive), refNorm, refAlive);
+        var (rows, rowNorm, rowIds) = refRows ? (reference.SelectColumns(refAlive), refNorm, refAlive) : (other.SelectColumns(otherAlive), otherNorm, otherAlive);
+        var (cols, colNorm, colIds) = refRows ? (other.SelectColumns(otherAlive), otherNorm, otherAlive) : (reference.SelectColumns(refAlive), refNorm, refAlive);
         var rowColumns = rows.ToColumns();
         var inverseColNorm = colNorm.Select(n => 1 / n).ToArray();
         int width = cols.Cols;
@@ -203,25 +203,6 @@ public static class FeatureMatching
         var alive = Enumerable.Range(0, codes.Cols).Where(j => !dead[j]).ToArray();
         for (int j = 0; j < norm.Length; j++) norm[j] = Math.Sqrt(norm[j]);
         return (alive, alive.Select(j => norm[j]).ToArray());
-    }
-
-    /// <summary>The codes of the columns <paramref name="columns"/> only (ascending), renumbered 0, 1, ...; zeros dropped.</summary>
-    private static SparseCodes Restrict(SparseCodes codes, int[] columns)
-    {
-        var map = new int[codes.Cols];
-        Array.Fill(map, -1);
-        for (int k = 0; k < columns.Length; k++) map[columns[k]] = k;
-        var counts = new int[codes.Rows];
-        for (int r = 0; r < codes.Rows; r++)
-            for (int e = codes.RowStart[r]; e < codes.RowStart[r + 1]; e++) if (map[codes.Index[e]] >= 0 && codes.Value[e] != 0) counts[r]++;
-        var kept = SparseCodes.FromRowCounts(columns.Length, counts);
-        for (int r = 0; r < codes.Rows; r++)
-        {
-            int w = kept.RowStart[r];
-            for (int e = codes.RowStart[r]; e < codes.RowStart[r + 1]; e++)
-                if (map[codes.Index[e]] >= 0 && codes.Value[e] != 0) { kept.Index[w] = map[codes.Index[e]]; kept.Value[w++] = codes.Value[e]; }
-        }
-        return kept;
     }
 
     private static void CheckDecoders(Tensor a, Tensor b)

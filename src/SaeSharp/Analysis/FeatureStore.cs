@@ -69,7 +69,15 @@ public static class FeatureStore
     public static readonly string[] SortColumns = ["feature", "density", "max_activation", "mean_activation"];
 
     /// <summary>Writes <paramref name="analysis"/> to <paramref name="path"/> (a temp file renamed into place).</summary>
-    public static void Write(string path, FeatureAnalysis analysis) => AtomicFile.WriteVia(path, tmp =>
+    public static void Write(string path, FeatureAnalysis analysis)
+    {
+        // An analysis of some latents only (FeatureAnalyzer.Latents) is for showing them, not a store.
+        if (analysis.Features.Count != analysis.Summary.DSae)
+            throw new ArgumentException($"{path}: a feature store holds every latent; this analysis holds {analysis.Features.Count} of {analysis.Summary.DSae}");
+        WriteStore(path, analysis);
+    }
+
+    private static void WriteStore(string path, FeatureAnalysis analysis) => AtomicFile.WriteVia(path, tmp =>
     {
         using var db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = tmp, Pooling = false, Mode = SqliteOpenMode.ReadWriteCreate }.ToString());
         db.Open();

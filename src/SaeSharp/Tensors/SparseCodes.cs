@@ -211,6 +211,34 @@ public sealed class SparseCodes
         return new SparseColumns(Rows, Cols, colStart, row, value);
     }
 
+    /// <summary>
+    /// The entries of the given distinct <paramref name="columns"/> only, column columns[k] renumbered k (so the result
+    /// has columns.Length columns); zeros dropped. Within a row, entries keep their order.
+    /// </summary>
+    public SparseCodes SelectColumns(IReadOnlyList<int> columns)
+    {
+        var map = new int[Cols];
+        Array.Fill(map, -1);
+        for (int k = 0; k < columns.Count; k++)
+        {
+            int c = columns[k];
+            if ((uint)c >= (uint)Cols) throw new ArgumentOutOfRangeException(nameof(columns), $"column {c} of codes with {Cols} columns");
+            if (map[c] >= 0) throw new ArgumentException($"column {c} is selected twice", nameof(columns));
+            map[c] = k;
+        }
+        var counts = new int[Rows];
+        for (int r = 0; r < Rows; r++)
+            for (int e = RowStart[r]; e < RowStart[r + 1]; e++) if (map[Index[e]] >= 0 && Value[e] != 0) counts[r]++;
+        var kept = FromRowCounts(columns.Count, counts);
+        for (int r = 0; r < Rows; r++)
+        {
+            int w = kept.RowStart[r];
+            for (int e = RowStart[r]; e < RowStart[r + 1]; e++)
+                if (map[Index[e]] >= 0 && Value[e] != 0) { kept.Index[w] = map[Index[e]]; kept.Value[w++] = Value[e]; }
+        }
+        return kept;
+    }
+
     /// <summary>The row each entry belongs to.</summary>
     public int[] EntryRows()
     {

@@ -134,6 +134,40 @@ public class FeatureAnalyzerTests
         Assert.Contains("final norm gain", a.Summary.LogitNote);
     }
 
+    /// <summary>An analysis of some latents (a matched feature's partners) holds exactly what the whole analysis holds for them.</summary>
+    [SharedFact(Gpt2Weights)]
+    public void SomeLatentsOnlyGetWhatTheWholeAnalysisHoldsForThem()
+    {
+        var m = LoadGpt2();
+        var sae = Hooked(m, Random("topk", m.Config.DModel, Metadata("blocks.1.hook_resid_post"), dSae: 12));
+        var seqs = Sequences(m, 6, 24, bos: 0);
+        var whole = new FeatureAnalyzer(Options, Compute.All).Analyze(m, sae, seqs, 4, [0], tokenizer: null);
+        // The two latents that fire most, and the one that fires least but fires (some batches hold none of the three).
+        var byFires = whole.Features.Where(d => d.Stats.Fires > 0).OrderByDescending(d => d.Stats.Fires).ThenBy(d => d.Feature).Select(d => d.Feature).ToList();
+        int[] chosen = [byFires[^1], byFires[1], byFires[0]];
+        Assert.True(whole[byFires[1]].Stats.Fires > Options.TopExamples, $"latent {byFires[1]} fires {whole[byFires[1]].Stats.Fires} times; the fixture needs more than the top {Options.TopExamples}");
+        var some = new FeatureAnalyzer(Options, Compute.All) { Latents = chosen }.Analyze(m, sae, seqs, 4, [0], tokenizer: null);
+        Assert.Equal(chosen.Order(), some.Features.Select(d => d.Feature));
+        Assert.Equal(whole.Summary.Positions, some.Summary.Positions);
+        Assert.Equal(whole.Summary.Metrics["explained_variance"], some.Summary.Metrics["explained_variance"], 12);
+        foreach (int j in chosen)
+        {
+            FeatureDetail a = whole[j], b = some[j];
+            Assert.Equal(a.Stats, b.Stats);
+            Assert.Equal(a.ActivationHistogram.Counts, b.ActivationHistogram.Counts);
+            Assert.Equal(a.DecoderHistogram.Counts, b.DecoderHistogram.Counts);
+            Assert.Equal(a.TopExamples.Select(e => (e.Sequence, e.Position, e.Activation, e.Feature)), b.TopExamples.Select(e => (e.Sequence, e.Position, e.Activation, e.Feature)));
+            Assert.Equal(a.TopExamples[0].Acts, b.TopExamples[0].Acts);
+            Assert.Equal(a.QuantileGroups.Select(g => Keys(g.Examples)), b.QuantileGroups.Select(g => Keys(g.Examples)));
+            Assert.Equal(a.TopLogits, b.TopLogits);
+            Assert.Equal(a.BottomLogits, b.BottomLogits);
+        }
+        Assert.Throws<KeyNotFoundException>(() => some.Detail(Enumerable.Range(0, 12).First(j => !chosen.Contains(j))));
+        Assert.Contains("holds 3 of 12", Assert.Throws<ArgumentException>(() => FeatureStore.Write(Path.Combine(Path.GetTempPath(), $"never-{Guid.NewGuid():N}.db"), some)).Message);
+        Assert.Contains("below d_sae 12", Assert.Throws<ArgumentException>(() => new FeatureAnalyzer(Options, Compute.All) { Latents = [12] }.Analyze(m, sae, seqs, 4, [0], null)).Message);
+        Assert.Contains("twice", Assert.Throws<ArgumentException>(() => new FeatureAnalyzer(Options, Compute.All) { Latents = [1, 1] }.Analyze(m, sae, seqs, 4, [0], null)).Message);
+    }
+
     [SharedFact(Gpt2Weights)]
     public void HookZAndMlpPostDirectionsGoThroughTheirOutputWeights()
     {

@@ -58,7 +58,18 @@ public class LinearAssignmentTests
                 cost[i] = (trial % 3) switch { 0 => rng.NextInt(4), 1 => rng.Normal(), _ => rng.NextDouble() < 0.2 ? rng.NextDouble() : 1 };
             var (r, c) = LinearAssignment.Solve(cost, rows, cols);
             AssertValid(r, c, rows, cols);
-            Assert.Equal(BruteForce(cost, rows, cols), Total(cost, cols, r, c), 9);
+            double best = BruteForce(cost, rows, cols);
+            Assert.Equal(best, Total(cost, cols, r, c), 9);
+            // The pruned solve feature matching runs (one candidate per row, one more per round, a row per block)
+            // on the smaller side as rows.
+            int n = Math.Min(rows, cols), m = Math.Max(rows, cols);
+            var pruned = LinearAssignment.Solve(n, m, (which, count, dest) =>
+            {
+                for (int k = 0; k < count; k++)
+                    for (int j = 0; j < m; j++) dest[k * m + j] = rows <= cols ? cost[which[k] * cols + j] : cost[j * cols + which[k]];
+            }, new AssignmentOptions { CandidatesPerRow = 1, AddedPerRound = 1, BlockEntries = m }, Compute.Single);
+            Assert.Equal(n, pruned.Cols.Distinct().Count());
+            Assert.Equal(best, pruned.TotalCost, 9);
             // The float path finds an optimum of the rounded costs.
             var fcost = cost.Select(x => (float)x).ToArray();
             var (fr, fc) = LinearAssignment.Solve(fcost, rows, cols);

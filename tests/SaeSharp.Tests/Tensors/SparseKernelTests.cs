@@ -263,4 +263,21 @@ public class SparseKernelTests
         Assert.Equal([1, 0, 2, 0, 2], c.Row);
         Assert.Equal([4f, 2, 5, 3, 6], c.Value);
     }
+
+    [Fact]
+    public void SelectColumnsKeepsTheChosenColumnsRenumberedInTheGivenOrder()
+    {
+        // Rows (0, 2, 3), (4, 0, 0), (0, 5, 6); an explicit zero entry is dropped too.
+        var codes = SparseCodes.FromRowCounts(3, [3, 1, 2]);
+        int[] index = [0, 1, 2, 0, 1, 2];
+        float[] value = [0, 2, 3, 4, 5, 6];
+        index.CopyTo(codes.Index, 0);
+        value.CopyTo(codes.Value, 0);
+        var picked = codes.SelectColumns([2, 0]);
+        Assert.Equal(2, picked.Cols);
+        Assert.Equal([3f, 0, 0, 4, 6, 0], picked.ToDense().ToArray());
+        Assert.Equal(3, picked.Count);
+        Assert.Throws<ArgumentOutOfRangeException>(() => codes.SelectColumns([3]));
+        Assert.Throws<ArgumentException>(() => codes.SelectColumns([1, 1]));
+    }
 }
