@@ -22,6 +22,7 @@ public static class MatchCommands
             ("by", new Option<string>("--by") { Description = "activations (default: activation cosine over the tokens) or decoder (decoder-row cosine, no data; reports mean max cosine)" }),
             ("distance_threshold", new Option<double>("--distance-threshold") { Description = "A pair is matched when 1 − cosine is below this (default 0.5)" }),
             ("appearing_at", new Option<string>("--appearing-at") { Description = "Checkpoint (run folder name or step) whose appearing features the report follows (default: every checkpoint's)" }),
+            ("dashboards", new Option<string>("--dashboards") { Description = "Comma-separated reference latents the report follows instead of the appearing ones, e.g. 3,17: each checkpoint's partner gets a dashboard" }),
             .. ContextOptions.Flags(),
         ]);
         foreach (var o in new Option[] { reference, runs, dataset, tokensFile, output }) cmd.Add(o);

@@ -21,7 +21,7 @@ public static class FeatureReport
         var s = source.Summary;
         var rows = source.Rows;
         var report = new HtmlReport($"SaeSharp feature analysis: {s.SaeName}");
-        report.Style(Css);
+        report.Style(Css).Style(ExampleCss);
         report.Script(SortScript);
         report.Heading("SAE");
         report.Table(["", ""], new List<string[]>
@@ -106,8 +106,11 @@ public static class FeatureReport
     /// <summary>Whitespace a reader can see: newlines as ↵, tabs as →, an empty token as ∅.</summary>
     public static string Visible(string token) => token.Length == 0 ? "∅" : token.Replace("\n", "↵").Replace("\t", "→").Replace("\r", "");
 
-    /// <summary>One example: each token a span shaded by the latent's activation there (hover: the value), its own token outlined.</summary>
-    private static string Example(FeatureExample e, double max)
+    /// <summary>
+    /// One example: each token a span shaded by the latent's activation there relative to <paramref name="max"/> (hover:
+    /// the value), its own token outlined (styles: <see cref="ExampleCss"/>).
+    /// </summary>
+    internal static string Example(FeatureExample e, double max)
     {
         var sb = new StringBuilder("<div class=\"ex\">");
         sb.Append($"<span class=\"act\">{F(e.Activation, "F3")}</span>");
@@ -137,6 +140,10 @@ public static class FeatureReport
         .logits{display:flex;gap:2em}
         table.logit td.tokname{font-family:'DejaVu Sans Mono',monospace;white-space:pre;text-align:left}
         table.logit.pos td:last-child{color:#1a5fb4} table.logit.neg td:last-child{color:#c01c28}
+        """;
+
+    /// <summary>The styles of <see cref="Example"/>'s markup, inside an element of class "examples".</summary>
+    internal const string ExampleCss = """
         .examples{font-family:'DejaVu Sans Mono',monospace;font-size:13px}
         .ex{margin:3px 0;white-space:pre-wrap;line-height:1.7}
         .act{display:inline-block;width:5em;color:#555}

@@ -19,7 +19,8 @@ public static class Figures
     private static readonly string[] SeriesColors = ["#C44E52", "#4C72B0", "#55A868", "#8172B2", "#CCB974", "#64B5CD", "#DD8452", "#937860"];
     private const string Font = "DejaVu Sans";
 
-    private static Plot NewPlot(string title, string xLabel, string yLabel)
+    /// <summary>A plot in the reports' font with its title and both axis labels.</summary>
+    internal static Plot NewPlot(string title, string xLabel, string yLabel)
     {
         var p = new Plot();
         p.Font.Set(Font);
@@ -42,12 +43,37 @@ public static class Figures
     /// <summary>An axis whose data are log10 values: integer major ticks labelled 10ⁿ, log-spaced minor ticks.</summary>
     private static void LogAxis(IAxis axis) => axis.TickGenerator = LogTicks();
 
-    private static ScottPlot.TickGenerators.NumericAutomatic LogTicks() => new()
+    internal static ScottPlot.TickGenerators.NumericAutomatic LogTicks() => new()
     {
         IntegerTicksOnly = true,
         LabelFormatter = PowerOfTen,
         MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
     };
+
+    /// <summary>The colour of series <paramref name="k"/> of a plot with several (the first is <see cref="PointColor"/>).</summary>
+    internal static Color SeriesColor(int k) => Color.FromHex(SeriesColors[k % SeriesColors.Length]);
+
+    /// <summary>Major ticks at 0, 1, 2, ... labelled with <paramref name="labels"/> (categories, e.g. checkpoints).</summary>
+    internal static void CategoryAxis(IAxis axis, IReadOnlyList<string> labels) =>
+        axis.TickGenerator = new ScottPlot.TickGenerators.NumericManual(Enumerable.Range(0, labels.Count).Select(i => (double)i).ToArray(), labels.ToArray());
+
+    /// <summary>
+    /// Cells [row, col] drawn over <paramref name="extent"/> (row 0 at the extent's Top) in viridis over
+    /// [<paramref name="min"/>, <paramref name="max"/>], NaN cells in <paramref name="nanColor"/>, with a colour bar
+    /// labelled <paramref name="barLabel"/>; with <paramref name="logColor"/> the cells are log10 values and the bar's
+    /// ticks read 10ⁿ.
+    /// </summary>
+    internal static void AddHeatmap(Plot p, double[,] cells, CoordinateRect extent, double min, double max, string? barLabel = null, bool logColor = false, Color? nanColor = null)
+    {
+        var hm = p.Add.Heatmap(cells);
+        hm.Colormap = new ScottPlot.Colormaps.Viridis();
+        hm.ManualRange = new ScottPlot.Range(min, max);
+        hm.Extent = extent;
+        hm.NaNCellColor = nanColor ?? Colors.LightGray;
+        var bar = p.Add.ColorBar(hm);
+        if (barLabel is not null) bar.Label = barLabel;
+        if (logColor) bar.Axis.TickGenerator = LogTicks();
+    }
 
     private static Bar NewBar(double position, double value, double size, double valueBase = 0) =>
         new() { Position = position, Value = value, ValueBase = valueBase, Size = size, FillColor = Color.FromHex(BarColor), LineColor = Colors.Black, LineWidth = 0.5f };
@@ -190,9 +216,12 @@ public static class Figures
     /// drrik's create_feature_dashboard with SAEDashboard's logit panel: the activation histogram (log counts), the top
     /// ten activations, the decoder weight distribution and the logit-effect histogram.
     /// </summary>
-    public static Figure FeatureDashboard(FeatureDetail d)
+    /// <param name="label">What the first panel's title calls the latent (default "Feature {index}").</param>
+    /// <param name="name">The file name stem (default feature_{index}_dashboard).</param>
+    /// <param name="column">Stack the four panels in one column (dashboards placed side by side).</param>
+    public static Figure FeatureDashboard(FeatureDetail d, string? label = null, string? name = null, bool column = false)
     {
-        var hist = NewPlot($"Feature {d.Feature}: activation distribution", "Activation value", "Count (log scale)");
+        var hist = NewPlot($"{label ?? $"Feature {d.Feature}"}: activation distribution", "Activation value", "Count (log scale)");
         HistogramBars(hist, d.ActivationHistogram, logY: true);
         Note(hist, $"Density: {Fmt(d.Stats.Density, "0.00e+0")}\nMax activation: {Fmt(d.Stats.MaxActivation, "F4")}\nDecoder norm: {Fmt(d.Stats.DecoderNorm, "F4")}");
 
@@ -212,7 +241,8 @@ public static class Figures
         var logits = NewPlot("Logit effects over the vocabulary", "Direct effect on the logit", "Tokens");
         if (d.LogitHistogram is { } lh) HistogramBars(logits, lh, logY: false);
         else Note(logits, "no logit tables for this SAE's hook");
-        return new Figure($"feature_{d.Feature}_dashboard", Panels([hist, top, dec, logits], 2, 2), 1400, 860);
+        name ??= $"feature_{d.Feature}_dashboard";
+        return column ? new Figure(name, Panels([hist, top, dec, logits], 4, 1), 560, 1480) : new Figure(name, Panels([hist, top, dec, logits], 2, 2), 1400, 860);
     }
 
     /// <summary>
@@ -239,7 +269,7 @@ public static class Figures
                 var y = idx.Select(i => logY ? Math.Log10(ys[i]) : ys[i]).ToArray();
                 lo = Math.Min(lo, y.Min()); hi = Math.Max(hi, y.Max());
                 var s = p.Add.Scatter(idx.Select(i => step[i]).ToArray(), y);
-                s.Color = Color.FromHex(present.Count == 1 ? PointColor : SeriesColors[k++ % SeriesColors.Length]);
+                s.Color = present.Count == 1 ? Color.FromHex(PointColor) : SeriesColor(k++);
                 s.MarkerSize = 3;
                 if (present.Count > 1) s.LegendText = key;
             }
@@ -285,11 +315,7 @@ public static class Figures
         }
         for (int i = 0; i < gr; i++) for (int j = 0; j < gc; j++) grid[i, j] = count[i, j] == 0 ? min : grid[i, j] / count[i, j];
         var p = NewPlot(title, $"{xLabel} ({cols})", $"{yLabel} ({rows})");
-        var hm = p.Add.Heatmap(grid);
-        hm.Colormap = new ScottPlot.Colormaps.Viridis();
-        hm.ManualRange = new ScottPlot.Range(min, max);
-        hm.Extent = new CoordinateRect(0, cols, rows, 0);
-        p.Add.ColorBar(hm);
+        AddHeatmap(p, grid, new CoordinateRect(0, cols, rows, 0), min, max);
         p.Axes.SetLimits(0, cols, rows, 0);
         return new Figure(name, p, 560, 480);
     }

@@ -25,12 +25,14 @@ public sealed class HtmlReport(string title)
 
     public HtmlReport Paragraph(string text) { _body.Append($"<p>{Encode(text)}</p>\n"); return this; }
 
-    /// <summary>A figure as inline SVG.</summary>
-    public HtmlReport Figure(Figure figure)
+    /// <summary>A figure as inline SVG, with a caption under it when one is given.</summary>
+    public HtmlReport Figure(Figure figure, string? caption = null)
     {
         var svg = figure.Svg();
         int start = svg.IndexOf("<svg", StringComparison.Ordinal); // drop the XML declaration
-        _body.Append("<div class=\"fig\">").Append(start > 0 ? svg[start..] : svg).Append("</div>\n");
+        _body.Append("<div class=\"fig\">").Append(start > 0 ? svg[start..] : svg);
+        if (caption is not null) _body.Append($"<p class=\"caption\" style=\"max-width:{figure.Width}px\">{Encode(caption)}</p>");
+        _body.Append("</div>\n");
         return this;
     }
 
@@ -58,7 +60,7 @@ public sealed class HtmlReport(string title)
     public string Render() =>
         $"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{Encode(Title)}</title>\n" +
         "<style>body{font-family:'DejaVu Sans',sans-serif;margin:2em;max-width:1500px}table{border-collapse:collapse;margin:1em 0}" +
-        "td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f3f3f3}.fig{display:inline-block;margin:8px;vertical-align:top}\n" +
+        "td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f3f3f3}.fig{display:inline-block;margin:8px;vertical-align:top}.caption{font-size:13px;color:#444;margin:2px 0 0}\n" +
         _style + "</style>\n" +
         $"</head><body><h1>{Encode(Title)}</h1>\n{_body}" +
         (_script.Length > 0 ? $"<script>\n{_script}</script>\n" : "") + "</body></html>\n";

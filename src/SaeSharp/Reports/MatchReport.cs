@@ -1,17 +1,16 @@
 using System.Globalization;
-using System.Net;
 using System.Text;
-using SaeSharp.IO;
+using SaeSharp.Analysis;
 
 namespace SaeSharp.Reports;
 
-/// <summary>One top activation of a latent: the text before its token, the token, the text after, and the activation.</summary>
-public sealed record MatchExample(string Before, string Token, string After, double Activation);
+/// <summary>
+/// A reference latent's partner at one checkpoint: its latent (−1: none), distance, decoder cosine, and the analysis of
+/// that latent over the matching tokens with the checkpoint's own model (null without one).
+/// </summary>
+public sealed record MatchedFeatureStep(string Checkpoint, int Partner, double Distance, double DecoderCosine, FeatureDetail? Detail);
 
-/// <summary>A reference latent's partner at one checkpoint: its latent (−1: none), distance, decoder cosine and top activations.</summary>
-public sealed record MatchedFeatureStep(string Checkpoint, int Partner, double Distance, double DecoderCosine, IReadOnlyList<MatchExample> Examples);
-
-/// <summary>A reference latent followed through the checkpoints (e.g. one that appears at <see cref="Note"/>).</summary>
+/// <summary>A reference latent followed through the checkpoints (e.g. one that appears at some checkpoint, said by <see cref="Note"/>).</summary>
 public sealed record MatchedFeatureView(int Latent, string Note, IReadOnlyList<MatchedFeatureStep> Steps);
 
 /// <summary>What match_report.html shows; computed by the match run, rendered here.</summary>
@@ -23,77 +22,86 @@ public sealed record MatchReportData
     /// <summary>The per-checkpoint table: header and rows of formatted cells.</summary>
     public required IReadOnlyList<string> TableHeader { get; init; }
     public required IReadOnlyList<IReadOnlyList<string>> TableRows { get; init; }
-    /// <summary>Figures as (file name without extension, relative to the report; caption).</summary>
-    public required IReadOnlyList<(string File, string Caption)> Figures { get; init; }
+    /// <summary>The figures with their captions.</summary>
+    public required IReadOnlyList<(Figure Figure, string Caption)> Figures { get; init; }
     public IReadOnlyList<MatchedFeatureView> Features { get; init; } = [];
-    public string? FeaturesHeading { get; init; }
+    public string FeaturesHeading { get; init; } = "Features through the checkpoints";
+    /// <summary>Why <see cref="Features"/> has no dashboards, when it has none (e.g. decoder matching has no tokens to analyse).</summary>
+    public string? FeaturesNote { get; init; }
+    /// <summary>Top activating examples listed under each dashboard.</summary>
+    public int TopExamples { get; init; } = 3;
 }
 
 /// <summary>
-/// match_report.html: a self-contained page (no scripts, no external assets beyond the figures beside it) with the
-/// summary, the per-checkpoint table, every figure (PNG, linked to its SVG), and chosen features followed through the
-/// checkpoints with their partners' distances, decoder cosines and top activating tokens side by side.
+/// match_report.html, one self-contained <see cref="HtmlReport"/>: the summary, the per-checkpoint table, every figure,
+/// and the chosen features followed through the checkpoints: each checkpoint's partner with its distance and decoder
+/// cosine, and the partners' dashboards (<see cref="Figures.FeatureDashboard"/>) side by side with their top activations.
 /// </summary>
 public static class MatchReport
 {
     public const string FileName = "match_report.html";
 
-    public static void Write(string path, MatchReportData d)
+    /// <summary>
+    /// The dashboard of a followed feature's partner at one checkpoint (null without a partner or its analysis), named
+    /// <c>feature_{reference latent}_{checkpoint}</c>.
+    /// </summary>
+    public static Figure? Dashboard(MatchedFeatureView f, MatchedFeatureStep s) =>
+        s.Detail is null ? null : Figures.FeatureDashboard(s.Detail, $"{s.Checkpoint} · latent {s.Partner}", $"feature_{f.Latent}_{s.Checkpoint}", column: true);
+
+    public static HtmlReport Build(MatchReportData d)
     {
-        var h = new StringBuilder();
-        h.Append("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>").Append(E(d.Title)).Append("</title><style>")
-         .Append("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}")
-         .Append("td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;font-size:13px}th{background:#f3f3f3}")
-         .Append("td.l,th.l{text-align:left}figure{display:inline-block;margin:0 1em 1em 0}figcaption{font-size:13px;color:#444;max-width:900px}")
-         .Append(".ex{font-family:monospace;font-size:12px;white-space:pre-wrap;text-align:left;max-width:320px}.ex b{background:#fd7}")
-         .Append(".feat{overflow-x:auto}.muted{color:#888}</style></head><body>");
-        h.Append("<h1>").Append(E(d.Title)).Append("</h1>");
-        foreach (var line in d.Summary) h.Append("<p>").Append(E(line)).Append("</p>");
-        h.Append("<table><tr>");
-        for (int i = 0; i < d.TableHeader.Count; i++) h.Append(i == 0 ? "<th class=\"l\">" : "<th>").Append(E(d.TableHeader[i])).Append("</th>");
-        h.Append("</tr>");
-        foreach (var row in d.TableRows)
-        {
-            h.Append("<tr>");
-            for (int i = 0; i < row.Count; i++) h.Append(i == 0 ? "<td class=\"l\">" : "<td>").Append(E(row[i])).Append("</td>");
-            h.Append("</tr>");
-        }
-        h.Append("</table>");
-        foreach (var (file, caption) in d.Figures)
-            h.Append("<figure><a href=\"").Append(E(file)).Append(".svg\"><img src=\"").Append(E(file)).Append(".png\" width=\"")
-             .Append(MatchFigures.Width).Append("\" alt=\"").Append(E(caption)).Append("\"></a><figcaption>").Append(E(caption)).Append("</figcaption></figure>");
-        if (d.Features.Count > 0)
-        {
-            h.Append("<h2>").Append(E(d.FeaturesHeading ?? "Features through the checkpoints")).Append("</h2>");
-            foreach (var f in d.Features) Feature(h, f);
-        }
-        h.Append("</body></html>");
-        AtomicFile.WriteAllText(path, h.ToString());
+        var report = new HtmlReport(d.Title);
+        report.Style(Css).Style(FeatureReport.ExampleCss);
+        foreach (var line in d.Summary) report.Paragraph(line);
+        report.Table(d.TableHeader, d.TableRows);
+        report.Heading("Figures");
+        foreach (var (figure, caption) in d.Figures) report.Figure(figure, caption);
+        report.Heading(d.FeaturesHeading);
+        if (d.FeaturesNote is not null) report.Paragraph(d.FeaturesNote);
+        foreach (var f in d.Features) Feature(report, f, d.TopExamples);
+        return report;
     }
 
-    private static void Feature(StringBuilder h, MatchedFeatureView f)
+    public static void Write(string path, MatchReportData d) => Build(d).Save(path);
+
+    private static void Feature(HtmlReport report, MatchedFeatureView f, int topExamples)
     {
-        h.Append("<h3>reference latent ").Append(f.Latent).Append(" <span class=\"muted\">").Append(E(f.Note)).Append("</span></h3><div class=\"feat\"><table><tr><th class=\"l\"></th>");
-        foreach (var s in f.Steps) h.Append("<th>").Append(E(s.Checkpoint)).Append("</th>");
-        h.Append("</tr><tr><td class=\"l\">latent</td>");
-        foreach (var s in f.Steps) h.Append("<td>").Append(s.Partner < 0 ? "—" : s.Partner.ToString(CultureInfo.InvariantCulture)).Append("</td>");
-        h.Append("</tr><tr><td class=\"l\">distance</td>");
-        foreach (var s in f.Steps) h.Append("<td>").Append(Num(s.Distance)).Append("</td>");
-        h.Append("</tr><tr><td class=\"l\">decoder cosine</td>");
-        foreach (var s in f.Steps) h.Append("<td>").Append(Num(s.DecoderCosine)).Append("</td>");
-        h.Append("</tr><tr><td class=\"l\">top activations</td>");
+        report.Raw($"<section class=\"followed\" id=\"reference-{f.Latent}\">");
+        report.Heading($"Reference latent {f.Latent}: {f.Note}", 3);
+        report.Table(["", .. f.Steps.Select(s => s.Checkpoint)],
+        [
+            ["latent", .. f.Steps.Select(s => s.Partner < 0 ? "—" : s.Partner.ToString(CultureInfo.InvariantCulture))],
+            ["distance", .. f.Steps.Select(s => Num(s.Distance))],
+            ["decoder cosine", .. f.Steps.Select(s => Num(s.DecoderCosine))],
+        ]);
+        report.Raw("<div class=\"side\">");
         foreach (var s in f.Steps)
         {
-            h.Append("<td class=\"ex\">");
-            foreach (var e in s.Examples)
-                h.Append(E(e.Before)).Append("<b>").Append(E(e.Token)).Append("</b>").Append(E(e.After))
-                 .Append(" <span class=\"muted\">(").Append(e.Activation.ToString("0.00", CultureInfo.InvariantCulture)).Append(")</span><br>");
-            h.Append("</td>");
+            report.Raw("<div class=\"step\">");
+            if (Dashboard(f, s) is { } dashboard)
+            {
+                report.Figure(dashboard);
+                var top = s.Detail!.TopExamples.Take(topExamples).ToList();
+                var ex = new StringBuilder($"<div class=\"examples\"><h4>Top activations of latent {s.Partner} at {HtmlReport.Encode(s.Checkpoint)}</h4>");
+                double max = s.Detail.Stats.MaxActivation > 0 ? s.Detail.Stats.MaxActivation : 1;
+                foreach (var e in top) ex.Append(FeatureReport.Example(e, max));
+                if (top.Count == 0) ex.Append("<p class=\"none\">no activation over the matching tokens</p>");
+                report.Raw(ex.Append("</div>").ToString());
+            }
+            else report.Raw($"<p class=\"none\">{HtmlReport.Encode(s.Checkpoint)}: {(s.Partner < 0 ? "no partner" : $"latent {s.Partner}, not analysed")}</p>");
+            report.Raw("</div>");
         }
-        h.Append("</tr></table></div>");
+        report.Raw("</div></section>");
     }
 
     private static string Num(double v) => double.IsFinite(v) ? v.ToString("0.000", CultureInfo.InvariantCulture) : "—";
 
-    private static string E(string s) => WebUtility.HtmlEncode(s);
+    private const string Css = """
+        .followed{border-top:2px solid #888;margin-top:2em;padding-top:.5em}
+        .side{display:flex;gap:8px;overflow-x:auto;align-items:flex-start}
+        .step{flex:0 0 auto;width:576px}
+        .step .examples{font-size:12px;margin:0 8px}
+        .step .ex{white-space:normal}
+        .none{color:#888;width:560px}
+        """;
 }

@@ -41,8 +41,10 @@ public sealed record MatchSettings
     /// <summary>The checkpoint (run folder name or step) whose appearing features the report follows; unset: every checkpoint's.</summary>
     public string? AppearingAt { get; set; }
     /// <summary>Appearing features followed per checkpoint in the report (the closest matched ones first).</summary>
-    public int ReportFeatures { get; set; } = 4;
-    /// <summary>Top activating tokens shown per feature and checkpoint.</summary>
+    public int ReportFeatures { get; set; } = 2;
+    /// <summary>Comma-separated reference latents to follow instead of the appearing ones (e.g. "3,17").</summary>
+    public string? Dashboards { get; set; }
+    /// <summary>Top activating examples listed under each followed feature's dashboard at each checkpoint.</summary>
     public int TopExamples { get; set; } = 3;
     /// <summary>Write the figures (PNG and SVG) and match_report.html.</summary>
     public bool Report { get; set; } = true;
@@ -70,7 +72,11 @@ public sealed record MatchSettings
         if (!(DistanceThreshold > 0)) throw new ArgumentException($"distance_threshold must be positive, got {DistanceThreshold}");
         if (ReportFeatures < 0 || TopExamples < 0) throw new ArgumentException("report_features and top_examples must be non-negative");
         Thresholds();
+        DashboardIds(int.MaxValue);
     }
+
+    /// <summary>The reference latents named by <see cref="Dashboards"/>, each below <paramref name="latents"/>; null when none are named.</summary>
+    public int[]? DashboardIds(int latents) => ReportSettings.LatentList(Dashboards, latents, "dashboards");
 }
 
 /// <summary>
@@ -102,6 +108,8 @@ public static class MatchRun
     public const string MatchesFile = "matches.csv";
     public const string DistancesFile = "distances.safetensors";
     public const string FiguresFolder = "figures";
+    /// <summary>Inside <see cref="FiguresFolder"/>: the followed features' dashboards, feature_{reference latent}_{checkpoint}.png/.svg.</summary>
+    public const string DashboardsFolder = "dashboards";
 
     public static MatchRunResult Execute(MatchSettings s, string reference, IReadOnlyList<string> runs, string? dataset, string? tokensFile,
         string outDir, IRunReporter reporter, Compute compute, CancellationToken cancel = default)
@@ -158,7 +166,7 @@ public static class MatchRun
         AtomicFile.WriteAllText(Path.Combine(outDir, CheckpointsFile), string.Join("\n", new[] { table.Header }.Concat(table.Rows).Select(r => string.Join(",", r.Select(Csv)))) + "\n");
         var result = new MatchRunResult(series, checkpoints, appearing, thresholds, tokens?.Count ?? 0, outDir, clock.Elapsed);
         WriteJson(Path.Combine(outDir, JsonFile), s, result, decoderCos, dataset ?? tokensFile, tokens);
-        if (s.Report) WriteReport(outDir, s, result, decoderCos, codes, tokens, table, clock.Elapsed);
+        if (s.Report) WriteReport(outDir, s, result, decoderCos, tokens, table, clock.Elapsed, reporter, compute, cancel);
         foreach (var line in FormatTable(table.Header, table.Rows)) reporter.WriteLine(line);
         reporter.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{dirs.Count} checkpoints, {refSae.Config.DSae:N0} reference latents{(tokens is null ? ", by decoder" : $", {tokens.Count:N0} tokens")}; matched in {clock.Elapsed.TotalSeconds:F1} s; wrote {Path.GetFullPath(outDir)}"));
@@ -233,12 +241,7 @@ public static class MatchRun
     {
         string modelPath = ModelPath(reference);
         var model = HookedTransformer.Load(modelPath, compute);
-        var docs = ModelInputs.Documents(tokensFile, dataset, modelPath, addBos: false); // the batcher places BOS
-        var windows = ModelInputs.Contexts(docs, model.Config, s.Contexts);
-        if (s.Tokens > 0) windows = windows.Take((int)Math.Min(int.MaxValue, s.Tokens / s.Contexts.ContextSize));
-        var contexts = windows.ToList();
-        if (contexts.Count == 0)
-            throw new InvalidDataException($"{dataset ?? tokensFile}: no context of {s.Contexts.ContextSize} tokens (the dataset holds fewer tokens than one context)");
+        var contexts = ModelInputs.ContextWindows(tokensFile, dataset, modelPath, model.Config, s.Contexts, s.Tokens);
         var exclude = Excluded(s, model.Config);
         var positions = new List<(int, int)>();
         for (int c = 0; c < contexts.Count; c++)
@@ -250,12 +253,18 @@ public static class MatchRun
         s.ExcludeSpecialTokens ? [.. ActivationStore.SpecialTokens(model, s.PadTokenId)] : [];
 
     /// <summary>One SAE's latent codes at the kept positions, run on its own checkpoint's model; entries at or below the sparsity threshold dropped.</summary>
-    private static SparseCodes Activations(MatchSettings s, MatchCheckpoint checkpoint, TokenSet tokens, Compute compute, CancellationToken cancel)
+    /// <summary>The checkpoint's own model and its SAE hooked into it; the model must read the reference's tokens.</summary>
+    private static (HookedTransformer Model, HookedSae Sae) OnOwnModel(MatchCheckpoint checkpoint, TokenSet tokens, Compute compute)
     {
         var model = HookedTransformer.Load(ModelPath(checkpoint), compute);
         if (model.Config.VocabSize != tokens.Model.VocabSize || model.Config.BosTokenId != tokens.Model.BosTokenId || model.Config.EosTokenId != tokens.Model.EosTokenId)
             throw new InvalidDataException($"{checkpoint.Path}: its model ({ModelPath(checkpoint)}) has another vocabulary or special tokens than the reference's ({tokens.ModelPath}); matching needs the same tokens");
-        var hooked = new HookedSae(checkpoint.Name, checkpoint.Sae, SaeSite.For(model, checkpoint.Sae.Config, Path.Combine(checkpoint.Path, SaeFiles.ConfigFile)));
+        return (model, new HookedSae(checkpoint.Name, checkpoint.Sae, SaeSite.For(model, checkpoint.Sae.Config, Path.Combine(checkpoint.Path, SaeFiles.ConfigFile))));
+    }
+
+    private static SparseCodes Activations(MatchSettings s, MatchCheckpoint checkpoint, TokenSet tokens, Compute compute, CancellationToken cancel)
+    {
+        var (model, hooked) = OnOwnModel(checkpoint, tokens, compute);
         var stream = new LatentStream(model, [hooked], Excluded(s, model.Config));
         var counts = new List<int>();
         var index = new List<int>();
@@ -418,86 +427,76 @@ public static class MatchRun
         AtomicFile.WriteAllText(path, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
-    private static void WriteReport(string outDir, MatchSettings s, MatchRunResult r, double[][] decoderCos, SparseCodes[]? codes, TokenSet? tokens,
-        CheckpointTable table, TimeSpan elapsed)
+    private static void WriteReport(string outDir, MatchSettings s, MatchRunResult r, double[][] decoderCos, TokenSet? tokens, CheckpointTable table,
+        TimeSpan elapsed, IRunReporter reporter, Compute compute, CancellationToken cancel)
     {
         var series = r.Series;
         int n = r.Checkpoints.Count, refColumn = series.ReferenceColumn;
         var labels = r.Checkpoints.Select(c => c.Step?.ToString(CultureInfo.InvariantCulture) ?? c.Name).ToList();
         var others = Enumerable.Range(0, n).Where(c => c != refColumn).ToList();
         var otherLabels = others.Select(c => labels[c]).ToList();
-        string fig = Path.Combine(outDir, FiguresFolder);
-        var figures = new List<(string, string)>();
-        void Add(string stem, string caption) => figures.Add((FiguresFolder + "/" + stem, caption));
+        var figures = new List<(Figure, string)>();
 
         const int Bins = 49;
-        var live = Enumerable.Range(0, series.Latents).Where(i => !series.DeadReference[i] ).ToArray();
+        var live = Enumerable.Range(0, series.Latents).Where(i => !series.DeadReference[i]).ToArray();
         var actHist = others.Select(c => FeatureMatching.Histogram(live.Where(i => series.Partner(i, c) >= 0).Select(i => 1 - series.Distance(i, c)), 0, 1, Bins)).ToList();
-        MatchFigures.HistogramHeatmap(Path.Combine(fig, "activation_cosine_histograms"), otherLabels, actHist, 0, 1,
+        figures.Add((MatchFigures.HistogramHeatmap("activation_cosine_histograms", otherLabels, actHist, 0, 1,
             s.ByActivations ? "Activation cosine similarity of matched latents through training" : "Decoder cosine similarity of matched latents through training",
-            "cosine similarity", "reference latents");
-        Add("activation_cosine_histograms", s.ByActivations
+            "Cosine similarity", "Reference latents"), s.ByActivations
             ? "Histogram per checkpoint of the cosine similarity between each reference latent's activations and its partner's (1 − distance), log colour scale."
-            : "Histogram per checkpoint of the decoder cosine similarity of each reference latent with its partner, log colour scale.");
+            : "Histogram per checkpoint of the decoder cosine similarity of each reference latent with its partner, log colour scale."));
         var decHist = others.Select(c => FeatureMatching.Histogram(live.Select(i => decoderCos[c][i]).Where(double.IsFinite), -1, 1, 2 * Bins)).ToList();
-        MatchFigures.HistogramHeatmap(Path.Combine(fig, "decoder_cosine_histograms"), otherLabels, decHist, -1, 1,
-            "Decoder cosine similarity of matched pairs through training", "decoder cosine similarity", "reference latents");
-        Add("decoder_cosine_histograms", "Histogram per checkpoint of the cosine of each reference latent's decoder row with its partner's, log colour scale.");
-        MatchFigures.FractionMatched(Path.Combine(fig, "fraction_matched"), otherLabels, r.Thresholds,
-            r.Thresholds.Select(t => others.Select(c => series.FractionMatched(c, t)).ToArray()).ToList());
-        Add("fraction_matched", "Fraction of the reference's latents whose partner lies within each distance threshold, per checkpoint.");
+        figures.Add((MatchFigures.HistogramHeatmap("decoder_cosine_histograms", otherLabels, decHist, -1, 1,
+            "Decoder cosine similarity of matched pairs through training", "Decoder cosine similarity", "Reference latents"),
+            "Histogram per checkpoint of the cosine of each reference latent's decoder row with its partner's, log colour scale."));
+        figures.Add((MatchFigures.FractionMatched(otherLabels, r.Thresholds, r.Thresholds.Select(t => others.Select(c => series.FractionMatched(c, t)).ToArray()).ToList()),
+            "Fraction of the reference's latents whose partner lies within each distance threshold, per checkpoint."));
         var lossNames = r.Checkpoints.SelectMany(c => c.Losses.Keys).Distinct().Order(StringComparer.Ordinal).ToList();
         if (lossNames.Count > 0)
-        {
-            MatchFigures.Lines(Path.Combine(fig, "losses"), labels, lossNames.Select(k => (k, r.Checkpoints.Select(c => c.Losses.GetValueOrDefault(k, double.NaN)).ToArray())).ToList(),
-                "SAE training losses per checkpoint", "loss (mean of the last 10 logged steps)");
-            Add("losses", "Each checkpoint's SAE at the end of its training: the losses of metrics.jsonl (mean of its last 10 lines).");
-        }
+            figures.Add((MatchFigures.Lines("losses", labels, lossNames.Select(k => (k, r.Checkpoints.Select(c => c.Losses.GetValueOrDefault(k, double.NaN)).ToArray())).ToList(),
+                "SAE training losses per checkpoint", "Loss (mean of the last 10 logged steps)"),
+                "Each checkpoint's SAE at the end of its training: the losses of metrics.jsonl (mean of its last 10 lines)."));
         var explained = r.Checkpoints.Select(c => c.Sae.Config.Metadata["final_explained_variance"] is JsonValue v && v.TryGetValue(out double x) ? x : double.NaN).ToArray();
         if (explained.Any(double.IsFinite))
-        {
-            MatchFigures.Lines(Path.Combine(fig, "explained_variance"), labels, [("explained variance", explained)],
-                "SAE explained variance per checkpoint", "explained variance (cfg.json final_explained_variance)");
-            Add("explained_variance", "The explained variance each checkpoint's SAE reached on its own model's activations at the end of training.");
-        }
+            figures.Add((MatchFigures.Lines("explained_variance", labels, [("explained variance", explained)],
+                "SAE explained variance per checkpoint", "Explained variance (cfg.json final_explained_variance)"),
+                "The explained variance each checkpoint's SAE reached on its own model's activations at the end of training."));
         var order = series.ByTotalDistance();
         var grid = new double[order.Length, n];
         for (int row = 0; row < order.Length; row++) for (int c = 0; c < n; c++) grid[row, c] = series.Distance(order[row], c);
-        MatchFigures.DistanceHeatmap(Path.Combine(fig, "matched_distances"), labels, grid, "Matched feature distances", "reference latent (sorted by total distance)");
-        Add("matched_distances", "Distance of every reference latent's partner at every checkpoint, latents sorted by their summed distance (dead latents grey, at the bottom).");
+        figures.Add((MatchFigures.DistanceHeatmap("matched_distances", labels, grid, "Matched feature distances", "Reference latent (sorted by total distance)"),
+            "Distance of every reference latent's partner at every checkpoint, latents sorted by their summed distance (dead latents grey, at the bottom)."));
+        string figureDir = Path.Combine(outDir, FiguresFolder);
+        Directory.CreateDirectory(figureDir);
+        foreach (var (figure, _) in figures) figure.Save(figureDir);
 
-        var features = new List<MatchedFeatureView>();
-        var columns = s.AppearingAt is null ? Enumerable.Range(1, n - 1) : [ColumnOf(s.AppearingAt, r.Checkpoints)];
-        var tokenizer = tokens is null ? null : Text.Tokenizers.Load(Directory.Exists(tokens.ModelPath) ? tokens.ModelPath : Path.GetDirectoryName(Path.GetFullPath(tokens.ModelPath))!);
-        var byColumn = new SparseColumns?[n];
-        foreach (int col in columns)
+        var followed = Followed(s, r);
+        var features = followed.Select(f => new MatchedFeatureView(f.Latent, f.Note,
+            Enumerable.Range(0, n).Select(c => new MatchedFeatureStep(r.Checkpoints[c].Name, series.Partner(f.Latent, c), series.Distance(f.Latent, c), decoderCos[c][f.Latent], null)).ToList())).ToList();
+        string? note = null;
+        if (tokens is null) note = "Matched by decoders: there are no matching tokens to analyse, so the followed features have no dashboards.";
+        else if (features.Count > 0)
         {
-            var chosen = series.Appearing(col, s.DistanceThreshold)
-                .OrderBy(i => Enumerable.Range(col, n - col).Sum(c => series.Distance(i, c))).Take(s.ReportFeatures);
-            foreach (int i in chosen)
-            {
-                var steps = new List<MatchedFeatureStep>();
-                for (int c = 0; c < n; c++)
-                {
-                    int partner = series.Partner(i, c);
-                    var examples = new List<MatchExample>();
-                    if (codes is not null && partner >= 0 && tokenizer is not null)
-                    {
-                        byColumn[c] ??= codes[c].ToColumns();
-                        examples = TopExamples(byColumn[c]!, partner, s.TopExamples, tokens!, tokenizer);
-                    }
-                    steps.Add(new MatchedFeatureStep(labels[c], partner, series.Distance(i, c), decoderCos[c][i], examples));
-                }
-                features.Add(new MatchedFeatureView(i, $"appears at {r.Checkpoints[col].Name}", steps));
-            }
+            var timer = Stopwatch.StartNew();
+            features = Analysed(s, features, r.Checkpoints, tokens, outDir, compute, cancel);
+            string dashboardDir = Path.Combine(figureDir, DashboardsFolder);
+            Directory.CreateDirectory(dashboardDir);
+            int saved = 0;
+            foreach (var f in features)
+                foreach (var step in f.Steps)
+                    if (MatchReport.Dashboard(f, step) is { } d) { d.Save(dashboardDir); saved++; }
+            reporter.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"dashboards: {features.Count} followed features at {n} checkpoints, {saved} analysed with their own models in {timer.Elapsed.TotalSeconds:F1} s"));
         }
+        else note = s.Dashboards is null ? $"No feature appears (unmatched before, matched from then on at distance below {F(s.DistanceThreshold)}) at any checkpoint followed." : null;
+
         var summary = new List<string>
         {
             $"Reference: {r.Checkpoints[refColumn].Path} ({series.Latents:N0} latents). " + (tokens is null
                 ? "Matched by decoder cosine (no data)."
                 : $"Matched by the cosine of latent activations over {tokens.Count:N0} tokens ({tokens.Contexts.Count:N0} contexts of {s.Contexts.ContextSize}), each SAE on its own checkpoint's model; activations at or below {F(s.SparsityThreshold)} dropped."),
             $"A reference latent counts as matched when its partner's distance 1 − cosine is below {F(s.DistanceThreshold)}; appearing: unmatched at every earlier checkpoint, matched at that one and every later one. Dead latents (no activation over the tokens) take no part in the assignment.",
-            string.Create(CultureInfo.InvariantCulture, $"Wall time {elapsed.TotalSeconds:F1} s."),
+            string.Create(CultureInfo.InvariantCulture, $"Matched in {elapsed.TotalSeconds:F1} s."),
         };
         MatchReport.Write(Path.Combine(outDir, MatchReport.FileName), new MatchReportData
         {
@@ -507,8 +506,54 @@ public static class MatchRun
             TableRows = table.Rows,
             Figures = figures,
             Features = features,
-            FeaturesHeading = s.AppearingAt is null ? "Appearing features, per checkpoint" : $"Features appearing at {s.AppearingAt}",
+            FeaturesHeading = s.Dashboards is not null ? "Chosen features through the checkpoints"
+                : s.AppearingAt is null ? "Appearing features, per checkpoint" : $"Features appearing at {s.AppearingAt}",
+            FeaturesNote = note,
+            TopExamples = s.TopExamples,
         });
+    }
+
+    /// <summary>
+    /// The reference latents the report follows: those named by dashboards, or per checkpoint (the appearing_at one, or
+    /// every one after the first) up to report_features of its appearing latents, closest matched from then on first.
+    /// </summary>
+    private static List<(int Latent, string Note)> Followed(MatchSettings s, MatchRunResult r)
+    {
+        var series = r.Series;
+        int n = r.Checkpoints.Count;
+        if (s.DashboardIds(series.Latents) is { } chosen) return chosen.Select(i => (i, series.DeadReference[i] ? "chosen (dead in the reference)" : "chosen")).ToList();
+        var columns = s.AppearingAt is null ? Enumerable.Range(1, n - 1) : [ColumnOf(s.AppearingAt, r.Checkpoints)];
+        var followed = new List<(int, string)>();
+        foreach (int col in columns)
+            foreach (int i in series.Appearing(col, s.DistanceThreshold).OrderBy(i => Enumerable.Range(col, n - col).Sum(c => series.Distance(i, c))).Take(s.ReportFeatures))
+                followed.Add((i, $"appears at {r.Checkpoints[col].Name}"));
+        return followed;
+    }
+
+    /// <summary>
+    /// The followed features with every partner analysed (<see cref="FeatureAnalyzer"/> over the matching tokens, with
+    /// its checkpoint's own model and SAE, of just the partner latents at that checkpoint).
+    /// </summary>
+    private static List<MatchedFeatureView> Analysed(MatchSettings s, List<MatchedFeatureView> features, IReadOnlyList<MatchCheckpoint> checkpoints,
+        TokenSet tokens, string outDir, Compute compute, CancellationToken cancel)
+    {
+        var options = new FeatureAnalysisOptions { TopExamples = Math.Max(10, s.TopExamples) }; // the dashboard's panel shows ten
+        var tokenizer = Text.Tokenizers.ForModel(tokens.ModelPath);
+        var details = new Dictionary<(int Column, int Latent), FeatureDetail>();
+        for (int c = 0; c < checkpoints.Count; c++)
+        {
+            var partners = features.Select(f => f.Steps[c].Partner).Where(p => p >= 0).Distinct().ToArray();
+            if (partners.Length == 0) continue;
+            cancel.ThrowIfCancellationRequested();
+            var (model, sae) = OnOwnModel(checkpoints[c], tokens, compute);
+            var analyzer = new FeatureAnalyzer(options, compute) { Latents = partners, SpillDirectory = outDir };
+            var analysis = analyzer.Analyze(model, sae, tokens.Contexts, s.Contexts.StoreBatchSizePrompts, Excluded(s, model.Config), tokenizer, cancel: cancel);
+            foreach (int p in partners) details[(c, p)] = analysis.Detail(p);
+        }
+        return features.Select(f => f with
+        {
+            Steps = f.Steps.Select((step, c) => step with { Detail = step.Partner >= 0 ? details[(c, step.Partner)] : null }).ToList(),
+        }).ToList();
     }
 
     /// <summary>The column of a checkpoint given by name or step.</summary>
@@ -517,23 +562,6 @@ public static class MatchRun
         for (int c = 0; c < checkpoints.Count; c++)
             if (checkpoints[c].Name == which || checkpoints[c].Step?.ToString(CultureInfo.InvariantCulture) == which) return c;
         throw new ArgumentException($"appearing_at: no checkpoint named or at step '{which}' (checkpoints: {string.Join(", ", checkpoints.Select(c => c.Name))})");
-    }
-
-    /// <summary>The latent's largest activations over the tokens, each with up to 12 tokens before and 3 after.</summary>
-    private static List<MatchExample> TopExamples(SparseColumns columns, int latent, int count, TokenSet tokens, Text.ITokenizer tokenizer)
-    {
-        var entries = Enumerable.Range(columns.ColStart[latent], columns.ColStart[latent + 1] - columns.ColStart[latent])
-            .OrderByDescending(t => columns.Value[t]).Take(count);
-        var result = new List<MatchExample>();
-        foreach (int t in entries)
-        {
-            var (ctx, pos) = tokens.Positions[columns.Row[t]];
-            var seq = tokens.Contexts[ctx];
-            int from = Math.Max(0, pos - 12), to = Math.Min(seq.Length, pos + 4);
-            result.Add(new MatchExample(tokenizer.Decode(seq.AsSpan(from, pos - from)), tokenizer.Decode(seq.AsSpan(pos, 1)),
-                tokenizer.Decode(seq.AsSpan(pos + 1, to - pos - 1)), columns.Value[t]));
-        }
-        return result;
     }
 
     /// <summary>

@@ -32,12 +32,15 @@ public sealed record ReportSettings
     }
 
     /// <summary>The latents named by <see cref="Dashboards"/>, each checked against <paramref name="dSae"/>; null when none are named.</summary>
-    public int[]? DashboardIds(int dSae)
+    public int[]? DashboardIds(int dSae) => LatentList(Dashboards, dSae, "dashboards");
+
+    /// <summary>The distinct latent indices of a comma-separated setting <paramref name="key"/>, each below <paramref name="dSae"/>; null when it names none.</summary>
+    public static int[]? LatentList(string? list, int dSae, string key)
     {
-        if (string.IsNullOrWhiteSpace(Dashboards)) return null;
-        return Dashboards.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(t =>
+        if (string.IsNullOrWhiteSpace(list)) return null;
+        return list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(t =>
             int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out int j) && j < dSae ? j
-                : throw new ArgumentException($"dashboards: '{t}' is not a latent index below d_sae {dSae}")).Distinct().ToArray();
+                : throw new ArgumentException($"{key}: '{t}' is not a latent index below d_sae {dSae}")).Distinct().ToArray();
     }
 }
 

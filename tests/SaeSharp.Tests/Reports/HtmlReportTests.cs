@@ -61,6 +61,44 @@ public class HtmlReportTests
         Assert.Equal((900, 5 * 230), PngSize(File.ReadAllBytes(r.Figures[0] + ".png")));
     }
 
+    [Fact]
+    public void MatchReportPlacesEachCheckpointsDashboardSideBySide()
+    {
+        var a = SmallAnalysis();
+        var followed = new MatchedFeatureView(7, "appears at step8",
+        [
+            new MatchedFeatureStep("step0", -1, double.NaN, double.NaN, null),
+            new MatchedFeatureStep("step8", 4, 0.25, 0.5, a[4]),
+            new MatchedFeatureStep("final", 7, 0, 1, a[2]),
+        ]);
+        var figure = MatchFigures.FractionMatched(["8", "final"], [0.5], [[0.25, 1]]);
+        var data = new MatchReportData
+        {
+            Title = "Matched <features>", Summary = ["tokens & more"], TableHeader = ["checkpoint", "matched"], TableRows = [["step8", "3"]],
+            Figures = [(figure, "Fraction matched per threshold")], Features = [followed], TopExamples = 2,
+        };
+        string html = MatchReport.Build(data).Render();
+        Assert.Contains("<h1>Matched &lt;features&gt;</h1>", html);
+        Assert.Contains("<p>tokens &amp; more</p>", html);
+        Assert.Contains("Fraction matched per threshold</p>", html); // the caption under its figure
+        Assert.Contains("Reference latent 7: appears at step8", html);
+        Assert.Contains("<td>latent</td><td>—</td><td>4</td><td>7</td>", html);
+        Assert.Contains("<td>distance</td><td>—</td><td>0.250</td><td>0.000</td>", html);
+        Assert.Contains("step0: no partner", html);
+        // One dashboard per partner, in one row, each with its top activations.
+        int row = html.IndexOf("<div class=\"side\">", StringComparison.Ordinal);
+        Assert.True(row > 0);
+        int first = html.IndexOf("step8 · latent 4: activation distribution", StringComparison.Ordinal), second = html.IndexOf("final · latent 7: activation distribution", StringComparison.Ordinal);
+        Assert.True(row < first && first < second, "the dashboards follow the checkpoints inside the row");
+        Assert.Contains("Top activations of latent 4 at step8", html);
+        Assert.Equal(2 * 2, html.Split("<div class=\"ex\">").Length - 1); // two examples under each dashboard
+        Assert.Equal(3, html.Split("<svg").Length - 1); // the figure and two dashboards, inline
+        Assert.Null(MatchReport.Dashboard(followed, followed.Steps[0]));
+        var d = MatchReport.Dashboard(followed, followed.Steps[1])!;
+        Assert.Equal(("feature_7_step8", 560, 1480), (d.Name, d.Width, d.Height));
+        Assert.Equal(4, d.Plots.Count);
+    }
+
     [ChromiumFact]
     public void ChromiumRendersTheReportAsANonBlankPage()
     {

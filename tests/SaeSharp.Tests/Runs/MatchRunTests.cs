@@ -11,7 +11,8 @@ namespace SaeSharp.Tests.Runs;
 
 /// <summary>
 /// `saesharp match` end to end on stories260K: a run whose latents are a known permutation of the reference's (plus
-/// noise) is matched back exactly, through its own model and the text; the files; reorder then re-match is the identity.
+/// noise) is matched back exactly, through its own model and the text; injected dead latents are reported; the files,
+/// figures and report with the followed features' dashboards; reorder then re-match is the identity.
 /// </summary>
 public sealed class MatchRunTests : IDisposable
 {
@@ -46,6 +47,17 @@ public sealed class MatchRunTests : IDisposable
         return copy;
     }
 
+    /// <summary>Latents that never fire: a zero encoder column and a very negative bias.</summary>
+    private static Sae WithDead(Sae sae, params int[] latents)
+    {
+        foreach (int j in latents)
+        {
+            for (int i = 0; i < sae.Config.DIn; i++) sae.WEnc[i, j] = 0;
+            sae.Params["b_enc"][j] = -1000;
+        }
+        return sae;
+    }
+
     private static MatchSettings Settings(string by = "activations") => new()
     {
         By = by, Tokens = 2048, Contexts = new ContextSettings { ContextSize = 64, StoreBatchSizePrompts = 8 }, ReportFeatures = 2, TopExamples = 2,
@@ -55,7 +67,7 @@ public sealed class MatchRunTests : IDisposable
     public void APermutedRunIsMatchedBackAndReorderThenRematchIsTheIdentity()
     {
         string text = Text();
-        var reference = Random("topk", 64, Meta(), seed: 5, dSae: Latents);
+        var reference = WithDead(Random("topk", 64, Meta(), seed: 5, dSae: Latents), 3, 17);
         var order = new Rng(2).Permutation(Latents);
         string final = Save(reference, "final");
         string step5 = Save(Permuted(reference, order, 0.01f, 3), "step5");
@@ -81,11 +93,21 @@ public sealed class MatchRunTests : IDisposable
         }
         Assert.True(r.Series.FractionMatched(0, 0.5) < 0.5, "an unrelated SAE should match few latents");
 
+        // The injected dead latents: dead in the reference and, permuted, in step5; reported and left out of the assignment.
+        int[] deadAtStep5 = [Array.IndexOf(order, 3), Array.IndexOf(order, 17)];
+        Assert.True(r.Series.DeadReference[3] && r.Series.DeadReference[17]);
+        Assert.True(match.DeadOther[deadAtStep5[0]] && match.DeadOther[deadAtStep5[1]]);
+        Assert.Equal(-1, match.Partner[3]);
+        Assert.DoesNotContain(deadAtStep5[0], match.Partner);
+        int deadRef = r.Series.DeadReference.Count(d => d), deadOther = match.DeadOther.Count(d => d);
+
         // Files.
         var json = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, MatchRun.JsonFile)))!;
         Assert.Equal(3, json["checkpoints"]!.AsArray().Count);
         Assert.Equal(5L, (long?)json["checkpoints"]![1]!["step"]);
         Assert.Equal(r.Series.Counts(1, 0.5).Matched, (int)json["checkpoints"]![1]!["matched"]!);
+        Assert.Equal(deadOther, (int)json["checkpoints"]![1]!["dead_latents"]!);
+        Assert.Equal(deadRef, (int)json["checkpoints"]![0]!["dead_reference_latents"]!);
         Assert.Equal(r.Tokens, (long)json["inputs"]!["tokens"]!);
         using (var f = SafetensorsFile.Open(Path.Combine(outDir, MatchRun.DistancesFile)))
         {
@@ -97,7 +119,9 @@ public sealed class MatchRunTests : IDisposable
         var csv = File.ReadAllLines(Path.Combine(outDir, MatchRun.CheckpointsFile));
         Assert.Equal(4, csv.Length);
         Assert.StartsWith("checkpoint,step,d_sae,dead,dead_reference,matched,unmatched,frac<0.1", csv[0]);
-        Assert.Equal(3 * Latents + 1, File.ReadAllLines(Path.Combine(outDir, MatchRun.MatchesFile)).Length);
+        var matchLines = File.ReadAllLines(Path.Combine(outDir, MatchRun.MatchesFile));
+        Assert.Equal(3 * Latents + 1, matchLines.Length);
+        Assert.Contains("step5,17,,,,dead", matchLines);
         foreach (var fig in new[] { "activation_cosine_histograms", "decoder_cosine_histograms", "fraction_matched", "matched_distances" })
         {
             var png = File.ReadAllBytes(Path.Combine(outDir, "figures", fig + ".png"));
@@ -105,15 +129,44 @@ public sealed class MatchRunTests : IDisposable
             Assert.Contains("<svg", File.ReadAllText(Path.Combine(outDir, "figures", fig + ".svg")));
         }
         string html = File.ReadAllText(Path.Combine(outDir, "match_report.html"));
-        Assert.Contains("figures/fraction_matched.png", html);
-        Assert.Contains("reference latent", html);
+        Assert.DoesNotContain("<img", html); // one self-contained page: figures inline
+        foreach (var title in new[] { "Fraction of matched features", "Matched feature distances", "Activation cosine similarity of matched latents through training" })
+            Assert.Contains(title, html);
         Assert.Contains("frac&lt;0.5", html);
+
+        // Followed features: the appearing ones (unmatched at step0, matched at step5 and final), report_features of them,
+        // each with its partner's dashboard at every checkpoint from that checkpoint's analysis.
+        var appearing = r.Appearing[1];
+        Assert.NotEmpty(appearing);
+        int followed = html.Split("appears at step5").Length - 1;
+        Assert.Equal(Math.Min(2, appearing.Length), followed);
+        foreach (int i in appearing)
+        {
+            if (!html.Contains($"Reference latent {i}: appears at step5")) continue;
+            foreach (var (name, column) in new[] { ("step0", 0), ("step5", 1), ("final", 2) })
+            {
+                int partner = r.Series.Partner(i, column);
+                string stem = Path.Combine(outDir, "figures", MatchRun.DashboardsFolder, $"feature_{i}_{name}");
+                Assert.True(File.Exists(stem + ".png") && File.Exists(stem + ".svg"), stem);
+                Assert.Contains($"{name} · latent {partner}: activation distribution", File.ReadAllText(stem + ".svg"));
+                Assert.Contains($"Top activations of latent {partner} at {name}", html);
+            }
+        }
 
         // Reorder step5 into the reference's order; matched again it pairs every latent with itself.
         string reordered = MatchRun.Reorder(outDir, "step5", Path.Combine(_dir, "step5-reordered"), TextReporter.Silent);
-        var again = MatchRun.Execute(Settings() with { Report = false }, final, [reordered], text, null, Path.Combine(_dir, "again"), TextReporter.Silent, Compute.All);
+        var again = MatchRun.Execute(Settings() with { Dashboards = "3,5" }, final, [reordered], text, null, Path.Combine(_dir, "again"), TextReporter.Silent, Compute.All);
         var m2 = again.Series.Match(0)!;
         for (int i = 0; i < Latents; i++) Assert.Equal(m2.DeadReference[i] ? -1 : i, m2.Partner[i]);
+        // Chosen latents instead of the appearing ones: a dead one has no partner, a live one its dashboards.
+        string chosen = File.ReadAllText(Path.Combine(_dir, "again", "match_report.html"));
+        Assert.Contains("Reference latent 3: chosen (dead in the reference)", chosen);
+        Assert.Contains("step5-reordered: no partner", chosen);
+        Assert.Contains("Reference latent 5: chosen", chosen);
+        Assert.Contains("final · latent 5: activation distribution", chosen);
+        Assert.True(File.Exists(Path.Combine(_dir, "again", "figures", MatchRun.DashboardsFolder, "feature_5_step5-reordered.png")));
+        Assert.Contains("dashboards: '48' is not a latent index below d_sae 48",
+            Assert.Throws<ArgumentException>(() => MatchRun.Execute(Settings() with { Dashboards = "48" }, final, [reordered], text, null, Path.Combine(_dir, "bad"), TextReporter.Silent, Compute.All)).Message);
     }
 
     [SharedFact(StoriesWeights)]
@@ -129,6 +182,7 @@ public sealed class MatchRunTests : IDisposable
         Assert.Equal(1.0, (double)json["checkpoints"]![0]!["mean_max_cosine"]!, 5);
         Assert.Equal(1.0, (double)json["checkpoints"]![0]!["fraction_matched"]!["0.1"]!, 12);
         Assert.Contains("frac<0.1", output);
+        Assert.Contains("no matching tokens to analyse", File.ReadAllText(Path.Combine(_dir, "dec", "match_report.html")));
 
         var reorder = CliRunner.Run("match", "reorder", "--match", Path.Combine(_dir, "dec"), "--run", "other");
         Assert.True(reorder.Code == 0, reorder.Err + reorder.Out);
