@@ -34,7 +34,10 @@ public sealed class Figure
         return data.ToArray();
     }
 
-    public string Svg()
+    /// <summary>The SVG, its bitmaps (heatmap cells) marked to scale without smoothing, as the PNG draws them.</summary>
+    public string Svg() => RawSvg().Replace("<image ", "<image style=\"image-rendering:pixelated\" ", StringComparison.Ordinal);
+
+    private string RawSvg()
     {
         if (_plot is not null) return _plot.GetSvgXml(Width, Height);
         using var stream = new MemoryStream();

@@ -58,18 +58,29 @@ public static class Figures
         axis.TickGenerator = new ScottPlot.TickGenerators.NumericManual(Enumerable.Range(0, labels.Count).Select(i => (double)i).ToArray(), labels.ToArray());
 
     /// <summary>
-    /// Cells [row, col] drawn over <paramref name="extent"/> (row 0 at the extent's Top) in viridis over
+    /// Cells [row, col] filling <paramref name="extent"/>, row 0 along its lowest y (on an axis that runs downwards, as
+    /// a matrix is read, give the extent as Bottom = rows, Top = 0: row 0 is then the top row) and column 0 at its
+    /// Left, in viridis over
     /// [<paramref name="min"/>, <paramref name="max"/>], NaN cells in <paramref name="nanColor"/>, with a colour bar
     /// labelled <paramref name="barLabel"/>; with <paramref name="logColor"/> the cells are log10 values and the bar's
     /// ticks read 10ⁿ.
     /// </summary>
     internal static void AddHeatmap(Plot p, double[,] cells, CoordinateRect extent, double min, double max, string? barLabel = null, bool logColor = false, Color? nanColor = null)
     {
+        // ScottPlot draws nothing for a single row or column; each cell split in two looks the same.
+        int rows = cells.GetLength(0), cols = cells.GetLength(1), rf = rows == 1 ? 2 : 1, cf = cols == 1 ? 2 : 1;
+        if (rf * cf > 1)
+        {
+            var wide = new double[rows * rf, cols * cf];
+            for (int r = 0; r < wide.GetLength(0); r++) for (int c = 0; c < wide.GetLength(1); c++) wide[r, c] = cells[r / rf, c / cf];
+            cells = wide;
+        }
         var hm = p.Add.Heatmap(cells);
         hm.Colormap = new ScottPlot.Colormaps.Viridis();
         hm.ManualRange = new ScottPlot.Range(min, max);
-        hm.Extent = extent;
+        hm.Rectangle = extent;
         hm.NaNCellColor = nanColor ?? Colors.LightGray;
+        hm.FlipRows = true; // ScottPlot's default puts row 0 at the highest y
         var bar = p.Add.ColorBar(hm);
         if (barLabel is not null) bar.Label = barLabel;
         if (logColor) bar.Axis.TickGenerator = LogTicks();

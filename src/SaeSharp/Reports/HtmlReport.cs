@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using System.Text.RegularExpressions;
 
 namespace SaeSharp.Reports;
 
@@ -7,11 +8,12 @@ namespace SaeSharp.Reports;
 /// A single self-contained HTML page (opens offline: styles, scripts and figures are inline, nothing is fetched) built
 /// from headings, paragraphs, tables and figures (inline SVG).
 /// </summary>
-public sealed class HtmlReport(string title)
+public sealed partial class HtmlReport(string title)
 {
     private readonly StringBuilder _body = new();
     private readonly StringBuilder _style = new();
     private readonly StringBuilder _script = new();
+    private int _figures;
     public string Title { get; } = title;
 
     public static string Encode(string text) => WebUtility.HtmlEncode(text);
@@ -30,11 +32,21 @@ public sealed class HtmlReport(string title)
     {
         var svg = figure.Svg();
         int start = svg.IndexOf("<svg", StringComparison.Ordinal); // drop the XML declaration
-        _body.Append("<div class=\"fig\">").Append(start > 0 ? svg[start..] : svg);
+        _body.Append("<div class=\"fig\">").Append(UniqueIds(start > 0 ? svg[start..] : svg, $"f{++_figures}-"));
         if (caption is not null) _body.Append($"<p class=\"caption\" style=\"max-width:{figure.Width}px\">{Encode(caption)}</p>");
         _body.Append("</div>\n");
         return this;
     }
+
+    /// <summary>
+    /// The SVG with every id (Skia names its images img_0, img_1, ... and clip paths cl_N in every file) and every
+    /// reference to one prefixed, so that figures inlined in one page do not draw each other's images.
+    /// </summary>
+    public static string UniqueIds(string svg, string prefix) =>
+        IdReference().Replace(svg, m => m.Groups["attr"].Value + prefix + m.Groups["id"].Value);
+
+    [GeneratedRegex("(?<attr>\\bid=\"|href=\"#|url\\(#)(?<id>[^\")]+)")]
+    private static partial Regex IdReference();
 
     public HtmlReport Table(IReadOnlyList<string> header, IEnumerable<IReadOnlyList<string>> rows)
     {

@@ -28,7 +28,7 @@ public static class MatchFigures
         for (int c = 0; c < counts.Count; c++)
             for (int b = 0; b < bins; b++)
             {
-                z[bins - 1 - b, c] = counts[c][b] > 0 ? Math.Log10(counts[c][b]) : double.NaN; // row 0 is drawn at the top
+                z[b, c] = counts[c][b] > 0 ? Math.Log10(counts[c][b]) : double.NaN;
                 max = Math.Max(max, counts[c][b]);
             }
         var p = Figures.NewPlot(title, CheckpointLabel, yLabel);

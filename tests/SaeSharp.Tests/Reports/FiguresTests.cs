@@ -112,6 +112,26 @@ public class FiguresTests
     }
 
     [Fact]
+    public void HeatmapDrawsRowZeroAtTheTop()
+    {
+        // Row 0 is 0 (viridis's purple), row 1 is 1 (yellow); the y axis counts rows down from 0 at the top.
+        var f = Figures.Heatmap(Tensor.FromArray([0, 1], 2, 1), "rows", "rows", "col", "row");
+        Assert.True(IsViridisLow(ColorAt(f, 0.5, 0.5)), "row 0 should be drawn at y 0..1, the top");
+        Assert.False(IsViridisLow(ColorAt(f, 0.5, 1.5)));
+        var limits = f.Plots[0].Axes.GetLimits();
+        Assert.True(limits.Top < limits.Bottom, "the y axis runs downwards");
+    }
+
+    [Fact]
+    public void SvgImagesAreNotSmoothed()
+    {
+        // Browsers smooth a heatmap's few-pixel bitmap when scaling it up; the SVG asks for pixelated scaling.
+        string svg = Figures.Heatmap(Tensor.FromArray([0, 1, 0.5f, 0.25f], 2, 2), "h", "h", "x", "y").Svg();
+        var (doc, _) = ParseSvg(svg, 560, 480);
+        Assert.All(doc.Descendants(Svg + "image"), i => Assert.Contains("image-rendering:pixelated", (string?)i.Attribute("style")));
+    }
+
+    [Fact]
     public void PowersOfTenUseSuperscripts()
     {
         Assert.Equal("10⁻⁸", Figures.PowerOfTen(-8));

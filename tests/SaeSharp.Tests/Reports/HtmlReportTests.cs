@@ -62,6 +62,28 @@ public class HtmlReportTests
     }
 
     [Fact]
+    public void InlinedFiguresKeepTheirOwnImages()
+    {
+        // Skia names the images and clip paths of every SVG img_0, cl_N, ...: inlined twice, the second heatmap would
+        // draw the first one's cells. Every id is unique in the page and every reference points inside its own figure.
+        var a = Figures.Heatmap(SaeSharp.Tensors.Tensor.FromArray([0, 1, 1, 0], 2, 2), "a", "a", "x", "y");
+        var b = Figures.Heatmap(SaeSharp.Tensors.Tensor.FromArray([1, 1, 1, 0], 2, 2), "b", "b", "x", "y");
+        string html = new HtmlReport("two").Figure(a).Figure(b).Render();
+        var figures = html.Split("<div class=\"fig\">")[1..];
+        Assert.Equal(2, figures.Length);
+        var ids = System.Text.RegularExpressions.Regex.Matches(html, "\\bid=\"([^\"]+)\"").Select(m => m.Groups[1].Value).ToList();
+        Assert.Contains(ids, id => id.EndsWith("img_0", StringComparison.Ordinal));
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+        foreach (var fig in figures)
+        {
+            var own = System.Text.RegularExpressions.Regex.Matches(fig, "\\bid=\"([^\"]+)\"").Select(m => m.Groups[1].Value).ToHashSet();
+            var refs = System.Text.RegularExpressions.Regex.Matches(fig, "(?:href=\"#|url\\(#)([^\")]+)").Select(m => m.Groups[1].Value).ToList();
+            Assert.NotEmpty(refs);
+            Assert.All(refs, r => Assert.Contains(r, own));
+        }
+    }
+
+    [Fact]
     public void MatchReportPlacesEachCheckpointsDashboardSideBySide()
     {
         var a = SmallAnalysis();

@@ -63,6 +63,17 @@ public class MatchFiguresTests
         Assert.Contains("Reference latent (sorted) (40)", texts);
         Assert.Contains("Distance 1 − cosine", texts);
         var limits = f.Plots[0].Axes.GetLimits();
-        Assert.Equal((40.0, 0.0), (limits.Bottom, limits.Top)); // row 0 at the top
+        Assert.Equal((40.0, 0.0), (limits.Bottom, limits.Top)); // the axis counts rows down from the top
+        Assert.True(IsViridisLow(ColorAt(f, 0, 0.5)), "row 0 (distance 0) should be at the top");
+        Assert.False(IsViridisLow(ColorAt(f, 0, 36.5))); // row 36: distance 0.9
+    }
+
+    [Fact]
+    public void HistogramHeatmapPutsTheLowestBinAtTheBottom()
+    {
+        // One checkpoint: 100 latents in the lowest bin, 1 in the highest: log10 colours 2 (yellow) and 0 (purple).
+        var f = MatchFigures.HistogramHeatmap("h", ["0"], [[100, 0, 0, 1]], 0, 1, "t", "y", "c");
+        Assert.False(IsViridisLow(ColorAt(f, 0, 0.1)));
+        Assert.True(IsViridisLow(ColorAt(f, 0, 0.9)));
     }
 }

@@ -77,6 +77,20 @@ public static class ReportFixtures
     public static int Points(XDocument doc, string color = Figures.PointColor) =>
         doc.Descendants(Svg + "ellipse").Count(e => (string?)e.Attribute("fill") == color);
 
+    /// <summary>
+    /// The colour the figure's PNG shows at data coordinates (x, y) of its (only) plot: the PNG is rendered first, which
+    /// lays the plot out, then the coordinates are mapped to its pixels.
+    /// </summary>
+    public static SkiaSharp.SKColor ColorAt(Figure f, double x, double y)
+    {
+        using var bitmap = SkiaSharp.SKBitmap.Decode(f.Png());
+        var pixel = f.Plots[0].GetPixel(new ScottPlot.Coordinates(x, y));
+        return bitmap.GetPixel((int)pixel.X, (int)pixel.Y);
+    }
+
+    /// <summary>Whether a colour is viridis's low end (dark purple, #440154) rather than its high end (yellow, #FDE725).</summary>
+    public static bool IsViridisLow(SkiaSharp.SKColor c) => c.Blue > c.Green && c.Red < 0x90;
+
     /// <summary>Saves the figure into <paramref name="dir"/>, checks both files, and returns the SVG's document and texts.</summary>
     public static (XDocument Doc, List<string> Texts) SavedAndValid(Figure f, string dir)
     {
