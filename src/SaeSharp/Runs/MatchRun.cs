@@ -40,8 +40,11 @@ public sealed record MatchSettings
     public string DistanceThresholds { get; set; } = "0.1,0.3,0.5,0.7,0.9";
     /// <summary>The checkpoint (run folder name or step) whose appearing features the report follows; unset: every checkpoint's.</summary>
     public string? AppearingAt { get; set; }
-    /// <summary>Appearing features followed per checkpoint in the report (the closest matched ones first).</summary>
-    public int ReportFeatures { get; set; } = 2;
+    /// <summary>
+    /// Appearing features the report follows, in all: taken in turn from each checkpoint that has any (the closest
+    /// matched from then on first), so every checkpoint gets one before any gets a second.
+    /// </summary>
+    public int ReportFeatures { get; set; } = 8;
     /// <summary>Comma-separated reference latents to follow instead of the appearing ones (e.g. "3,17").</summary>
     public string? Dashboards { get; set; }
     /// <summary>Top activating examples listed under each followed feature's dashboard at each checkpoint.</summary>
@@ -496,7 +499,7 @@ public static class MatchRun
                 ? "Matched by decoder cosine (no data)."
                 : $"Matched by the cosine of latent activations over {tokens.Count:N0} tokens ({tokens.Contexts.Count:N0} contexts of {s.Contexts.ContextSize}), each SAE on its own checkpoint's model; activations at or below {F(s.SparsityThreshold)} dropped."),
             $"A reference latent counts as matched when its partner's distance 1 − cosine is below {F(s.DistanceThreshold)}; appearing: unmatched at every earlier checkpoint, matched at that one and every later one. Dead latents (no activation over the tokens) take no part in the assignment.",
-            string.Create(CultureInfo.InvariantCulture, $"Matched in {elapsed.TotalSeconds:F1} s."),
+            string.Create(CultureInfo.InvariantCulture, $"Activations and assignments took {elapsed.TotalSeconds:F1} s; the followed features' partners were analysed after them."),
         };
         MatchReport.Write(Path.Combine(outDir, MatchReport.FileName), new MatchReportData
         {
@@ -514,8 +517,8 @@ public static class MatchRun
     }
 
     /// <summary>
-    /// The reference latents the report follows: those named by dashboards, or per checkpoint (the appearing_at one, or
-    /// every one after the first) up to report_features of its appearing latents, closest matched from then on first.
+    /// The reference latents the report follows: those named by dashboards, or report_features appearing latents taken
+    /// in turn from each checkpoint (the appearing_at one, or every one after the first), closest matched from then on first.
     /// </summary>
     private static List<(int Latent, string Note)> Followed(MatchSettings s, MatchRunResult r)
     {
@@ -523,11 +526,13 @@ public static class MatchRun
         int n = r.Checkpoints.Count;
         if (s.DashboardIds(series.Latents) is { } chosen) return chosen.Select(i => (i, series.DeadReference[i] ? "chosen (dead in the reference)" : "chosen")).ToList();
         var columns = s.AppearingAt is null ? Enumerable.Range(1, n - 1) : [ColumnOf(s.AppearingAt, r.Checkpoints)];
-        var followed = new List<(int, string)>();
-        foreach (int col in columns)
-            foreach (int i in series.Appearing(col, s.DistanceThreshold).OrderBy(i => Enumerable.Range(col, n - col).Sum(c => series.Distance(i, c))).Take(s.ReportFeatures))
-                followed.Add((i, $"appears at {r.Checkpoints[col].Name}"));
-        return followed;
+        var queues = columns.Select(col => (Column: col, Latents: new Queue<int>(series.Appearing(col, s.DistanceThreshold)
+            .OrderBy(i => Enumerable.Range(col, n - col).Sum(c => series.Distance(i, c)))))).ToList();
+        var followed = new List<(int Latent, int Column)>();
+        while (followed.Count < s.ReportFeatures && queues.Any(q => q.Latents.Count > 0))
+            foreach (var q in queues)
+                if (followed.Count < s.ReportFeatures && q.Latents.TryDequeue(out int i)) followed.Add((i, q.Column));
+        return followed.OrderBy(f => f.Column).Select(f => (f.Latent, $"appears at {r.Checkpoints[f.Column].Name}")).ToList();
     }
 
     /// <summary>

@@ -74,7 +74,7 @@ public sealed class MatchRunTests : IDisposable
         string step0 = Save(Random("topk", 64, Meta(), seed: 11, dSae: Latents), "step0");
         string outDir = Path.Combine(_dir, "out");
         var lines = new StringWriter();
-        var r = MatchRun.Execute(Settings(), final, [step0, step5], text, null, outDir, new TextReporter(lines), Compute.All);
+        var r = MatchRun.Execute(Settings() with { AppearingAt = "5" }, final, [step0, step5], text, null, outDir, new TextReporter(lines), Compute.All);
 
         Assert.Equal(["step0", "step5", "final"], r.Series.Checkpoints);
         Assert.Equal(2, r.Series.ReferenceColumn);
@@ -134,7 +134,7 @@ public sealed class MatchRunTests : IDisposable
             Assert.Contains(title, html);
         Assert.Contains("frac&lt;0.5", html);
 
-        // Followed features: the appearing ones (unmatched at step0, matched at step5 and final), report_features of them,
+        // Followed features: those appearing at step 5 (unmatched at step0, matched at step5 and final), report_features of them,
         // each with its partner's dashboard at every checkpoint from that checkpoint's analysis.
         var appearing = r.Appearing[1];
         Assert.NotEmpty(appearing);
