@@ -48,7 +48,7 @@ public static class KernelBench
         o.WriteLine($"Row top-k (k={k} of {dSae}): {B / topS:N0} rows/s ({BenchUtil.Ms(topS).Trim()} for {B} rows)");
         double batchS = BenchUtil.BestSeconds(() => TopK.Batch(f, k * B, all), quick ? 1 : 3);
         o.WriteLine($"Batch top-k (k·B={k * B} of {(long)B * dSae}): {B / batchS:N0} rows/s ({BenchUtil.Ms(batchS).Trim()})");
-        double decS = BenchUtil.BestSeconds(() => SparseKernels.Decode(codes, wDec, outIn, default, all), quick ? 1 : 3);
+        double decS = BenchUtil.BestSeconds(() => SparseKernels.Decode(codes, wDec, outIn, all), quick ? 1 : 3);
         double bytes = (double)B * k * dIn * 4 + (double)B * dIn * 4;
         o.WriteLine($"Sparse decode ({B}x{dSae}, k={k}, d_in={dIn}): {BenchUtil.Ms(decS).Trim()}, {bytes / decS / 1e9:F1} GB/s of decoder rows read + output written");
         SimdLoops(o, f, k, quick);
