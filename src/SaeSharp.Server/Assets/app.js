@@ -84,7 +84,7 @@ function initSearch(form) {
     const f = result.features[i];
     tokensBox.textContent = '';
     const max = Math.max(...f.token_activations, 0);
-    const line = el('div', { className: 'ex' }, [el('span', { className: 'act', text: 'latent ' + f.feature })]);
+    const line = el('div', { className: 'ex' }, [el('span', { className: 'latent', text: 'latent ' + f.feature })]);
     result.tokens.forEach((t, p) => line.append(tokenSpan(t.text, f.token_activations[p], max, t.special)));
     tokensBox.append(line);
     results.querySelectorAll('tr.selected').forEach(r => r.classList.remove('selected'));
