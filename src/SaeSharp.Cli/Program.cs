@@ -17,13 +17,26 @@ public static class Program
             var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
             return parse.Invoke(config);
         }
-        catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or InvalidOperationException
-                                   or KeyNotFoundException or FormatException or NotSupportedException)
+        catch (Exception e) when (IsUserError(e))
         {
             stderr.WriteLine($"error: {e.Message}");
             return 1;
         }
+        catch (OperationCanceledException e)
+        {
+            // Ctrl+C or SIGTERM (Progress.InterruptToken): the job stopped at a safe point; its message says what it kept.
+            stderr.WriteLine($"interrupted: {e.Message}");
+            return 130;
+        }
     }
+
+    /// <summary>
+    /// Failures caused by input, files or settings (not bugs): reported as one line. UnauthorizedAccessException is
+    /// .NET's "permission denied" (and "is a directory"); its message names the path.
+    /// </summary>
+    public static bool IsUserError(Exception e) =>
+        e is IOException or InvalidDataException or ArgumentException or InvalidOperationException or KeyNotFoundException
+            or FormatException or NotSupportedException or UnauthorizedAccessException;
 
     public static RootCommand BuildRoot()
     {
@@ -36,6 +49,7 @@ public static class Program
         root.Add(TrainCommands.Build());
         root.Add(EvalCommands.Build());
         foreach (var c in AnalyzeCommands.Build()) root.Add(c);
+        root.Add(MatchCommands.Build());
         root.Add(DemoCommands.BuildDemo());
         root.Add(SaeCommands.Build());
         root.Add(TokenizeCommands.Build());

@@ -33,7 +33,8 @@ public static class AnalyzeCommands
             .. ContextOptions.Flags(),
             ("hook_name", new Option<string>("--hook") { Description = "Hook of an SAE whose cfg.json names none" }),
             .. ReportFlags(),
-        ]);
+        ])
+        { Validate = s => s.Validate() };
         foreach (var o in new Option[] { model, sae, dataset, tokensFile, activations, output, overwrite }) cmd.Add(o);
         settingOptions.AddTo(cmd);
         cmd.SetAction(p =>
@@ -57,7 +58,7 @@ public static class AnalyzeCommands
         var run = new Option<string?>("--run") { Description = "A training run folder: report.html and training_curves.png/.svg from its metrics.jsonl" };
         var output = new Option<string?>("--out") { Description = "Output folder for --store (default: the store's folder)" };
         var metrics = new Option<string?>("--metrics") { Description = "With --store: a metrics.jsonl for the training-curves figure" };
-        var settingOptions = new SettingOptions<ReportSettings>("report", ReportFlags());
+        var settingOptions = new SettingOptions<ReportSettings>("report", ReportFlags()) { Validate = s => s.Validate() };
         foreach (var o in new Option[] { store, run, output, metrics }) cmd.Add(o);
         settingOptions.AddTo(cmd);
         cmd.SetAction(p =>

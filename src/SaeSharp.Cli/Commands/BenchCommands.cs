@@ -61,6 +61,11 @@ public static class BenchCommands
         foreach (var opt in new Option[] { anModel, anHook, anTokens, anDSae, anQuick }) analyze.Add(opt);
         analyze.SetAction(p => AnalyzeBench.Run(p.InvocationConfiguration.Output, p.GetValue(anModel), p.GetValue(anHook)!, p.GetValue(anTokens), p.GetValue(anDSae), p.GetValue(anQuick)));
         bench.Add(analyze);
+        var match = new Command("match", "Time to match two 16k-latent SAEs by activation cosine over 100k tokens (synthetic codes), with a dense GEMM as yardstick");
+        var matchQuick = new Option<bool>("--quick") { Description = "2k latents over 10k tokens (a smoke run)" };
+        match.Add(matchQuick);
+        match.SetAction(p => MatchBench.Run(p.InvocationConfiguration.Output, p.GetValue(matchQuick)));
+        bench.Add(match);
         var serve = new Command("serve", "A bounded loopback load on saesharp serve: concurrent clients on feature pages and live text searches; requests/s, p50/p99 latency, errors");
         var svStore = new Option<string?>("--store") { Description = "A folder holding features.db (default: a 512-latent top-k SAE on stories260K analysed in a temp folder)" };
         var svModel = new Option<string>("--model") { Description = "Model of the default store", DefaultValueFactory = _ => "../shared/models/stories260K" };

@@ -45,7 +45,8 @@ public static class DataCommands
             .. ContextOptions.Flags(),
             ("dtype", new Option<string>("--dtype") { Description = "Storage type: f32 or bf16 (default f32)" }),
             ("contexts_per_shard", new Option<int>("--contexts-per-shard") { Description = "Context windows per shard file (default 256)" }),
-        ]);
+        ])
+        { Validate = s => s.Validate() };
         foreach (var o in new Option[] { hook, targetHook, dataset, tokensFile, outDir }) cmd.Add(o);
         model.AddTo(cmd);
         settingOptions.AddTo(cmd);
@@ -86,9 +87,14 @@ public static class DataCommands
         {
             string modelPath = model.Resolve(p)!.Path;
             var m = HookedTransformer.Load(modelPath, Compute.All);
-            var docs = ModelInputs.Documents(p.GetValue(tokensFile), p.GetValue(dataset), modelPath, addBos: true).ToList();
+            var docs = ModelInputs.DocumentsWithText(p.GetValue(tokensFile), p.GetValue(dataset), modelPath, addBos: true).ToList();
             var hs = p.GetValue(hooks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            var (acts, meta) = DocumentExtraction.Extract(m, hs, docs, padToken: p.GetValue(pad));
+            var (cts, reg) = Progress.InterruptToken();
+            Tensors.Tensor acts;
+            DocumentMetadata meta;
+            using (reg)
+                (acts, meta) = DocumentExtraction.Extract(m, hs, docs.Select(d => d.Ids).ToList(), docs.Select(d => d.Text).ToList(), padToken: p.GetValue(pad),
+                    warn: w => p.InvocationConfiguration.Error.WriteLine($"warning: {w}"), cancel: cts.Token);
             DocumentExtraction.Save(p.GetValue(outDir)!, acts, meta);
             p.InvocationConfiguration.Output.WriteLine($"extracted {acts.Rows} x {acts.Cols} activations");
         });

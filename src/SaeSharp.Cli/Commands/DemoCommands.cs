@@ -19,7 +19,8 @@ public static class DemoCommands
         {
             var o = p.InvocationConfiguration.Output;
             var model = SyntheticModel.BuildPreset("toy", p.GetValue(seed));
-            double trueL0 = SyntheticEvals.MeanL0(model.Sample(8192, new Rng(p.GetValue(seed) + 7)).Features);
+            // The same samples the table's "L0 true" is computed on.
+            double trueL0 = SyntheticEvals.MeanL0(SyntheticRun.EvaluationSamples(model).Features);
             int k = Math.Max(1, (int)Math.Round(2.5 * trueL0)); // TopK needs slack above the true L0 to separate co-firing (hierarchical) features
             o.WriteLine($"toy synthetic model: {model.Config.NumFeatures} features in {model.Config.HiddenDim} dimensions, hierarchy + correlation, true L0 {trueL0:F2}");
             var common = new TrainSettings
@@ -48,7 +49,7 @@ public static class DemoCommands
     {
         var cmd = new Command("train", "Train an SAE on a synthetic model's activations for --samples samples; print MCC/F1/L0/EV and write report.html");
         var preset = new Option<string>("--preset") { Description = $"Preset: {string.Join(", ", SyntheticModel.PresetNames)}", DefaultValueFactory = _ => "toy" };
-        var model = new Option<string?>("--synthetic-model") { Description = "A folder written by `synth build` (instead of --preset)" };
+        var model = new Option<string?>("--synthetic-model") { Description = "A folder written by `synth build`, or a synthetic model config (.yaml/.json) to build (instead of --preset)" };
         var samples = new Option<long?>("--samples") { Description = "Training samples (steps = samples / batch size); default: the steps setting" };
         var orthoSteps = new Option<int?>("--ortho-steps") { Description = "Override the preset's orthogonalisation steps" };
         var evalSamples = new Option<int>("--eval-samples") { Description = "Fresh samples for the final evaluation", DefaultValueFactory = _ => 8192 };
@@ -70,7 +71,7 @@ public static class DemoCommands
             if (p.GetValue(model) is { } dir)
             {
                 if (p.GetResult(preset) is { Tokens.Count: > 0 }) throw new ArgumentException("give --preset or --synthetic-model, not both");
-                synthetic = SyntheticModel.Load(dir);
+                synthetic = SynthCommands.Open(dir);
             }
             else
             {

@@ -22,7 +22,8 @@ public static class EvalCommands
             .. ContextOptions.Flags(),
             ("ablation", new Option<string>("--ablation") { Description = "What the ablated run puts at the hook: zero (default) or mean" }),
             ("hook_name", new Option<string>("--hook") { Description = "Hook of SAEs whose cfg.json names none" }),
-        ]);
+        ])
+        { Validate = s => s.Validate() };
         foreach (var o in new Option[] { model, saes, dataset, tokensFile, output, includeSpecial }) cmd.Add(o);
         settingOptions.AddTo(cmd);
         cmd.SetAction(p =>

@@ -19,44 +19,58 @@ public static class ModelCommands
         var topK = new Option<int>("--top-k") { Description = "Keep only the k most likely tokens (0 = all)", DefaultValueFactory = _ => 0 };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling: smallest set with this much probability (1 = all)", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the sampling RNG", DefaultValueFactory = _ => 0UL };
-        var noStop = new Option<bool>("--no-stop") { Description = "Do not stop at the model's EOS token" };
-        model.AddTo(cmd); cmd.Add(ids); cmd.Add(text); cmd.Add(tokenizerPath); cmd.Add(max); cmd.Add(temp); cmd.Add(topK); cmd.Add(topP); cmd.Add(seed); cmd.Add(noStop);
+        var noStop = new Option<bool>("--no-stop") { Description = "Do not stop at the model's EOS token (llama2c sampler: its BOS)" };
+        var samplerKind = new Option<string>("--sampler")
+        {
+            Description = "saesharp (seeded xoshiro, top-k and top-p) or llama2c (run.c's xorshift coin and top-p rule, stopping at BOS as run.c does: reproduces run.c -t/-p/-s)",
+            DefaultValueFactory = _ => "saesharp",
+        };
+        model.AddTo(cmd); cmd.Add(ids); cmd.Add(text); cmd.Add(tokenizerPath); cmd.Add(max); cmd.Add(temp); cmd.Add(topK); cmd.Add(topP); cmd.Add(seed); cmd.Add(noStop); cmd.Add(samplerKind);
         cmd.SetAction(p =>
         {
             var output = p.InvocationConfiguration.Output;
             string modelPath = model.Resolve(p)!.Path;
             if ((p.GetValue(ids) is null) == (p.GetValue(text) is null)) throw new ArgumentException("give exactly one of --prompt (text) or --prompt-ids");
+            // The model first: a wrong --model is then reported as such, not as a folder without a tokenizer.
+            var m = HookedTransformer.Load(modelPath, Compute.All);
             SaeSharp.Text.ITokenizer? tokenizer = null;
             int[] prompt;
             if (p.GetValue(text) is { } promptText)
             {
-                tokenizer = SaeSharp.Text.Tokenizers.Load(p.GetValue(tokenizerPath) ?? (Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!));
+                tokenizer = p.GetValue(tokenizerPath) is { } tp ? SaeSharp.Text.Tokenizers.Load(tp) : SaeSharp.Text.Tokenizers.ForModel(modelPath);
                 // Sentencepiece-style tokenizers have a BOS of their own; GPT-2's BOS is its EOS and is not prepended.
                 prompt = tokenizer.Encode(promptText, addBos: tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId);
+                if (prompt.Length == 0) throw new ArgumentException("--prompt: the text encodes to no tokens and the tokenizer has no BOS to start from");
             }
             else prompt = ParseIds(p.GetValue(ids)!);
-            var m = HookedTransformer.Load(modelPath, Compute.All);
-            var options = new GenerationOptions
+            var sampling = new SamplingOptions { Temperature = p.GetValue(temp), TopK = p.GetValue(topK), TopP = p.GetValue(topP) };
+            ITokenSampler sampler;
+            int? stop;
+            switch (p.GetValue(samplerKind))
             {
-                MaxNewTokens = p.GetValue(max),
-                Sampling = new SamplingOptions { Temperature = p.GetValue(temp), TopK = p.GetValue(topK), TopP = p.GetValue(topP) },
-                StopToken = p.GetValue(noStop) ? null : m.Config.EosTokenId,
-            };
+                case "saesharp":
+                    sampling.Validate();
+                    sampler = new RngSampler(sampling, new Rng(p.GetValue(seed)));
+                    stop = m.Config.EosTokenId;
+                    break;
+                case "llama2c":
+                    if (sampling.TopK != 0) throw new ArgumentException("--top-k: run.c's sampler has no top-k; leave it 0 with --sampler llama2c");
+                    sampler = new Llama2cSampler(sampling.Temperature, sampling.TopP, p.GetValue(seed));
+                    // run.c ends a sample when the model begins a new one (BOS); an EOS piece it prints.
+                    stop = m.Config.BosTokenId;
+                    break;
+                case var other:
+                    throw new ArgumentException($"--sampler: expected saesharp or llama2c, got '{other}'");
+            }
+            var options = new GenerationOptions { MaxNewTokens = p.GetValue(max), Sampling = sampling, StopToken = p.GetValue(noStop) ? null : stop };
             bool first = true;
-            var generated = new List<int>();
-            string shown = "";
+            var decoder = tokenizer is null ? null : new SaeSharp.Text.TokenStreamDecoder(tokenizer, prompt[^1]);
             if (tokenizer is not null) output.Write(p.GetValue(text));
-            m.Generate(prompt, options, new Rng(p.GetValue(seed)), t =>
+            m.Generate(prompt, sampler, options, t =>
             {
-                if (tokenizer is null) output.Write(first ? t.ToString() : " " + t);
-                else
-                {
-                    // Decode the whole continuation and print what is new, so multi-token characters come out whole.
-                    generated.Add(t);
-                    string all = tokenizer.Decode(generated.ToArray());
-                    if (all.StartsWith(shown, StringComparison.Ordinal)) output.Write(all[shown.Length..]);
-                    shown = all;
-                }
+                // The stop token ends the text; it is not part of it.
+                if (t == options.StopToken && decoder is not null) return;
+                output.Write(decoder is null ? (first ? t.ToString() : " " + t) : decoder.Push(t));
                 output.Flush();
                 first = false;
             });

@@ -16,6 +16,12 @@ public sealed class SettingOptions<T> where T : class
     private readonly Option<string[]> _set = new("--set") { Description = "Any setting as key=value (repeatable)", AllowMultipleArgumentsPerToken = false };
     private readonly List<(string Key, Option Option)> _flags;
 
+    /// <summary>
+    /// Checks the bound settings; an error about one setting is reported with the file line, flag or variable it
+    /// came from (<see cref="SaeSharp.IO.ConfigBinder.Validated"/>).
+    /// </summary>
+    public Action<T>? Validate { get; init; }
+
     /// <param name="section">The environment variables' section: SAESHARP_{SECTION}__{KEY}.</param>
     /// <param name="flags">Settings with a flag of their own: (snake_case key, option).</param>
     public SettingOptions(string section, params (string Key, Option Option)[] flags)
@@ -35,13 +41,13 @@ public sealed class SettingOptions<T> where T : class
     }
 
     /// <summary>The settings: <paramref name="defaults"/>, then YAML, environment, flags and --set.</summary>
-    public T Bind(ParseResult p, T defaults) => ConfigSources.Load(defaults, _section, p.GetValue(_config) is { } path ? ConfigSources.FromYaml(path) : [], Flags(p));
+    public T Bind(ParseResult p, T defaults) => ConfigSources.Load(defaults, _section, p.GetValue(_config) is { } path ? ConfigSources.FromYaml(path) : [], Flags(p), Validate);
 
     /// <summary>The settings with <paramref name="fileSettings"/> (a sweep file's shared ones) in the YAML's place; --config is then refused.</summary>
     public T Bind(ParseResult p, T defaults, IEnumerable<KeyValuePair<string, Setting>> fileSettings)
     {
         if (p.GetValue(_config) is not null) throw new ArgumentException("--config and --sweep both give the settings file; put the shared settings at the top of the sweep file");
-        return ConfigSources.Load(defaults, _section, fileSettings, Flags(p));
+        return ConfigSources.Load(defaults, _section, fileSettings, Flags(p), Validate);
     }
 
     /// <summary>The flags and --set assignments given, in that order.</summary>
@@ -73,7 +79,8 @@ public static class TrainSettingOptions
         ("batch_size", new Option<int>("--batch-size") { Description = "Rows per step" }),
         ("seed", new Option<ulong>("--seed") { Description = "Seed of every random choice" }),
         .. extra,
-    ]);
+    ])
+    { Validate = s => { s.Validate(); s.SaeConfig(1, SaeSharp.Saes.SaeRegistry.Get(s.Architecture).Transcoder ? 1 : 0).Validate(); } };
 }
 
 /// <summary>The flags of the context-window settings (<see cref="SaeSharp.Data.ContextSettings"/>), for every command that runs a model over text.</summary>

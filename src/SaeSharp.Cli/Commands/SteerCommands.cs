@@ -78,7 +78,8 @@ public static class SteerCommands
             ("min_activation", new Option<double>("--min-activation") { Description = "Leave out latents whose mean activation is below this (default 0)" }),
             ("include_special_tokens", new Option<bool>("--include-special-tokens") { Description = "Count BOS/EOS positions in the mean too (default: left out)" }),
             ("hook_name", new Option<string>("--hook") { Description = "Read the SAE's input at this hook instead of its cfg hook_name" }),
-        ]);
+        ])
+        { Validate = s => s.Validate() };
         foreach (var o in new Option[] { model, sae, prompt, tokenizer }) cmd.Add(o);
         settingOptions.AddTo(cmd);
         cmd.SetAction(p =>

@@ -12,7 +12,7 @@ public static class TrainCommands
         var train = new Command("train", "Train a sparse autoencoder or transcoder (or a sweep of them on one stream); writes cfg.json, sae_weights.safetensors, sparsity.safetensors, metrics.jsonl and checkpoints");
         var activations = new Option<string?>("--activations") { Description = "Activations as a [n, d_in] .npy file (drrik's activations.npy)" };
         var cache = new Option<string?>("--cache") { Description = "Activation cache folder written by `saesharp cache` (a paired one for transcoders)" };
-        var model = new ModelOption("Stream activations from this model (Hugging Face folder or llama2.c .bin) run over --dataset", required: false);
+        var model = new ModelOption("Stream activations from this model (Hugging Face folder or llama2.c .bin) run over --dataset; several, comma-separated, train one SAE each with the same settings and seed, into --out/<model folder name>", required: false);
         var dataset = new Option<string?>("--dataset") { Description = "Text dataset for --model (.txt one document per line, .jsonl 'text' field, or a folder)" };
         var tokensFile = new Option<string?>("--tokens-file") { Description = "Pretokenized token file for --model, instead of --dataset" };
         var sweep = new Option<string?>("--sweep") { Description = "YAML sweep: top-level settings shared, 'saes:' one entry per SAE (name: {settings}); all train on one stream, each into --out/name" };
@@ -36,10 +36,17 @@ public static class TrainCommands
             if (resumeDir is not null && p.GetResult(output) is { Tokens.Count: > 0 }) throw new ArgumentException("--resume names the run folder; leave out --out");
             string outDir = resumeDir ?? p.GetValue(output)!;
             var mode = resumeDir is not null ? RunFolderMode.Resume : p.GetValue(overwrite) ? RunFolderMode.Overwrite : RunFolderMode.New;
-            TrainData Open(TrainSettings stream, IReadOnlyList<TrainSettings> saes) =>
-                TrainInputs.Open(stream, saes, Compute.All, p.GetValue(activations), p.GetValue(cache), p.GetValue(model.Model), p.GetValue(dataset),
-                    p.GetValue(tokensFile), p.GetValue(allowPartial), p.GetValue(model.Revision), hubDirectory: p.GetValue(model.Model) is null ? null : ModelOption.HubDirectory());
+            var models = (p.GetValue(model.Model) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+            string? hubDirectory = models.Count == 0 ? null : ModelOption.HubDirectory();
+            TrainData Open(TrainSettings stream, IReadOnlyList<TrainSettings> saes, string? modelPath) =>
+                TrainInputs.Open(stream, saes, Compute.All, p.GetValue(activations), p.GetValue(cache), modelPath, p.GetValue(dataset),
+                    p.GetValue(tokensFile), p.GetValue(allowPartial), p.GetValue(model.Revision), hubDirectory);
             string resumeHint = $"saesharp train --resume {outDir} {SourceArgs(p, activations, cache, model.Model, model.Revision, dataset, tokensFile)}";
+            if (models.Count > 1)
+            {
+                if (p.GetValue(sweep) is not null) throw new ArgumentException("--sweep trains several SAEs on one model; give one --model with it");
+                return TrainSeriesOf(p, settingOptions, models, outDir, mode, resumeHint, (s, m) => Open(s, [s], m));
+            }
             var o = p.InvocationConfiguration.Output;
             var reporter = Progress.For(o);
             bool isSweep = p.GetValue(sweep) is not null || (resumeDir is not null && SweepRun.HoldsSweep(resumeDir));
@@ -49,7 +56,7 @@ public static class TrainCommands
                 if (isSweep)
                 {
                     var (shared, saes) = SweepSettings(p, settingOptions, p.GetValue(sweep), resumeDir);
-                    var data = Open(shared, [.. saes.Select(m => m.Settings)]);
+                    var data = Open(shared, [.. saes.Select(m => m.Settings)], models.FirstOrDefault());
                     var result = reporter.Track($"sweep of {saes.Count} SAEs", saes.Min(m => m.Settings.MetricsEvery),
                         report => SweepRun.Execute(shared, saes, data, outDir, Compute.All, mode, reporter, cts.Token, report));
                     if (result.Interrupted)
@@ -62,7 +69,7 @@ public static class TrainCommands
                 else
                 {
                     var settings = settingOptions.Bind(p, resumeDir is not null ? TrainRun.LoadSettings(resumeDir) : new TrainSettings());
-                    var data = Open(settings, [settings]);
+                    var data = Open(settings, [settings], models.FirstOrDefault());
                     var result = reporter.Track($"{settings.Architecture} d_sae={settings.DSae}", settings.MetricsEvery,
                         report => TrainRun.Execute(settings, data, outDir, Compute.All, mode, reporter, cts.Token, report));
                     if (result.Summary.Interrupted)
@@ -95,6 +102,32 @@ public static class TrainCommands
         }
         var (recorded, saes) = SweepRun.Load(resumeDir!);
         return (options.Bind(p, recorded), [.. saes.Select(m => m with { Settings = options.Bind(p, m.Settings) })]);
+    }
+
+    /// <summary>
+    /// Several models: one run each into OUT/&lt;model folder name&gt;/ (<see cref="TrainSeries"/>); --resume names the
+    /// series' folder, whose first run folder holds the settings.
+    /// </summary>
+    private static int TrainSeriesOf(ParseResult p, SettingOptions<TrainSettings> settingOptions, List<string> models, string outDir, RunFolderMode mode,
+        string resumeHint, Func<TrainSettings, string, TrainData> open)
+    {
+        var saved = mode == RunFolderMode.Resume ? models.Select(m => TrainSeries.RunFolder(outDir, m)).FirstOrDefault(d => File.Exists(Path.Combine(d, TrainRun.SettingsFile))) : null;
+        if (mode == RunFolderMode.Resume && saved is null) throw new InvalidOperationException($"{outDir} holds no run of these models to resume");
+        var settings = settingOptions.Bind(p, saved is not null ? TrainRun.LoadSettings(saved) : new TrainSettings());
+        var o = p.InvocationConfiguration.Output;
+        var (cts, reg) = Progress.InterruptToken();
+        using (reg)
+        {
+            var results = TrainSeries.Execute(settings, models, m => open(settings, m), outDir, Compute.All, mode, Progress.For(o), cts.Token);
+            foreach (var r in results.Where(r => !r.Summary.Interrupted)) o.WriteLine($"{Path.GetFileName(r.OutputDir)}: {TrainRun.DescribeResult(r)}");
+            if (results.Count > 0 && results[^1].Summary.Interrupted)
+            {
+                o.WriteLine($"interrupted at step {results[^1].Summary.Steps} of {results[^1].OutputDir}; checkpoint written. Continue with: {resumeHint}");
+                return 130;
+            }
+            o.WriteLine($"saved {models.Count} runs under {Path.GetFullPath(outDir)}");
+        }
+        return 0;
     }
 
     /// <summary>The data options as given, to repeat in the resume hint.</summary>

@@ -95,7 +95,7 @@ public sealed class FeatureAnalyzer(FeatureAnalysisOptions options, Compute comp
         else if (model is not null) note = $"no logit tables: the activations concatenate {hooks.Count} hooks";
         var vocab = tokenizer is null ? null : TokenStrings(tokenizer, model?.Config.VocabSize ?? tokenizer.VocabSize);
         var summary = Summary(sae, name, hook, "activations", note, recon);
-        return Assemble(collector.Finish(cancel), sae, summary, vocab, logits, documents.Select(d => d.Text).ToArray());
+        return Assemble(collector.Finish(cancel), sae, summary, vocab, logits, documents.Select(d => d.Text ?? "").ToArray());
     }
 
     private static int TokenAt(DocumentSample d) => d.Position >= 0 && d.Position < d.TokenIds.Length ? d.TokenIds[d.Position] : -1;

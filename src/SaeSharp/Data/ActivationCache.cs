@@ -60,7 +60,8 @@ public static class ActivationCache
 
     /// <summary>
     /// Writes the cache, skipping shards a previous run finished; <paramref name="maxShards"/> stops early (used to test
-    /// resume) and <paramref name="cancel"/> stops after the shard in progress (the manifest then lists what is kept).
+    /// resume) and <paramref name="cancel"/> stops between model batches, dropping the shard in progress (the manifest
+    /// then lists the finished shards, and a rerun with the same settings resumes from them).
     /// <paramref name="settings"/> records what the cache was made with; a folder holding a cache made with other
     /// settings is refused, listing the differences. Returns the manifest (<see cref="CacheManifest.Complete"/> when
     /// every shard is written). <paramref name="hookOut"/> makes a paired cache: that hook's activations at every
@@ -108,13 +109,17 @@ public static class ActivationCache
             if (cancel.IsCancellationRequested) break;
             int first = s * contextsPerShard, count = Math.Min(contextsPerShard, contexts.Count - first);
             var rows = new List<Tensor>(); var toks = new List<int>();
+            bool stopped = false;
             for (int b = 0; b < count; b += promptsPerBatch)
             {
+                // Between model batches: the shard in progress is dropped, the finished ones stay listed.
+                if (cancel.IsCancellationRequested) { stopped = true; break; }
                 var batch = new List<int[]>();
                 for (int i = b; i < Math.Min(count, b + promptsPerBatch); i++) batch.Add(contexts[first + i]);
                 var (r, t) = ActivationStore.Extract(model, spec, batch, exclude);
                 rows.Add(r); toks.AddRange(t);
             }
+            if (stopped) break;
             // Both hooks come from one Extract, so acts and acts_out are the same positions row for row.
             var acts = new Tensor(toks.Count, dIn);
             var actsOut = hookOut is null ? null : new Tensor(toks.Count, dOut);
@@ -149,6 +154,7 @@ public static class ActivationCache
         var toks = f.ReadInt32("tokens");
         if (toks.Length != acts.Rows) throw new InvalidDataException($"{path}: 'tokens' has {toks.Length} entries, 'acts' has {acts.Rows} rows");
         if (expectedRows is int n && n != acts.Rows) throw new InvalidDataException($"{path}: holds {acts.Rows} rows, the cache's {ManifestName} says {n}");
+        ActivationRows.EnsureFinite(acts, $"{path} ('acts')");
         return (acts, toks);
     }
 

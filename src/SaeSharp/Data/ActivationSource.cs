@@ -36,7 +36,7 @@ public sealed class InMemoryActivationSource : IActivationSource
     public InMemoryActivationSource(Tensor data, ulong seed, bool shuffle = true, bool endless = true, bool dropLast = false)
     {
         if (data.Rank != 2 || data.Rows == 0) throw new ArgumentException($"activations must be a non-empty 2-D matrix, got [{data.ShapeString}]");
-        if (Ops.HasNonFinite(data.Span)) throw new InvalidDataException("activations contain NaN or infinite values");
+        ActivationRows.EnsureFinite(data, "activations");
         _data = data;
         _endless = endless;
         _shuffle = shuffle;
@@ -126,5 +126,17 @@ public static class RngStateCodec
         var inv = System.Globalization.CultureInfo.InvariantCulture;
         return new RngState(ulong.Parse(p[0], inv), ulong.Parse(p[1], inv), ulong.Parse(p[2], inv), ulong.Parse(p[3], inv), p[4] == "1",
             BitConverter.Int64BitsToDouble(long.Parse(p[5], inv)));
+    }
+}
+
+/// <summary>Checks on activation matrices read from files.</summary>
+public static class ActivationRows
+{
+    /// <summary>Throws naming <paramref name="source"/>, the row and the column of the first NaN or infinite entry of a [rows, d] matrix.</summary>
+    public static void EnsureFinite(Tensor data, string source)
+    {
+        int at = data.IndexOfNonFinite();
+        if (at >= 0)
+            throw new InvalidDataException($"{source}: row {at / data.Cols}, column {at % data.Cols} is {data.Span[at]}; activations must be finite");
     }
 }

@@ -10,7 +10,7 @@ namespace SaeSharp.Data;
 /// <summary>One document's metadata row in metadata.json.</summary>
 public sealed record DocumentSample(
     [property: JsonPropertyName("sample_index")] int SampleIndex,
-    [property: JsonPropertyName("text")] string Text,
+    [property: JsonPropertyName("text"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Text,
     [property: JsonPropertyName("token_ids")] int[] TokenIds,
     [property: JsonPropertyName("position")] int Position);
 
@@ -36,9 +36,16 @@ public static class DocumentExtraction
         return -1;
     }
 
+    /// <summary>
+    /// Runs every document (in batches) and takes each hook's activation at its last real token. A document longer than
+    /// the model's context is cut to its first positions (the activation is then the last kept token's), reported once
+    /// through <paramref name="warn"/>.
+    /// </summary>
     public static (Tensor Acts, DocumentMetadata Meta) Extract(HookedTransformer model, IReadOnlyList<string> hooks,
-        IReadOnlyList<int[]> documents, IReadOnlyList<string>? texts = null, int? padToken = null, int batchSize = 8)
+        IReadOnlyList<int[]> documents, IReadOnlyList<string?>? texts = null, int? padToken = null, int batchSize = 8, Action<string>? warn = null,
+        CancellationToken cancel = default)
     {
+        int context = model.Config.MaxPositions, truncated = 0, longest = 0;
         if (hooks.Count == 0) throw new ArgumentException("at least one hook is needed");
         if (texts is not null && texts.Count != documents.Count) throw new ArgumentException($"{texts.Count} texts for {documents.Count} documents");
         foreach (var h in hooks) if (!model.HookNames.Contains(h)) throw new ArgumentException($"unknown hook '{h}'");
@@ -48,14 +55,26 @@ public static class DocumentExtraction
         var samples = new List<DocumentSample>(documents.Count);
         for (int start = 0; start < documents.Count; start += batchSize)
         {
+            if (cancel.IsCancellationRequested)
+                throw new OperationCanceledException($"extract stopped after {start} of {documents.Count} documents; nothing was written "
+                    + "(activations.npy and metadata.json are written once every document is done)", cancel);
             var batch = new List<int[]>();
+            var kept = new List<int[]>();
             var pos = new List<int>();
             for (int i = start; i < Math.Min(documents.Count, start + batchSize); i++)
             {
-                int last = LastRealIndex(documents[i], padToken);
+                var doc = documents[i];
+                if (doc.Length > context)
+                {
+                    truncated++;
+                    longest = Math.Max(longest, doc.Length);
+                    doc = doc[..context];
+                }
+                int last = LastRealIndex(doc, padToken);
                 if (last < 0) throw new ArgumentException($"document {i} has no non-pad tokens");
                 // Causal attention: tokens after the last real one cannot change it, so run only the prefix.
-                batch.Add(documents[i][..(last + 1)]);
+                batch.Add(doc[..(last + 1)]);
+                kept.Add(doc);
                 pos.Add(last);
             }
             var outp = model.RunBatch(batch, hooks.ToArray(), returnLogits: false);
@@ -68,10 +87,13 @@ public static class DocumentExtraction
                     outp.Cache[hooks[h]].Span.Slice((b * t + pos[b]) * widths[h], widths[h]).CopyTo(acts.Row(start + b).Slice(col));
                     col += widths[h];
                 }
-                string text = texts?[start + b] ?? "";
-                samples.Add(new DocumentSample(start + b, text.Length > TextPreviewChars ? text[..TextPreviewChars] : text, documents[start + b], pos[b]));
+                // drrik keeps the first 200 characters of each document's text.
+                string? text = texts?[start + b];
+                samples.Add(new DocumentSample(start + b, text is { Length: > TextPreviewChars } ? text[..TextPreviewChars] : text, kept[b], pos[b]));
             }
         }
+        if (truncated > 0)
+            warn?.Invoke($"{truncated} of {documents.Count} documents are longer than the model's {context} positions; each was cut to its first {context} tokens (the longest had {longest})");
         return (acts, new DocumentMetadata(hooks.ToArray(), d, samples));
     }
 

@@ -93,13 +93,17 @@ public static class TokenFile
 {
     public static void Write(string path, IEnumerable<int[]> documents)
     {
-        var toks = new List<int>();
-        var offs = new List<long> { 0 };
-        foreach (var d in documents) { toks.AddRange(d); offs.Add(toks.Count); }
+        var docs = documents as IReadOnlyList<int[]> ?? documents.ToList();
+        var offs = new long[docs.Count + 1];
+        for (int i = 0; i < docs.Count; i++) offs[i + 1] = offs[i] + docs[i].Length;
+        if (offs[^1] > Array.MaxLength) throw new ArgumentException($"{offs[^1]} tokens do not fit one token file (at most {Array.MaxLength})");
+        // One array of exactly the token count, handed to the writer uncopied.
+        var toks = GC.AllocateUninitializedArray<int>((int)offs[^1]);
+        for (int i = 0; i < docs.Count; i++) docs[i].CopyTo(toks, (int)offs[i]);
         new SafetensorsWriter()
             .AddMetadata("format", "saesharp-tokens")
-            .AddInt32("tokens", toks.ToArray(), toks.Count)
-            .AddInt64("doc_offsets", offs.ToArray(), offs.Count)
+            .AddInt32Array("tokens", toks)
+            .AddInt64("doc_offsets", offs, offs.Length)
             .Write(path);
     }
 

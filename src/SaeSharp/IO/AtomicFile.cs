@@ -32,7 +32,8 @@ public static class AtomicFile
         }
         catch
         {
-            try { File.Delete(tmp); } catch (IOException) { }
+            // Cleanup only: a temp file that cannot be removed must not hide the error that stopped the write.
+            try { File.Delete(tmp); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
             throw;
         }
     }

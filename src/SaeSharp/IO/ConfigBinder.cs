@@ -134,6 +134,29 @@ public static class ConfigBinder
                 var v => v.ToJsonString(),
             }, $"{source} key '{kv.Key}'", IsNull: kv.Value is null))));
 
+    /// <summary>
+    /// Runs <paramref name="validate"/> on a bound config; when it throws an ArgumentException about one of the keys
+    /// given in <paramref name="settings"/> (its message names the key as <c>'key'</c>, or starts with <c>key:</c> or
+    /// <c>key </c>), the error is rethrown led by where that setting came from (file and line, flag, variable).
+    /// </summary>
+    public static T Validated<T>(T config, IReadOnlyList<KeyValuePair<string, Setting>> settings, Action<T> validate)
+    {
+        try { validate(config); }
+        catch (ArgumentException e)
+        {
+            // The last occurrence of a key is the one that took effect.
+            for (int i = settings.Count - 1; i >= 0; i--)
+            {
+                string key = settings[i].Key.Replace('-', '_').ToLowerInvariant();
+                if (e.Message.Contains($"'{key}'", StringComparison.Ordinal) || e.Message.StartsWith(key + ":", StringComparison.Ordinal)
+                    || e.Message.StartsWith(key + " ", StringComparison.Ordinal))
+                    throw new ArgumentException($"{settings[i].Value.Source}: {e.Message}", e);
+            }
+            throw;
+        }
+        return config;
+    }
+
     /// <summary>Settings from the process's environment variables <c>SAESHARP_{SECTION}__{KEY}</c> (case-insensitive key).</summary>
     public static IEnumerable<KeyValuePair<string, Setting>> FromEnvironment(string section) => FromEnvironment(section, EnvironmentSettings.Process());
 

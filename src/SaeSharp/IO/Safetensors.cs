@@ -180,6 +180,13 @@ public sealed unsafe class SafetensorsFile : ITensorSource
 {
     /// <summary>Headers larger than this are refused (the format's own reference implementation uses 100 MB).</summary>
     public const long MaxHeaderBytes = 100_000_000;
+    /// <summary>
+    /// Tensors per file above this are refused before any entry is built (each costs hundreds of bytes; the largest
+    /// real checkpoints hold a few thousand per shard), so a valid but hostile 100 MB header cannot take gigabytes.
+    /// </summary>
+    public const int MaxTensors = 131_072;
+    /// <summary>Longest tensor name, in header bytes, accepted (real names are tens of bytes).</summary>
+    public const int MaxNameBytes = 4096;
 
     // Conversions run in chunks of this many elements so a multi-GB tensor never needs one span over > 2 GB of bytes.
     private const int ChunkElements = 1 << 24;
@@ -254,7 +261,11 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         // JsonDocument checks UTF-8 only when strings are decoded, which would surface later as InvalidOperationException.
         if (!System.Text.Unicode.Utf8.IsValid(header)) throw Bad(path, "header is not valid JSON (invalid UTF-8)");
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(header); }
+        try
+        {
+            CheckHeaderSize(path, header);
+            doc = JsonDocument.Parse(header);
+        }
         catch (Exception e) when (e is JsonException or ArgumentException or DecoderFallbackException)
         { throw Bad(path, $"header is not valid JSON ({e.Message})"); }
         using (doc)
@@ -281,7 +292,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
                 if (entries.ContainsKey(prop.Name)) throw Bad(path, $"tensor '{prop.Name}' appears twice in the header");
                 entries[prop.Name] = ParseEntry(path, prop.Name, prop.Value, dataLength);
             }
-            CheckNoOverlap(path, entries.Values);
+            CheckTiling(path, entries.Values, dataLength);
             return (entries, metadata);
         }
     }
@@ -323,15 +334,43 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         return x;
     }
 
-    private static void CheckNoOverlap(string path, IEnumerable<SafetensorsEntry> entries)
+    /// <summary>
+    /// Counts the top-level entries and measures their names with a forward-only reader, which allocates nothing, so
+    /// headers with too many tensors or huge names are refused before a document or any entry is built.
+    /// </summary>
+    private static void CheckHeaderSize(string path, byte[] header)
+    {
+        var reader = new Utf8JsonReader(header, new JsonReaderOptions { MaxDepth = 64 });
+        int tensors = 0;
+        while (reader.Read())
+        {
+            if (reader.TokenType != JsonTokenType.PropertyName || reader.CurrentDepth != 1) continue;
+            int nameBytes = reader.HasValueSequence ? (int)reader.ValueSequence.Length : reader.ValueSpan.Length;
+            if (nameBytes > MaxNameBytes) throw Bad(path, $"a tensor name of {nameBytes} bytes is over the {MaxNameBytes}-byte limit");
+            if (!reader.ValueTextEquals("__metadata__") && ++tensors > MaxTensors)
+                throw Bad(path, $"the header lists more than the {MaxTensors} tensors a file may hold here");
+        }
+    }
+
+    /// <summary>
+    /// The tensors must tile the data section exactly, in offset order from 0 with no gap, overlap or trailing bytes,
+    /// as the format (and Hugging Face's reader) requires: anything else is a damaged or hand-edited file.
+    /// </summary>
+    private static void CheckTiling(string path, IEnumerable<SafetensorsEntry> entries, long dataLength)
     {
         SafetensorsEntry? prev = null;
-        foreach (var e in entries.Where(e => e.End > e.Begin).OrderBy(e => e.Begin))
+        long expected = 0;
+        foreach (var e in entries.OrderBy(e => e.Begin).ThenBy(e => e.End))
         {
-            if (prev is not null && e.Begin < prev.End)
-                throw Bad(path, $"tensors '{prev.Name}' [{prev.Begin}, {prev.End}) and '{e.Name}' [{e.Begin}, {e.End}) overlap");
+            if (e.Begin < expected)
+                throw Bad(path, $"tensors '{prev!.Name}' [{prev.Begin}, {prev.End}) and '{e.Name}' [{e.Begin}, {e.End}) overlap");
+            if (e.Begin > expected)
+                throw Bad(path, $"{e.Begin - expected} unused bytes before tensor '{e.Name}' (data_offsets [{e.Begin}, {e.End}], the previous tensor ends at {expected})");
+            expected = e.End;
             prev = e;
         }
+        if (expected != dataLength)
+            throw Bad(path, $"{dataLength - expected} bytes after the last tensor (tensors end at {expected} of a {dataLength}-byte data section)");
     }
 
     public bool Contains(string name) => _entries.ContainsKey(name);
@@ -519,6 +558,14 @@ public sealed class SafetensorsWriter
 
     public SafetensorsWriter AddInt32(string name, ReadOnlySpan<int> values, params int[] shape) =>
         AddRaw(name, DType.I32, shape, MemoryMarshal.AsBytes(values).ToArray());
+
+    /// <summary>Adds a 1-D I32 tensor without copying it (keep the array unchanged until Write).</summary>
+    public SafetensorsWriter AddInt32Array(string name, int[] values) =>
+        AddItem(name, DType.I32, [values.Length], 4L * values.Length, s =>
+        {
+            // Sliced: a byte view of more than 2^29 ints would overflow a span's length.
+            for (int i = 0; i < values.Length; i += 1 << 28) s.Write(MemoryMarshal.AsBytes(values.AsSpan(i, Math.Min(1 << 28, values.Length - i))));
+        });
 
     /// <summary>Adds already-encoded little-endian bytes (not copied: keep the array unchanged until Write).</summary>
     public SafetensorsWriter AddRaw(string name, DType dtype, int[] shape, byte[] bytes) =>

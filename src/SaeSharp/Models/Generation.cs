@@ -31,6 +31,96 @@ public sealed record GenerationOptions
     public int? StopToken { get; init; }
 }
 
+/// <summary>Picks each next token from a row of logits; may keep state (a random stream) between calls.</summary>
+public interface ITokenSampler
+{
+    int Next(ReadOnlySpan<float> logits);
+}
+
+/// <summary>SaeSharp's sampler (<see cref="SamplingOptions"/>) drawing from a seeded <see cref="Rng"/>.</summary>
+public sealed class RngSampler(SamplingOptions options, Rng? rng) : ITokenSampler
+{
+    public int Next(ReadOnlySpan<float> logits) => Sampler.Sample(logits, options, rng);
+}
+
+/// <summary>
+/// llama2.c's <c>run.c</c> sampler, float for float, so a seed reproduces its output: logits divided by the
+/// temperature, a float softmax, one coin per token from xorshift64* (<see cref="NextFloat"/>), then either a plain
+/// draw over all tokens (top-p ≤ 0 or ≥ 1) or its nucleus rule: tokens below (1 − top_p)/(n − 1) are dropped first,
+/// the rest sorted by probability, cut after the first whose running sum exceeds top_p, and the coin scaled by that
+/// sum. Temperature 0 is argmax.
+/// </summary>
+public sealed class Llama2cSampler : ITokenSampler
+{
+    private readonly float _temperature, _topP;
+    private ulong _state;
+
+    public Llama2cSampler(float temperature, float topP, ulong seed)
+    {
+        if (!(temperature >= 0) || float.IsInfinity(temperature)) throw new ArgumentException($"temperature must be finite and >= 0, got {temperature}");
+        if (float.IsNaN(topP)) throw new ArgumentException("top-p is NaN");
+        // xorshift has the all-zero state as a fixed point; run.c replaces seed 0 by the clock.
+        if (seed == 0 && temperature > 0) throw new ArgumentException("the llama2c sampler needs a non-zero seed (run.c would use the time)");
+        _temperature = temperature; _topP = topP; _state = seed;
+    }
+
+    /// <summary>run.c's random_u32: xorshift64* on the state, top 32 bits of the product.</summary>
+    public uint NextUInt32()
+    {
+        _state ^= _state >> 12;
+        _state ^= _state << 25;
+        _state ^= _state >> 27;
+        return (uint)((_state * 0x2545F4914F6CDD1DUL) >> 32);
+    }
+
+    /// <summary>run.c's random_f32: 24 random bits in [0, 1).</summary>
+    public float NextFloat() => (NextUInt32() >> 8) / 16777216.0f;
+
+    public int Next(ReadOnlySpan<float> logits)
+    {
+        int n = logits.Length;
+        if (n == 0) throw new ArgumentException("empty logits");
+        if (_temperature == 0) return Sampler.ArgMax(logits);
+        var p = new float[n];
+        for (int i = 0; i < n; i++) p[i] = logits[i] / _temperature;
+        // softmax as run.c: float max, float exp, float running sum, division.
+        float max = p[0];
+        for (int i = 1; i < n; i++) if (p[i] > max) max = p[i];
+        float sum = 0f;
+        for (int i = 0; i < n; i++) { p[i] = MathF.Exp(p[i] - max); sum += p[i]; }
+        for (int i = 0; i < n; i++) p[i] /= sum;
+        float coin = NextFloat();
+        return _topP <= 0 || _topP >= 1 ? Multinomial(p, coin) : TopP(p, _topP, coin);
+    }
+
+    private static int Multinomial(float[] p, float coin)
+    {
+        float cdf = 0f;
+        for (int i = 0; i < p.Length; i++) { cdf += p[i]; if (coin < cdf) return i; }
+        return p.Length - 1; // rounding
+    }
+
+    private static int TopP(float[] p, float topP, float coin)
+    {
+        int n = p.Length;
+        float cutoff = (1.0f - topP) / (n - 1);
+        var kept = new List<int>();
+        for (int i = 0; i < n; i++) if (p[i] >= cutoff) kept.Add(i);
+        // qsort by descending probability; equal probabilities keep index order (a stable merge sort, as glibc's).
+        var order = kept.OrderByDescending(i => p[i]).ToArray();
+        float cumulative = 0f;
+        int last = order.Length - 1;
+        for (int i = 0; i < order.Length; i++)
+        {
+            cumulative += p[order[i]];
+            if (cumulative > topP) { last = i; break; }
+        }
+        float r = coin * cumulative, cdf = 0f;
+        for (int i = 0; i <= last; i++) { cdf += p[order[i]]; if (r < cdf) return order[i]; }
+        return order[last];
+    }
+}
+
 public static class Sampler
 {
     /// <summary>Picks the next token from one row of logits (see <see cref="SamplingOptions"/>).</summary>
@@ -93,10 +183,19 @@ public sealed partial class HookedTransformer
     public int[] Generate(int[] prompt, GenerationOptions options, Rng? rng = null, Action<int>? onToken = null, HookSet? hooks = null)
     {
         options.Sampling.Validate();
+        return Generate(prompt, new RngSampler(options.Sampling, rng), options, onToken, hooks);
+    }
+
+    /// <summary>
+    /// <see cref="Generate(int[], GenerationOptions, Rng?, Action{int}?, HookSet?)"/> with another way of picking tokens
+    /// (e.g. <see cref="Llama2cSampler"/>); <see cref="GenerationOptions.Sampling"/> is then not used.
+    /// </summary>
+    public int[] Generate(int[] prompt, ITokenSampler sampler, GenerationOptions options, Action<int>? onToken = null, HookSet? hooks = null)
+    {
         if (prompt.Length == 0) throw new ArgumentException("prompt is empty (start it with the BOS token)", nameof(prompt));
         if (options.MaxNewTokens < 0) throw new ArgumentException($"max new tokens must be >= 0, got {options.MaxNewTokens}");
         int capacity = prompt.Length + options.MaxNewTokens;
-        if (Config.LearnedPositions && capacity > Config.MaxPositions)
+        if (capacity > Config.MaxPositions)
             throw new ArgumentException($"prompt ({prompt.Length}) plus {options.MaxNewTokens} new tokens exceeds the model's {Config.MaxPositions} positions");
         var result = new List<int>();
         if (options.MaxNewTokens == 0) return [];
@@ -105,7 +204,7 @@ public sealed partial class HookedTransformer
         var last = logits.Row(logits.Rows - 1);
         while (true)
         {
-            int next = Sampler.Sample(last, options.Sampling, rng);
+            int next = sampler.Next(last);
             result.Add(next);
             onToken?.Invoke(next);
             if (result.Count == options.MaxNewTokens || next == options.StopToken) break;

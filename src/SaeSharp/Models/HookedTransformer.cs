@@ -146,8 +146,9 @@ public sealed partial class HookedTransformer
         var c = Config;
         var w = Weights;
         int rows = batch * seq, d = c.DModel;
-        if (c.LearnedPositions && startPos + seq > c.MaxPositions)
-            throw new ArgumentException($"sequence of {startPos + seq} positions exceeds the model's {c.MaxPositions} learned positions");
+        // Every family stops at its context: past it learned positions do not exist and rotary models were never trained.
+        if (startPos + seq > c.MaxPositions)
+            throw new ArgumentException($"sequence of {startPos + seq} positions exceeds the model's {c.MaxPositions} positions (its context length)");
         run.Seq = seq;
 
         var x = Tensor.Uninitialized(rows, d);

@@ -59,7 +59,7 @@ public sealed class KvCache
     public KvCache(TransformerConfig config, int capacity)
     {
         if (capacity <= 0) throw new ArgumentOutOfRangeException(nameof(capacity), "KV cache capacity must be positive");
-        if (config.LearnedPositions && capacity > config.MaxPositions)
+        if (capacity > config.MaxPositions)
             throw new ArgumentOutOfRangeException(nameof(capacity), $"KV cache capacity {capacity} exceeds the model's {config.MaxPositions} positions");
         Capacity = capacity;
         int w = config.NKvHeads * config.DHead;

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Text.Json;
 using SaeSharp.IO;
 using SaeSharp.Tensors;
 
@@ -163,32 +162,33 @@ public static class ModelLoader
         byte[] bytes = File.ReadAllBytes(path);
         if (bytes.Length != expected) throw new InvalidDataException($"{path}: file changed while being read");
         long offset = 28;
-        Tensor Next(params int[] shape)
+        Tensor Next(string name, params int[] shape)
         {
             var t = Tensor.Uninitialized(shape);
             int n = t.Length;
             DTypes.ToFloat32(DType.F32, bytes.AsSpan((int)offset, 4 * n), t.Span);
             offset += 4L * n;
+            CheckFinite(t, path, name);
             return t;
         }
-        Tensor[] PerLayer(params int[] shape)
+        Tensor[] PerLayer(string name, params int[] shape)
         {
-            var all = Next([layers, .. shape]);
+            var all = Next(name, [layers, .. shape]);
             return Enumerable.Range(0, layers).Select(l => all.RowSlice(l, 1).Reshape(shape)).ToArray();
         }
-        var embed = Next(vocab, dim);
-        var rmsAtt = PerLayer(dim);
-        var wq = PerLayer(dim, dim);
-        var wk = PerLayer(kvDim, dim);
-        var wv = PerLayer(kvDim, dim);
-        var wo = PerLayer(dim, dim);
-        var rmsFfn = PerLayer(dim);
-        var w1 = PerLayer(hidden, dim);
-        var w2 = PerLayer(dim, hidden);
-        var w3 = PerLayer(hidden, dim);
-        var rmsFinal = Next(dim);
+        var embed = Next("tok_embeddings", vocab, dim);
+        var rmsAtt = PerLayer("rms_att", dim);
+        var wq = PerLayer("wq", dim, dim);
+        var wk = PerLayer("wk", kvDim, dim);
+        var wv = PerLayer("wv", kvDim, dim);
+        var wo = PerLayer("wo", dim, dim);
+        var rmsFfn = PerLayer("rms_ffn", dim);
+        var w1 = PerLayer("w1", hidden, dim);
+        var w2 = PerLayer("w2", dim, hidden);
+        var w3 = PerLayer("w3", hidden, dim);
+        var rmsFinal = Next("rms_final", dim);
         offset += 4L * seqLen * dHead; // freq_cis_real, freq_cis_imag: recomputed instead
-        var head = shared ? embed : Next(vocab, dim);
+        var head = shared ? embed : Next("wcls", vocab, dim);
         var blocks = new BlockWeights[layers];
         for (int l = 0; l < layers; l++)
             blocks[l] = new BlockWeights
@@ -201,57 +201,45 @@ public static class ModelLoader
         return (cfg, new ModelWeights { Embed = embed, Blocks = blocks, LnFinal = new NormWeights(rmsFinal, null), Unembed = head });
     }
 
-    /// <summary>Tensors of one model.safetensors or of the shards listed in model.safetensors.index.json.</summary>
-    private sealed class TensorSource : IDisposable
+    /// <summary>
+    /// The weights of a model folder (<see cref="SafetensorsModel"/>: one model.safetensors or the shards of its
+    /// index), read as float32 with their shapes checked, refusing integer dtypes and non-finite values, and
+    /// remembering which tensors were used.
+    /// </summary>
+    private sealed class TensorSource(string folder, SafetensorsModel model) : IDisposable
     {
-        private readonly List<SafetensorsFile> _files = new();
-        private readonly Dictionary<string, SafetensorsFile> _byName = new(StringComparer.Ordinal);
         public HashSet<string> Used { get; } = new(StringComparer.Ordinal);
-        public IEnumerable<string> Names => _byName.Keys;
+        public IEnumerable<string> Names => model.Names;
 
-        public static TensorSource Open(string folder)
-        {
-            var s = new TensorSource();
-            try
-            {
-                string single = Path.Combine(folder, "model.safetensors"), index = Path.Combine(folder, "model.safetensors.index.json");
-                if (File.Exists(single)) s.Add(SafetensorsFile.Open(single));
-                else if (File.Exists(index))
-                {
-                    using var doc = JsonDocument.Parse(File.ReadAllBytes(index));
-                    if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
-                        throw new InvalidDataException($"{index}: missing object 'weight_map'");
-                    foreach (var shard in map.EnumerateObject().Select(p => p.Value.GetString() ?? "").Distinct())
-                    {
-                        if (shard.Contains('/') || shard.Contains('\\')) throw new InvalidDataException($"{index}: shard name '{shard}' is not a plain file name");
-                        s.Add(SafetensorsFile.Open(Path.Combine(folder, shard)));
-                    }
-                }
-                else throw new FileNotFoundException($"{folder}: neither model.safetensors nor model.safetensors.index.json exists", single);
-                return s;
-            }
-            catch { s.Dispose(); throw; }
-        }
+        public static TensorSource Open(string folder) => new(folder, SafetensorsModel.Open(folder));
 
-        private void Add(SafetensorsFile f)
-        {
-            _files.Add(f);
-            foreach (var n in f.Names)
-                if (!_byName.TryAdd(n, f)) throw new InvalidDataException($"{f.Path}: tensor '{n}' also appears in {_byName[n].Path}");
-        }
-
-        public bool Has(string name) => _byName.ContainsKey(name);
+        public bool Has(string name) => model.Contains(name);
 
         public Tensor Read(string name, params int[] shape)
         {
-            if (!_byName.TryGetValue(name, out var f))
-                throw new InvalidDataException($"missing tensor '{name}' (expected shape [{string.Join(", ", shape)}])");
+            if (!model.Contains(name))
+                throw new InvalidDataException($"{folder}: missing tensor '{name}' (expected shape [{string.Join(", ", shape)}]) in {model.Path}");
             Used.Add(name);
-            return f.ReadFloat32(name, shape);
+            string file = model.ShardPath(name);
+            var dtype = model.Entry(name).DType;
+            // Integer tensors would otherwise be converted value by value and run as if they were weights.
+            if (!dtype.IsFloat())
+                throw new InvalidDataException($"{file}: tensor '{name}' is {dtype.Name()}; model weights must be F32, F16, BF16 or F64");
+            var t = model.ReadFloat32(name, shape);
+            CheckFinite(t, file, name);
+            return t;
         }
 
         public Tensor? ReadOptional(string name, params int[] shape) => Has(name) ? Read(name, shape) : null;
 
-        public void Dispose() { foreach (var f in _files) f.Dispose(); }
+        public void Dispose() => model.Dispose();
+    }
+
+    /// <summary>Throws naming the file, tensor and element when a weight is NaN or infinite (the model would only print garbage).</summary>
+    private static void CheckFinite(Tensor t, string file, string name)
+    {
+        int at = t.IndexOfNonFinite();
+        if (at >= 0)
+            throw new InvalidDataException($"{file}: tensor '{name}' holds {t.Span[at]} at {t.IndexString(at)}; model weights must be finite");
     }
 }

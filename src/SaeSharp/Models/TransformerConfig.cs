@@ -28,7 +28,7 @@ public sealed record TransformerConfig
     public required int DHead { get; init; }
     public required int DMlp { get; init; }
     public required int VocabSize { get; init; }
-    /// <summary>Longest sequence the model supports (a hard limit only with learned positions).</summary>
+    /// <summary>Longest sequence the model supports (n_positions, max_position_embeddings, llama2.c seq_len); longer ones are refused.</summary>
     public required int MaxPositions { get; init; }
     public required NormKind Norm { get; init; }
     public required float NormEps { get; init; }
@@ -56,13 +56,30 @@ public sealed record TransformerConfig
             throw new InvalidDataException($"{source}: num_key_value_heads {NKvHeads} does not divide num_attention_heads {NHeads}");
         if (Rope != RopeLayout.None && (RotaryDim <= 0 || RotaryDim > DHead || RotaryDim % 2 != 0))
             throw new InvalidDataException($"{source}: rotary dimension {RotaryDim} must be even and in (0, head size {DHead}]");
+        // Products in 64 bits: every weight must fit one array, checked before anything is allocated.
+        void Fits(string what, long rows, long cols)
+        {
+            if (rows * cols > Array.MaxLength)
+                throw new InvalidDataException($"{source}: {what} = {rows} x {cols} = {rows * cols} elements, more than one tensor can hold ({Array.MaxLength})");
+        }
+        Fits("vocab_size x d_model (embedding)", VocabSize, DModel);
+        Fits("n_heads x d_head x d_model (query projection)", (long)NHeads * DHead, DModel);
+        Fits("d_mlp x d_model (MLP projection)", DMlp, DModel);
+        if (LearnedPositions) Fits("max_positions x d_model (position embedding)", MaxPositions, DModel);
     }
 
     /// <summary>Reads a Hugging Face config.json (model_type llama, gpt2 or gpt_neox).</summary>
     public static TransformerConfig FromHuggingFace(string configPath)
     {
         if (!File.Exists(configPath)) throw new FileNotFoundException($"model config not found: {configPath}", configPath);
-        using var doc = JsonDocument.Parse(File.ReadAllBytes(configPath));
+        long length = new FileInfo(configPath).Length;
+        if (length > IO.JsonConfig.MaxBytes) throw new InvalidDataException($"{configPath}: {length} bytes is over the {IO.JsonConfig.MaxBytes}-byte limit for a config file");
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(File.ReadAllBytes(configPath)); }
+        catch (JsonException e) { throw new InvalidDataException($"{configPath}: not valid JSON ({e.Message})", e); }
+        using var _ = doc;
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"{configPath}: the top level is a JSON {doc.RootElement.ValueKind.ToString().ToLowerInvariant()}, expected an object of settings");
         var j = new JsonConfig(configPath, doc.RootElement);
         string type = j.String("model_type");
         var cfg = type switch
@@ -78,20 +95,20 @@ public sealed record TransformerConfig
 
     private static TransformerConfig Llama(JsonConfig j)
     {
-        int d = j.Int("hidden_size"), heads = j.Int("num_attention_heads");
+        int d = j.Size("hidden_size"), heads = j.Size("num_attention_heads");
         if (j.Has("rope_scaling") && !j.IsNull("rope_scaling"))
             throw new NotSupportedException($"{j.Path}: 'rope_scaling' is set; scaled rotary embeddings are not supported");
         string act = j.StringOr("hidden_act", "silu");
         if (j.Has("sliding_window") && !j.IsNull("sliding_window"))
             throw new NotSupportedException($"{j.Path}: 'sliding_window' is set; sliding-window attention is not supported");
-        int dHead = j.IntOr("head_dim", d / heads);
+        int dHead = j.SizeOr("head_dim", d / heads);
         return new TransformerConfig
         {
             Architecture = Architecture.Llama,
-            DModel = d, NLayers = j.Int("num_hidden_layers"), NHeads = heads,
-            NKvHeads = j.IntOr("num_key_value_heads", heads), DHead = dHead,
-            DMlp = j.Int("intermediate_size"), VocabSize = j.Int("vocab_size"),
-            MaxPositions = j.IntOr("max_position_embeddings", 2048),
+            DModel = d, NLayers = j.Size("num_hidden_layers"), NHeads = heads,
+            NKvHeads = j.SizeOr("num_key_value_heads", heads), DHead = dHead,
+            DMlp = j.Size("intermediate_size"), VocabSize = j.Size("vocab_size"),
+            MaxPositions = j.SizeOr("max_position_embeddings", 2048),
             Norm = NormKind.RmsNorm, NormEps = (float)j.DoubleOr("rms_norm_eps", 1e-6),
             Act = ParseAct(j, "hidden_act", act), GatedMlp = true, LearnedPositions = false,
             Rope = RopeLayout.HalfSplit, RotaryDim = dHead, RopeTheta = j.DoubleOr("rope_theta", 10000),
@@ -102,7 +119,7 @@ public sealed record TransformerConfig
 
     private static TransformerConfig Gpt2(JsonConfig j)
     {
-        int d = j.Int("n_embd"), heads = j.Int("n_head");
+        int d = j.Size("n_embd"), heads = j.Size("n_head");
         if (j.BoolOr("scale_attn_by_inverse_layer_idx", false))
             throw new NotSupportedException($"{j.Path}: 'scale_attn_by_inverse_layer_idx' true is not supported");
         if (!j.BoolOr("scale_attn_weights", true))
@@ -111,9 +128,9 @@ public sealed record TransformerConfig
         return new TransformerConfig
         {
             Architecture = Architecture.Gpt2,
-            DModel = d, NLayers = j.Int("n_layer"), NHeads = heads, NKvHeads = heads, DHead = d / heads,
-            DMlp = j.IntOrNull("n_inner") ?? 4 * d, VocabSize = j.Int("vocab_size"),
-            MaxPositions = j.Int("n_positions"),
+            DModel = d, NLayers = j.Size("n_layer"), NHeads = heads, NKvHeads = heads, DHead = d / heads,
+            DMlp = j.SizeOrNull("n_inner") ?? FourTimes(j, "n_embd", d), VocabSize = j.Size("vocab_size"),
+            MaxPositions = j.Size("n_positions"),
             Norm = NormKind.LayerNorm, NormEps = (float)j.DoubleOr("layer_norm_epsilon", 1e-5),
             Act = ParseAct(j, "activation_function", j.StringOr("activation_function", "gelu_new")), GatedMlp = false,
             LearnedPositions = true, Rope = RopeLayout.None, RotaryDim = 0, RopeTheta = 0,
@@ -124,7 +141,7 @@ public sealed record TransformerConfig
 
     private static TransformerConfig GptNeox(JsonConfig j)
     {
-        int d = j.Int("hidden_size"), heads = j.Int("num_attention_heads");
+        int d = j.Size("hidden_size"), heads = j.Size("num_attention_heads");
         if (d % heads != 0) throw new InvalidDataException($"{j.Path}: hidden_size {d} is not a multiple of num_attention_heads {heads}");
         if (j.Has("rope_scaling") && !j.IsNull("rope_scaling"))
             throw new NotSupportedException($"{j.Path}: 'rope_scaling' is set; scaled rotary embeddings are not supported");
@@ -134,9 +151,9 @@ public sealed record TransformerConfig
         return new TransformerConfig
         {
             Architecture = Architecture.GptNeox,
-            DModel = d, NLayers = j.Int("num_hidden_layers"), NHeads = heads, NKvHeads = heads, DHead = dHead,
-            DMlp = j.Int("intermediate_size"), VocabSize = j.Int("vocab_size"),
-            MaxPositions = j.IntOr("max_position_embeddings", 2048),
+            DModel = d, NLayers = j.Size("num_hidden_layers"), NHeads = heads, NKvHeads = heads, DHead = dHead,
+            DMlp = j.Size("intermediate_size"), VocabSize = j.Size("vocab_size"),
+            MaxPositions = j.SizeOr("max_position_embeddings", 2048),
             Norm = NormKind.LayerNorm, NormEps = (float)j.DoubleOr("layer_norm_eps", 1e-5),
             Act = ParseAct(j, "hidden_act", j.StringOr("hidden_act", "gelu")), GatedMlp = false, LearnedPositions = false,
             // HF: rotary_ndims = int(head_size * rotary_pct)
@@ -145,6 +162,11 @@ public sealed record TransformerConfig
             BosTokenId = j.IntOrNull("bos_token_id"), EosTokenId = j.IntOrNull("eos_token_id"),
         };
     }
+
+    /// <summary>GPT-2's default MLP width 4·n_embd, computed in 64 bits.</summary>
+    private static int FourTimes(JsonConfig j, string key, int d) =>
+        4L * d <= int.MaxValue ? 4 * d
+            : throw new InvalidDataException($"{j.Path}: '{key}' {d} gives an MLP width of 4 x {d} = {4L * d}, too large for a tensor dimension");
 
     private static Activation ParseAct(JsonConfig j, string key, string value) => value switch
     {
@@ -175,7 +197,15 @@ public sealed record TransformerConfig
             return x;
         }
 
-        public int IntOr(string key, int fallback) => IntOrNull(key) ?? fallback;
+        /// <summary>A size: an integer &gt; 0 (zero or negative sizes would divide by zero or wrap around later).</summary>
+        public int Size(string key) => Positive(key, Int(key));
+
+        public int SizeOr(string key, int fallback) => SizeOrNull(key) ?? fallback;
+
+        public int? SizeOrNull(string key) => IntOrNull(key) is int v ? Positive(key, v) : null;
+
+        private int Positive(string key, int v) =>
+            v > 0 ? v : throw new InvalidDataException($"{Path}: '{key}' must be a positive integer, got {v}");
 
         public int? IntOrNull(string key)
         {

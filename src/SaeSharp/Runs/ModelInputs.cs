@@ -16,13 +16,38 @@ public static class ModelInputs
     /// </summary>
     public static IEnumerable<int[]> Documents(string? tokensFile, string? dataset, string modelPath, bool addBos)
     {
-        if (tokensFile is not null && dataset is not null) throw new ArgumentException("give --tokens-file or --dataset, not both");
+        CheckSource(tokensFile, dataset);
         if (tokensFile is not null) return TokenFile.Read(tokensFile);
+        var tokenizer = Text.Tokenizers.ForModel(modelPath);
+        bool bos = addBos && tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId;
+        return TextDataset.Tokenize(TextDataset.Read(dataset!), text => tokenizer.Encode(text, bos));
+    }
+
+    /// <summary>
+    /// <see cref="Documents"/> with each document's text: the dataset's own, or for a token file (which has none) its
+    /// tokens decoded with the model's tokenizer, or null when the model has no tokenizer.
+    /// </summary>
+    public static IEnumerable<(int[] Ids, string? Text)> DocumentsWithText(string? tokensFile, string? dataset, string modelPath, bool addBos)
+    {
+        CheckSource(tokensFile, dataset);
+        if (tokensFile is not null)
+        {
+            Text.ITokenizer? decoder = null;
+            try { decoder = Text.Tokenizers.ForModel(modelPath); }
+            catch (FileNotFoundException) { }
+            return TokenFile.Read(tokensFile).Select(ids => (ids, decoder?.Decode(ids)));
+        }
+        var tokenizer = Text.Tokenizers.ForModel(modelPath);
+        bool bos = addBos && tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId;
+        return TextDataset.Read(dataset!).Select(text => (tokenizer.Encode(text, bos), (string?)text));
+    }
+
+    private static void CheckSource(string? tokensFile, string? dataset)
+    {
+        if (tokensFile is not null && dataset is not null) throw new ArgumentException("give --tokens-file or --dataset, not both");
+        if (tokensFile is not null) return;
         if (dataset is null) throw new ArgumentException("give --dataset (.txt/.jsonl/folder) or --tokens-file (pretokenized safetensors with a 'tokens' tensor)");
         if (!File.Exists(dataset) && !Directory.Exists(dataset)) throw new FileNotFoundException($"--dataset: '{dataset}' does not exist", dataset);
-        var tokenizer = Text.Tokenizers.Load(Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
-        bool bos = addBos && tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId;
-        return TextDataset.Tokenize(TextDataset.Read(dataset), text => tokenizer.Encode(text, bos));
     }
 
     /// <summary>
@@ -32,6 +57,8 @@ public static class ModelInputs
     public static IEnumerable<int[]> Contexts(IEnumerable<int[]> documents, TransformerConfig model, ContextSettings settings)
     {
         settings.Validate();
+        if (settings.ContextSize > model.MaxPositions)
+            throw new ArgumentException($"context_size {settings.ContextSize} is longer than the model's {model.MaxPositions} positions (its context length); use at most {model.MaxPositions}");
         int? bos = settings.PrependBos ? model.BosTokenId ?? throw new ArgumentException("prepend_bos: the model config has no bos_token_id") : null;
         return SequenceBatcher.ConcatAndBatch(documents, new BatchingOptions(settings.ContextSize, BeginBatchToken: bos,
             SequenceSeparatorToken: SpecialToken(settings.SequenceSeparatorToken, model, "sequence_separator_token")));

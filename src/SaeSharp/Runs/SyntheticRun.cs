@@ -17,16 +17,16 @@ public sealed record SyntheticRunResult(string Name, SyntheticEvalResult Eval, T
 /// </summary>
 public static class SyntheticRun
 {
-    /// <param name="mode">New refuses a folder that already holds these runs; Overwrite replaces them (synthetic runs write no checkpoints, so there is nothing to resume).</param>
+    /// <param name="mode">New refuses a folder that already holds these runs; Overwrite replaces them (synthetic runs are short and are not resumed; an interrupted one leaves its checkpoint for inspection).</param>
     public static List<SyntheticRunResult> Execute(SyntheticModel model, IReadOnlyList<(string Name, TrainSettings Settings)> runs, string outDir,
         Compute compute, RunFolderMode mode, IRunReporter o, CancellationToken cancel, int evalSamples = 8192)
     {
-        if (mode == RunFolderMode.Resume) throw new ArgumentException("synthetic benchmark runs write no checkpoints and cannot be resumed; rerun them with --overwrite");
+        if (mode == RunFolderMode.Resume) throw new ArgumentException("synthetic benchmark runs cannot be resumed; rerun them with --overwrite");
         if (mode == RunFolderMode.New && runs.Any(r => TrainRun.HoldsRun(Path.Combine(outDir, r.Name))))
             throw new InvalidOperationException($"{outDir} already holds these synthetic-benchmark runs; give --overwrite to run them afresh (or choose another --out)");
         Directory.CreateDirectory(outDir);
         model.Save(Path.Combine(outDir, "synthetic_model"));
-        var (evalFeatures, evalHidden) = model.Sample(evalSamples, new Rng(model.Config.Seed ^ 0xE7A1UL));
+        var (evalFeatures, evalHidden) = EvaluationSamples(model, evalSamples);
         var results = new List<SyntheticRunResult>();
         foreach (var (name, settings) in runs)
         {
@@ -36,7 +36,9 @@ public static class SyntheticRun
             string dir = Path.Combine(outDir, name);
             var run = o.Track(name, Math.Max(1, settings.TotalSteps() / 5), report =>
                 TrainRun.Execute(settings, data, dir, compute, mode, o, cancel, report));
-            if (run.Summary.Interrupted) throw new OperationCanceledException($"{name} interrupted at step {run.Summary.Steps}");
+            if (run.Summary.Interrupted)
+                throw new OperationCanceledException($"{name} stopped at step {run.Summary.Steps} of {settings.TotalSteps()}; its checkpoint is in "
+                    + $"{Path.Combine(dir, "checkpoints")}" + (results.Count > 0 ? $"; {string.Join(", ", results.Select(r => r.Name))} finished and saved in {outDir}" : ""));
             var forward = run.Sae.Forward(evalHidden);
             var eval = SyntheticEvals.Evaluate(evalFeatures, evalHidden, forward.DenseFeatures(), forward.Output, run.Sae.WDec, model.Dictionary);
             results.Add(new SyntheticRunResult(name, eval, run.Elapsed, run.Sae, dir));
@@ -46,6 +48,10 @@ public static class SyntheticRun
         o.WriteLine($"report: {Path.GetFullPath(Path.Combine(outDir, "report.html"))}");
         return results;
     }
+
+    /// <summary>The fresh samples every SAE of a run is scored on (a seed of their own, so training never sees them).</summary>
+    public static (Tensor Features, Tensor Hidden) EvaluationSamples(SyntheticModel model, int samples = 8192) =>
+        model.Sample(samples, new Rng(model.Config.Seed ^ 0xE7A1UL));
 
     private static readonly string[] Header = { "SAE", "MCC", "uniqueness", "F1", "L0 true", "L0 SAE", "dead", "shrinkage", "EV", "time (s)" };
 

@@ -99,6 +99,7 @@ public static class TrainInputs
     {
         var data = Npy.ReadFloat32(path);
         if (data.Rank != 2) throw new InvalidDataException($"{path}: expected a 2-D [n, d_in] array, got [{data.ShapeString}]");
+        ActivationRows.EnsureFinite(data, path);
         return data;
     }
 }

@@ -157,7 +157,7 @@ internal sealed class TrainMember
         if (TargetSlot is not null && ScaleOut != 1) System.Numerics.Tensors.TensorPrimitives.Divide(target.Span, (float)ScaleOut, target.Span);
         var finalMetrics = TrainRun.Measure(final, input, TargetSlot is null ? null : target, on);
         TrainRun.WriteMetadata(Settings, final, summary, ScaleIn, ScaleOut, finalMetrics, Metadata);
-        SaeFiles.Save(final, Dir, summary.Log10Density);
+        SaeFiles.Save(final, Dir, summary.Log10Density, SaeLensTrainingKeys.From(Settings));
         Reports.TrainingReport.Write(Dir, IO.ConfigBinder.ToJson(Settings), final.Config.Metadata);
         if (summary.EndedEarly)
             reporter.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -35,6 +35,8 @@ public sealed record TrainSettings : TrainerSettings
     public double JumpreluBandwidth { get; set; } = 0.05;
     public double JumpreluInitThreshold { get; set; } = 0.01;
     public string JumpreluSparsityLossMode { get; set; } = "step";
+    /// <summary>jumprelu with the tanh sparsity loss: the scale inside tanh(scale · f · ‖W_dec‖).</summary>
+    public double JumpreluTanhScale { get; set; } = 4;
     public double? PreActLossCoefficient { get; set; }
     public double TopkThresholdLr { get; set; } = 0.01;
     /// <summary>matryoshka_batchtopk: comma-separated increasing prefix widths ending with d_sae, e.g. "512,2048,4096".</summary>
@@ -100,6 +102,7 @@ public sealed record TrainSettings : TrainerSettings
         LpNorm = LpNorm,
         AuxKCoefficient = AuxLossCoefficient,
         JumpReluSparsityMode = JumpreluSparsityLossMode,
+        JumpReluTanhScale = JumpreluTanhScale,
         PreActLossCoefficient = PreActLossCoefficient,
         UseMatryoshkaAuxLoss = UseMatryoshkaAuxLoss,
     };
@@ -116,6 +119,7 @@ public sealed record TrainSettings : TrainerSettings
             throw new ArgumentException($"hook_name_out: only transcoders predict a second hook; {Architecture} reconstructs hook_name (remove hook_name_out or pick a transcoder architecture)");
         if (UseMatryoshkaAuxLoss && !kind.CfgKeys.Contains("matryoshka_widths"))
             throw new ArgumentException($"use_matryoshka_aux_loss: applies to matryoshka SAEs only, not {Architecture}");
+        if (!(JumpreluTanhScale > 0)) throw new ArgumentException($"jumprelu_tanh_scale must be positive, got {JumpreluTanhScale}");
         if (JumpreluSparsityLossMode is not ("step" or "tanh"))
             throw new ArgumentException($"jumprelu_sparsity_loss_mode: unknown value '{JumpreluSparsityLossMode}' (expected step or tanh)");
         Contexts.Validate();

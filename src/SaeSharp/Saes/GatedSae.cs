@@ -16,6 +16,7 @@ public sealed class GatedSae : Sae
     public static SaeArchitecture Architecture { get; } = new()
     {
         Name = "gated", Create = (c, compute) => new GatedSae(c, compute), SparsityPenalty = true, SparseDensity = 0.05,
+        TrainingKeys = ["l1_coefficient", "l1_warm_up_steps"],
     };
 
     public GatedSae(SaeConfig config, Compute compute) : base(config, compute)

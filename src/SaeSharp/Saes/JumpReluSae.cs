@@ -19,6 +19,9 @@ public sealed class JumpReluSae : Sae
     {
         Name = "jumprelu", Create = (c, compute) => new JumpReluSae(c, compute), SparsityPenalty = true, SparseDensity = 0.05,
         CfgKeys = ["jumprelu_init_threshold", "jumprelu_bandwidth"],
+        // The l1_coefficient setting is jumprelu's L0 coefficient.
+        TrainingKeys = ["l0_coefficient=l1_coefficient", "l0_warm_up_steps=l1_warm_up_steps", "jumprelu_init_threshold", "jumprelu_bandwidth",
+            "jumprelu_sparsity_loss_mode", "jumprelu_tanh_scale", "pre_act_loss_coefficient"],
     };
 
     public static SaeArchitecture Transcoder { get; } = Architecture with

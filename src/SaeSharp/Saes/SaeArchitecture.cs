@@ -30,6 +30,11 @@ public sealed record SaeArchitecture
     /// <summary>Architecture-specific cfg.json keys it reads and writes (their codecs are in <see cref="SaeFiles"/>).</summary>
     public IReadOnlyList<string> CfgKeys { get; init; } = [];
     /// <summary>
+    /// The training keys SAELens writes into this architecture's cfg.json, each <c>cfg_key</c> (the training setting of
+    /// that name) or <c>cfg_key=setting</c> where SAELens names the setting otherwise; filled from the run's settings.
+    /// </summary>
+    public IReadOnlyList<string> TrainingKeys { get; init; } = [];
+    /// <summary>
     /// Share of [B, d_sae] entries below which forward and backward work on sparse codes instead of dense GEMMs
     /// (each SAE's <see cref="Sae.SparseDensity"/> starts here); 1 for top-k kinds, which are always sparse.
     /// </summary>

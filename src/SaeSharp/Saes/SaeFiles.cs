@@ -16,6 +16,17 @@ public static class SaeFiles
     public const string SparsityFile = "sparsity.safetensors";
     public const string SparsifyWeightsFile = "sae.safetensors";
 
+    /// <summary>
+    /// The SAELens version whose cfg.json layout SaeSharp writes, stored as metadata.sae_lens_version: SAELens reads a
+    /// cfg without one (or below 6.0) as pre-6.0 and rebuilds its metadata from top-level keys, losing hook_name,
+    /// model_name and context_size and setting prepend_bos.
+    /// </summary>
+    public const string SaeLensFormatVersion = "6.37.0";
+
+    /// <summary>SAELens architectures SaeSharp does not implement: named as such rather than failing on their keys.</summary>
+    public static readonly IReadOnlyList<string> UnsupportedSaeLensArchitectures =
+        ["matching_pursuit", "temporal"];
+
     // SAELens training-time keys that may appear in a cfg.json: accepted, not used for inference.
     private static readonly HashSet<string> TrainingKeys =
     [
@@ -36,10 +47,11 @@ public static class SaeFiles
         "hook_name_out", "hook_layer_out", "hook_head_index_out",
     ];
 
-    public static void Save(Sae sae, string folder, float[]? log10Density = null)
+    /// <param name="trainingKeys">SAELens training-config keys (l1_coefficient, decoder_init_norm, ...) written at the top level beside the inference keys.</param>
+    public static void Save(Sae sae, string folder, float[]? log10Density = null, JsonObject? trainingKeys = null)
     {
         Directory.CreateDirectory(folder);
-        AtomicFile.WriteAllText(Path.Combine(folder, ConfigFile), ConfigToJson(sae.Config).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(folder, ConfigFile), ConfigToJson(sae.Config, trainingKeys).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         var w = new SafetensorsWriter();
         foreach (var (n, t) in sae.Params) w.Add(n, t);
         if (sae is TopKSae { IsBatch: true } b) w.Add("topk_threshold", Tensor.FromArray([(float)b.TopKThreshold], 1));
@@ -74,7 +86,7 @@ public static class SaeFiles
         ["jumprelu_bandwidth"] = c => c.JumpReluBandwidth,
     };
 
-    public static JsonObject ConfigToJson(SaeConfig c)
+    public static JsonObject ConfigToJson(SaeConfig c, JsonObject? trainingKeys = null)
     {
         var o = new JsonObject
         {
@@ -88,8 +100,22 @@ public static class SaeFiles
             ["reshape_activations"] = "none",
         };
         foreach (var key in c.Kind.CfgKeys) o[key] = ArchitectureKeys[key](c);
-        o["metadata"] = c.Metadata.DeepClone();
+        // Training keys never replace an inference key of the same name (k, rescale_acts_by_decoder_norm, ...).
+        foreach (var (key, value) in trainingKeys ?? [])
+            if (!o.ContainsKey(key)) o[key] = value?.DeepClone();
+        var meta = (JsonObject)c.Metadata.DeepClone();
+        if (MajorVersion(meta["sae_lens_version"]) is not >= 6) meta["sae_lens_version"] = SaeLensFormatVersion;
+        if (meta["sae_lens_training_version"] is null) meta["sae_lens_training_version"] = SaeLensFormatVersion;
+        o["metadata"] = meta;
         return o;
+    }
+
+    /// <summary>The major number of a version string such as "6.0.0-rc.1" (null when absent or not a version).</summary>
+    private static int? MajorVersion(JsonNode? version)
+    {
+        if (version is not JsonValue v || !v.TryGetValue(out string? text)) return null;
+        int dot = text.IndexOf('.');
+        return int.TryParse(dot < 0 ? text : text[..dot], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int major) ? major : null;
     }
 
     /// <summary>Parses cfg.json text (v6, or pre-6.0 converted); <paramref name="source"/> names it in errors.</summary>
@@ -101,6 +127,9 @@ public static class SaeFiles
         var meta = o["metadata"] as JsonObject ?? [];
         meta = (JsonObject)meta.DeepClone();
         string? arch = Str(o, "architecture", source);
+        // Named before their keys are checked: they would otherwise fail on a key of their own (residual_threshold, ...).
+        if (arch is not null && UnsupportedSaeLensArchitectures.Contains(arch))
+            throw new NotSupportedException($"{source}: architecture '{arch}' is a SAELens architecture SaeSharp does not implement (it reads {string.Join(", ", SaeRegistry.Names)})");
         int k = 0;
         // Pre-6.0: hook_point → hook_name, activation_fn(_str) names the architecture, k in activation_fn_kwargs.
         string? act = Str(o, "activation_fn", source) ?? Str(o, "activation_fn_str", source);
@@ -109,7 +138,7 @@ public static class SaeFiles
             if (act == "topk")
             {
                 arch ??= "topk";
-                k = (int?)(o["activation_fn_kwargs"] as JsonObject)?["k"]
+                k = (o["activation_fn_kwargs"] as JsonObject is { } kwargs ? WholeNumber(kwargs, "k", $"{source} activation_fn_kwargs") : null)
                     ?? throw new InvalidDataException($"{source}: activation_fn 'topk' needs activation_fn_kwargs.k");
             }
             else if (act == "relu") arch ??= "standard";
@@ -139,7 +168,7 @@ public static class SaeFiles
             Device = Str(o, "device", source) ?? "cpu",
             ApplyBDecToInput = Bool(o, "apply_b_dec_to_input", source) ?? true,
             NormalizeActivations = norm is null or "None" ? "none" : norm,
-            K = Int(o, "k", source) ?? k,
+            K = WholeNumber(o, "k", source) ?? k,
             RescaleActsByDecoderNorm = Bool(o, "rescale_acts_by_decoder_norm", source) ?? false,
             TopKThresholdLr = Dbl(o, "topk_threshold_lr", source) ?? 0.01,
             JumpReluInitThreshold = Dbl(o, "jumprelu_init_threshold", source) ?? 0.01,
@@ -203,8 +232,15 @@ public static class SaeFiles
         string cfgPath = Path.Combine(folder, ConfigFile), wPath = Path.Combine(folder, SparsifyWeightsFile);
         if (!File.Exists(cfgPath)) throw new FileNotFoundException($"{folder}: no {ConfigFile}", cfgPath);
         if (!File.Exists(wPath)) throw new FileNotFoundException($"{folder}: no {SparsifyWeightsFile}", wPath);
-        var o = JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject ?? throw new InvalidDataException($"{cfgPath}: expected a JSON object");
-        int k = Int(o, "k", cfgPath) ?? throw new InvalidDataException($"{cfgPath}: missing 'k'");
+        JsonObject o;
+        try { o = JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject ?? throw new InvalidDataException($"{cfgPath}: expected a JSON object"); }
+        catch (JsonException e) { throw new InvalidDataException($"{cfgPath}: invalid JSON: {e.Message}"); }
+        // Variants whose weights have the same names but compute something else must not load as a plain TopK SAE.
+        if (Str(o, "activation", cfgPath) is { } activation && activation != "topk")
+            throw new NotSupportedException($"{cfgPath}: sparsify activation '{activation}' is not supported (only topk imports)");
+        if (Bool(o, "transcode", cfgPath) == true)
+            throw new NotSupportedException($"{cfgPath}: sparsify transcoders (transcode: true) are not supported; only SAEs (transcode false) import");
+        int k = WholeNumber(o, "k", cfgPath) ?? throw new InvalidDataException($"{cfgPath}: missing 'k'");
         using var f = SafetensorsFile.Open(wPath);
         var enc = f.Entry("encoder.weight");
         if (enc.Shape.Length != 2) throw new InvalidDataException($"{wPath}: 'encoder.weight' must be [num_latents, d_in], got [{string.Join(", ", enc.Shape)}]");
@@ -234,6 +270,18 @@ public static class SaeFiles
         var v = Get(o, key);
         if (v is null) return null;
         return v is JsonValue jv && jv.TryGetValue(out int i) ? i : throw new InvalidDataException($"{src}: '{key}' must be an integer, got {v.ToJsonString()}");
+    }
+
+    /// <summary>An integer, also when written as a float with no fraction (SAELens types batchtopk's k as a float: 16.0).</summary>
+    private static int? WholeNumber(JsonObject o, string key, string src)
+    {
+        var v = Get(o, key);
+        if (v is null) return null;
+        if (v is JsonValue jv && jv.TryGetValue(out int i)) return i;
+        if (v is JsonValue dv && dv.TryGetValue(out double d))
+            return d == Math.Floor(d) && d >= int.MinValue && d <= int.MaxValue ? (int)d
+                : throw new InvalidDataException($"{src}: '{key}' = {v.ToJsonString()} is not a whole number; SaeSharp keeps a whole number of latents per row (on average for batchtopk)");
+        throw new InvalidDataException($"{src}: '{key}' must be an integer, got {v.ToJsonString()}");
     }
 
     private static int[]? IntList(JsonObject o, string key, string src)

@@ -23,6 +23,7 @@ public sealed class StandardSae : Sae
     public static SaeArchitecture Standard { get; } = new()
     {
         Name = "standard", Create = (c, compute) => new StandardSae(c, compute), SparsityPenalty = true, SparseDensity = SparsePathDensity,
+        TrainingKeys = ["l1_coefficient", "lp_norm", "l1_warm_up_steps"],
     };
 
     public static SaeArchitecture Transcoder { get; } = Standard with { Name = "transcoder", Transcoder = true, CfgKeys = ["d_out"] };

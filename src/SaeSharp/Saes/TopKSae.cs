@@ -18,11 +18,13 @@ public class TopKSae : Sae
     public static SaeArchitecture TopKArchitecture { get; } = new()
     {
         Name = "topk", Create = (c, compute) => new TopKSae(c, compute), TopK = true, CfgKeys = ["k", "rescale_acts_by_decoder_norm"],
+        TrainingKeys = ["k", "aux_loss_coefficient", "rescale_acts_by_decoder_norm"],
     };
 
     public static SaeArchitecture BatchTopKArchitecture { get; } = TopKArchitecture with
     {
         Name = "batchtopk", BatchSelection = true, SavedAs = "jumprelu", CfgKeys = [.. TopKArchitecture.CfgKeys, "topk_threshold_lr"],
+        TrainingKeys = [.. TopKArchitecture.TrainingKeys, "topk_threshold_lr"],
     };
 
     public TopKSae(SaeConfig config, Compute compute) : base(config, compute)

@@ -57,9 +57,15 @@ public sealed class HierarchyNode
         return o;
     }
 
+    /// <summary>A node from its JSON object; a bare non-negative integer is a leaf node for that feature.</summary>
     public static HierarchyNode FromJson(JsonNode? node, string where = "hierarchy")
     {
-        if (node is not JsonObject o) throw new InvalidDataException($"{where}: expected a JSON object for a hierarchy node");
+        if (node is JsonValue leaf && leaf.GetValueKind() == JsonValueKind.Number)
+        {
+            if (!leaf.TryGetValue(out int f) || f < 0) throw new InvalidDataException($"{where}: a leaf must be a non-negative feature index, got {leaf.ToJsonString()}");
+            return new HierarchyNode(f);
+        }
+        if (node is not JsonObject o) throw new InvalidDataException($"{where}: expected a JSON object for a hierarchy node (or a feature index for a leaf)");
         foreach (var kv in o)
             if (kv.Key is not ("feature_index" or "children" or "mutually_exclusive_children" or "id"))
                 throw new InvalidDataException($"{where}: unknown key '{kv.Key}' (expected feature_index, children, mutually_exclusive_children, id)");

@@ -4,17 +4,23 @@ using Tensor = SaeSharp.Tensors.Tensor;
 
 namespace SaeSharp.Synthetic;
 
-/// <summary>Per-latent firing agreement with the latent's best-matching true feature.</summary>
-public sealed record LatentFiringScores(int[] BestFeature, double[] Precision, double[] Recall, double[] F1)
+/// <summary>Per-latent firing agreement with the latent's best-matching true feature (SAELens's <c>ClassificationMetrics</c>, per latent).</summary>
+public sealed record LatentFiringScores(int[] BestFeature, double[] Precision, double[] Recall, double[] F1, double[] Accuracy)
 {
     public double MeanPrecision => Precision.Average();
     public double MeanRecall => Recall.Average();
     public double MeanF1 => F1.Average();
+    public double MeanAccuracy => Accuracy.Average();
 }
 
-/// <summary>Ground-truth evaluation of an SAE on synthetic data (SAELens's <c>SyntheticDataEvalResult</c> plus extras).</summary>
+/// <summary>
+/// Ground-truth evaluation of an SAE on synthetic data: SAELens's <c>SyntheticDataEvalResult</c> with its current
+/// (6.35+) definitions, every metric averaged over all samples and only shrinkage skipping inputs with ‖x‖ ≤ 1e-6.
+/// <see cref="NonzeroRowsSaeL0"/> and <see cref="NonzeroRowsDeadLatents"/> are the SAELens 6.28–6.34 definitions,
+/// which first dropped the samples where no true feature fires (and so overstate L0 when many samples are empty).
+/// </summary>
 public sealed record SyntheticEvalResult(double TrueL0, double SaeL0, int DeadLatents, double Shrinkage, double ExplainedVariance,
-    double Mcc, double FeatureUniqueness, LatentFiringScores Firing);
+    double Mcc, double FeatureUniqueness, LatentFiringScores Firing, double NonzeroRowsSaeL0, int NonzeroRowsDeadLatents);
 
 /// <summary>Metrics comparing an SAE decoder W_dec [d_sae, hidden] and its latents to the true features.</summary>
 public static class SyntheticEvals
@@ -38,7 +44,7 @@ public static class SyntheticEvals
         // Cost 1 − |cos| as float: a 16k × 16k matching then needs one extra 1 GB matrix, not 2 GB of doubles.
         var cost = GC.AllocateUninitializedArray<float>(cos.Length);
         TensorPrimitives.Subtract(1f, cos.Span, cost);
-        var (ra, rb) = Hungarian.Solve(cost, a.Dim(0), b.Dim(0));
+        var (ra, rb) = LinearAssignment.Solve(cost, a.Dim(0), b.Dim(0));
         return (ra, rb, cos);
     }
 
@@ -91,14 +97,15 @@ public static class SyntheticEvals
                 else if (truth) fn[i]++;
             }
         }
-        var p = new double[dSae]; var r = new double[dSae]; var f1 = new double[dSae];
+        var p = new double[dSae]; var r = new double[dSae]; var f1 = new double[dSae]; var acc = new double[dSae];
         for (int i = 0; i < dSae; i++)
         {
             p[i] = tp[i] + fp[i] == 0 ? 0 : (double)tp[i] / (tp[i] + fp[i]);
             r[i] = tp[i] + fn[i] == 0 ? 0 : (double)tp[i] / (tp[i] + fn[i]);
             f1[i] = p[i] + r[i] == 0 ? 0 : 2 * p[i] * r[i] / (p[i] + r[i]);
+            acc[i] = samples == 0 ? 0 : (double)(samples - fp[i] - fn[i]) / samples; // (TP + TN) / samples
         }
-        return new LatentFiringScores(best, p, r, f1);
+        return new LatentFiringScores(best, p, r, f1, acc);
     }
 
     /// <summary>Mean number of entries &gt; 0 per row.</summary>
@@ -122,7 +129,10 @@ public static class SyntheticEvals
         return alive.Count(a => !a);
     }
 
-    /// <summary>Mean ‖x̂‖ / ‖x‖ over rows with ‖x‖ &gt; 0 (1 = no shrinkage); 0 when there are none.</summary>
+    /// <summary>Inputs with ‖x‖ at or below this are skipped by <see cref="Shrinkage"/> (SAELens's min_input_norm).</summary>
+    public const float MinShrinkageInputNorm = 1e-6f;
+
+    /// <summary>Mean ‖x̂‖ / ‖x‖ over rows with ‖x‖ &gt; 1e-6, where the ratio is defined (1 = no shrinkage); 0 when there are none.</summary>
     public static double Shrinkage(Tensor input, Tensor reconstruction)
     {
         reconstruction.EnsureShape("reconstruction", input.Shape.ToArray());
@@ -130,8 +140,8 @@ public static class SyntheticEvals
         for (int r = 0; r < input.Rows; r++)
         {
             float nx = TensorPrimitives.Norm(input.Row(r));
-            if (nx <= 0) continue;
-            sum += TensorPrimitives.Norm(reconstruction.Row(r)) / Math.Max(nx, 1e-8f);
+            if (nx <= MinShrinkageInputNorm) continue;
+            sum += TensorPrimitives.Norm(reconstruction.Row(r)) / nx;
             count++;
         }
         return count == 0 ? 0 : sum / count;
@@ -141,18 +151,20 @@ public static class SyntheticEvals
     public static double ExplainedVariance(Tensor input, Tensor reconstruction) => SaeSharp.Saes.Reconstruction.ExplainedVariance(input, reconstruction);
 
     /// <summary>
-    /// Everything at once. <paramref name="hidden"/> [samples, hidden] are the SAE inputs made from
-    /// <paramref name="featureActs"/>; rows with ‖x‖ = 0 are dropped from the SAE metrics, as SAELens does.
+    /// Everything at once, over every sample as SAELens 6.35+ does. <paramref name="hidden"/> [samples, hidden] are the
+    /// SAE inputs made from <paramref name="featureActs"/>. The SAELens 6.28–6.34 SAE L0 and dead-latent count, which
+    /// first dropped rows with ‖x‖ = 0, are reported beside them.
     /// </summary>
     public static SyntheticEvalResult Evaluate(Tensor featureActs, Tensor hidden, Tensor latentActs, Tensor reconstruction,
         Tensor decoder, FeatureDictionary dictionary, Compute? compute = null)
     {
         var keep = Enumerable.Range(0, hidden.Rows).Where(r => TensorPrimitives.Norm(hidden.Row(r)) > 0).ToArray();
-        Tensor Select(Tensor t) { var o = Tensor.Uninitialized(keep.Length, t.Cols); for (int k = 0; k < keep.Length; k++) t.Row(keep[k]).CopyTo(o.Row(k)); return o; }
-        var x = Select(hidden); var lat = Select(latentActs); var rec = Select(reconstruction); var fa = Select(featureActs);
-        return new SyntheticEvalResult(MeanL0(featureActs), MeanL0(lat), DeadLatents(lat), Shrinkage(x, rec), ExplainedVariance(x, rec),
-            Mcc(decoder, dictionary.FeatureVectors, compute), FeatureUniqueness(decoder, dictionary.FeatureVectors, compute),
-            FiringScores(lat, fa, decoder, dictionary.FeatureVectors, compute));
+        var nonzeroLatents = Tensor.Uninitialized(keep.Length, latentActs.Cols);
+        for (int k = 0; k < keep.Length; k++) latentActs.Row(keep[k]).CopyTo(nonzeroLatents.Row(k));
+        return new SyntheticEvalResult(MeanL0(featureActs), MeanL0(latentActs), DeadLatents(latentActs), Shrinkage(hidden, reconstruction),
+            ExplainedVariance(hidden, reconstruction), Mcc(decoder, dictionary.FeatureVectors, compute),
+            FeatureUniqueness(decoder, dictionary.FeatureVectors, compute), FiringScores(latentActs, featureActs, decoder, dictionary.FeatureVectors, compute),
+            MeanL0(nonzeroLatents), DeadLatents(nonzeroLatents));
     }
 
     /// <summary>

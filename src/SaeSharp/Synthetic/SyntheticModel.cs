@@ -7,16 +7,26 @@ namespace SaeSharp.Synthetic;
 
 /// <summary>
 /// A per-feature profile. Kinds: <c>constant</c> (value), <c>linear</c> (start → end), <c>exponential</c> (start → end,
-/// both &gt; 0), <c>zipfian</c> (exponent, min, max), <c>random</c> (uniform in [min, max]), <c>folded_normal</c> (|mean + std·N|).
+/// both &gt; 0), <c>zipfian</c> (exponent, min, max), <c>random</c> (uniform in [min, max]), <c>folded_normal</c> (|mean + std·N|),
+/// <c>explicit</c> (values: one per feature, as SAELens's tensors of firing probabilities or magnitudes).
 /// </summary>
 public sealed record ProfileSpec(string Kind, double? Value = null, double? Start = null, double? End = null, double? Exponent = null,
-    double? Min = null, double? Max = null, double? Mean = null, double? Std = null)
+    double? Min = null, double? Max = null, double? Mean = null, double? Std = null, IReadOnlyList<double>? Values = null)
 {
     private double Need(double? v, string field, string where) =>
         v ?? throw new ArgumentException($"{where}: profile kind '{Kind}' needs '{field}'");
 
     /// <summary>The profile for <paramref name="n"/> features; <paramref name="where"/> names the config field in errors.</summary>
-    public float[] Build(int n, Rng rng, string where) => Kind switch
+    public float[] Build(int n, Rng rng, string where)
+    {
+        try { return BuildProfile(n, rng, where); }
+        catch (ArgumentException e) when (!e.Message.StartsWith(where, StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"{where}: {e.Message}", e);
+        }
+    }
+
+    private float[] BuildProfile(int n, Rng rng, string where) => Kind switch
     {
         "constant" => Profiles.Constant(n, Need(Value, "value", where)),
         "linear" => Profiles.Linear(n, Need(Start, "start", where), Need(End, "end", where)),
@@ -24,31 +34,66 @@ public sealed record ProfileSpec(string Kind, double? Value = null, double? Star
         "zipfian" => Profiles.Zipfian(n, Need(Exponent, "exponent", where), Need(Min, "min", where), Need(Max, "max", where)),
         "random" => Profiles.RandomProbabilities(n, Need(Min, "min", where), Need(Max, "max", where), rng),
         "folded_normal" => Profiles.FoldedNormal(n, Need(Mean, "mean", where), Need(Std, "std", where), rng),
-        _ => throw new ArgumentException($"{where}: unknown profile kind '{Kind}' (expected constant, linear, exponential, zipfian, random or folded_normal)"),
+        "explicit" => Explicit(n, where),
+        _ => throw new ArgumentException($"{where}: unknown profile kind '{Kind}' (expected constant, linear, exponential, zipfian, random, folded_normal or explicit)"),
     };
+
+    private float[] Explicit(int n, string where)
+    {
+        var v = Values ?? throw new ArgumentException($"{where}: profile kind 'explicit' needs 'values' (one per feature)");
+        if (v.Count != n) throw new ArgumentException($"{where}.values has {v.Count} entries, expected one per feature ({n})");
+        for (int i = 0; i < v.Count; i++)
+            if (!double.IsFinite(v[i])) throw new ArgumentException($"{where}.values[{i}] = {v[i]} is not finite");
+        return v.Select(x => (float)x).ToArray();
+    }
+
+    /// <summary>An explicit profile holding <paramref name="values"/>.</summary>
+    public static ProfileSpec Of(IEnumerable<float> values) => new("explicit", Values: values.Select(v => (double)v).ToArray());
 }
 
-/// <summary>A random hierarchy forest (see <see cref="Hierarchy.RandomForest"/>); depth counts edges below each root.</summary>
-public sealed record HierarchySpec(int Roots, int MinBranching, int MaxBranching, int Depth, double MutuallyExclusiveShare,
-    int FirstFeature = 0, bool CompensateFiring = false, bool ScaleChildrenByParent = false);
+/// <summary>
+/// The feature hierarchy: either explicit <paramref name="Trees"/> (hierarchy.json nodes — <c>feature_index</c>,
+/// <c>children</c>, <c>mutually_exclusive_children</c> — where a bare integer child is a leaf feature, so SAELens's
+/// <c>HierarchyNode(0, children=[HierarchyNode(1), ...])</c> is <c>{feature_index: 0, children: [1, ...]}</c>), or a
+/// random forest (see <see cref="Hierarchy.RandomForest"/>; depth counts edges below each root).
+/// </summary>
+public sealed record HierarchySpec(int Roots = 0, int MinBranching = 1, int MaxBranching = 1, int Depth = 0, double MutuallyExclusiveShare = 0,
+    int FirstFeature = 0, bool CompensateFiring = false, bool ScaleChildrenByParent = false, System.Text.Json.Nodes.JsonArray? Trees = null)
+{
+    /// <summary>The forest this spec describes for <paramref name="n"/> features (explicit trees validated, or drawn from <paramref name="rng"/>).</summary>
+    public List<HierarchyNode> BuildForest(int n, Rng rng)
+    {
+        if (Trees is null) return SaeSharp.Synthetic.Hierarchy.RandomForest(Roots, MinBranching, MaxBranching, Depth, MutuallyExclusiveShare, rng, FirstFeature, n);
+        if (Roots != 0) throw new ArgumentException("config.hierarchy: give explicit 'trees' or a random forest ('roots', 'depth', ...), not both");
+        List<HierarchyNode> roots;
+        try { roots = SaeSharp.Synthetic.Hierarchy.FromJson(Trees, "config.hierarchy.trees"); }
+        catch (InvalidDataException e) { throw new ArgumentException(e.Message, e); }
+        try { SaeSharp.Synthetic.Hierarchy.Validate(roots, n); }
+        catch (ArgumentException e) { throw new ArgumentException($"config.hierarchy.trees: {e.Message}", e); }
+        return roots;
+    }
+}
 
 /// <summary>
-/// Correlated firing. Kinds: <c>none</c>; <c>low_rank</c> (rank, scale); <c>random</c> (a full matrix from
-/// <see cref="Correlations.RandomMatrix"/> with the ratio and strength fields).
+/// Correlated firing (a Gaussian copula, as SAELens). Kinds: <c>none</c>; <c>low_rank</c> (rank, scale); <c>random</c>
+/// (a full matrix from <see cref="Correlations.RandomMatrix"/> with the ratio and strength fields); <c>matrix</c> (the
+/// full [n, n] correlation matrix, SAELens's <c>correlation_matrix</c>); <c>pairs</c> ([i, j, ρ] triples, identity
+/// elsewhere). <c>stored</c> marks a model assembled from parts, whose correlation lives only in its weights file.
 /// </summary>
 public sealed record CorrelationSpec(string Kind, int Rank = 0, double Scale = 0, double PositiveRatio = 0.5, double UncorrelatedRatio = 0.3,
-    double MinStrength = 0.1, double MaxStrength = 0.8);
+    double MinStrength = 0.1, double MaxStrength = 0.8, IReadOnlyList<IReadOnlyList<double>>? Matrix = null, IReadOnlyList<IReadOnlyList<double>>? Pairs = null);
 
 public sealed record OrthogonalizeSpec(int Steps, double Lr, double TargetCosSim = 0);
 
 /// <summary>Everything needed to rebuild a <see cref="SyntheticModel"/> from its seed (config.json).</summary>
+/// <remarks>Magnitudes default to SAELens's: every firing feature at 1 (mean) with no spread (std 0).</remarks>
 public sealed record SyntheticModelConfig(
     int NumFeatures,
     int HiddenDim,
     ulong Seed,
     ProfileSpec FiringProbabilities,
-    ProfileSpec MeanMagnitudes,
-    ProfileSpec StdMagnitudes,
+    ProfileSpec? MeanMagnitudes = null,
+    ProfileSpec? StdMagnitudes = null,
     HierarchySpec? Hierarchy = null,
     CorrelationSpec? Correlation = null,
     OrthogonalizeSpec? Orthogonalize = null,
@@ -72,6 +117,23 @@ public sealed record SyntheticModelConfig(
         try { return JsonSerializer.Deserialize<SyntheticModelConfig>(json, Json) ?? throw new InvalidDataException($"{where}: config is null"); }
         catch (JsonException e) { throw new InvalidDataException($"{where}: invalid synthetic model config: {e.Message}", e); }
     }
+
+    /// <summary>Parses a JSON tree (e.g. converted from YAML) as a config.</summary>
+    public static SyntheticModelConfig FromJson(System.Text.Json.Nodes.JsonNode? json, string where = "config") =>
+        FromJson(json?.ToJsonString() ?? "null", where);
+
+    /// <summary>
+    /// A config describing a model assembled from a dictionary and a generator: its profiles and hierarchy explicitly;
+    /// its dictionary and any correlation (kind <c>stored</c>) exist only in the model's weights.
+    /// </summary>
+    public static SyntheticModelConfig Describe(FeatureDictionary dictionary, ActivationGenerator generator, IReadOnlyList<HierarchyNode> hierarchy)
+    {
+        var modifier = generator.Modifiers.OfType<HierarchyModifier>().FirstOrDefault();
+        return new SyntheticModelConfig(dictionary.NumFeatures, dictionary.HiddenDim, 0, ProfileSpec.Of(generator.FiringProbabilities),
+            ProfileSpec.Of(generator.MeanMagnitudes), ProfileSpec.Of(generator.StdMagnitudes),
+            hierarchy.Count == 0 ? null : new HierarchySpec(ScaleChildrenByParent: modifier?.ScaleChildrenByParent ?? false, Trees: SaeSharp.Synthetic.Hierarchy.ToJson(hierarchy)),
+            generator.Correlation is null ? null : new CorrelationSpec("stored"));
+    }
 }
 
 /// <summary>
@@ -94,6 +156,23 @@ public sealed class SyntheticModel
         IReadOnlyList<HierarchyNode> hierarchy, float[] targets)
     {
         Config = config; Dictionary = dictionary; Generator = generator; Hierarchy = hierarchy; TargetFiringProbabilities = targets;
+    }
+
+    /// <summary>
+    /// A model from parts built elsewhere (as SAELens pairs a <c>FeatureDictionary</c> with an <c>ActivationGenerator</c>):
+    /// its hierarchy is the generator's <see cref="HierarchyModifier"/> trees, its targets the generator's firing
+    /// probabilities, its config <paramref name="config"/> or else <see cref="SyntheticModelConfig.Describe"/>. It trains,
+    /// evaluates, saves and loads like a built one (<see cref="SyntheticActivationSource"/>, SyntheticRun, Save/Load).
+    /// </summary>
+    public SyntheticModel(FeatureDictionary dictionary, ActivationGenerator generator, SyntheticModelConfig? config = null)
+    {
+        if (generator.NumFeatures != dictionary.NumFeatures)
+            throw new ArgumentException($"the generator has {generator.NumFeatures} features, the dictionary {dictionary.NumFeatures}");
+        var roots = generator.Modifiers.OfType<HierarchyModifier>().SelectMany(m => m.Roots).ToList();
+        if (config is not null && (config.NumFeatures != dictionary.NumFeatures || config.HiddenDim != dictionary.HiddenDim))
+            throw new ArgumentException($"config says {config.NumFeatures} features in {config.HiddenDim} dimensions, the dictionary has {dictionary.NumFeatures} in {dictionary.HiddenDim}");
+        Config = config ?? SyntheticModelConfig.Describe(dictionary, generator, roots);
+        Dictionary = dictionary; Generator = generator; Hierarchy = roots; TargetFiringProbabilities = generator.FiringProbabilities;
     }
 
     public static readonly IReadOnlyList<string> PresetNames = ["toy", "synth-sae-bench-16k"];
@@ -135,15 +214,16 @@ public sealed class SyntheticModel
         var dictionary = FeatureDictionary.CreateRandom(n, config.HiddenDim, rng.Fork(), bias, (float)config.BiasNorm,
             ortho?.Steps ?? 0, (float)(ortho?.Lr ?? 0.01), (float)(ortho?.TargetCosSim ?? 0), compute);
         var targets = config.FiringProbabilities.Build(n, rng.Fork(), "config.firing_probabilities");
-        var means = config.MeanMagnitudes.Build(n, rng.Fork(), "config.mean_magnitudes");
-        var stds = config.StdMagnitudes.Build(n, rng.Fork(), "config.std_magnitudes");
+        var means = (config.MeanMagnitudes ?? DefaultMean).Build(n, rng.Fork(), "config.mean_magnitudes");
+        var stds = (config.StdMagnitudes ?? DefaultStd).Build(n, rng.Fork(), "config.std_magnitudes");
+        CheckRange(targets, 0, 1, "config.firing_probabilities");
+        CheckRange(stds, 0, double.PositiveInfinity, "config.std_magnitudes");
         List<HierarchyNode> roots = [];
         var probs = targets;
         var h = config.Hierarchy;
         if (h is not null)
         {
-            roots = SaeSharp.Synthetic.Hierarchy.RandomForest(h.Roots, h.MinBranching, h.MaxBranching, h.Depth, h.MutuallyExclusiveShare,
-                rng.Fork(), h.FirstFeature, n);
+            roots = h.BuildForest(n, rng.Fork());
             if (h.CompensateFiring) probs = SaeSharp.Synthetic.Hierarchy.CompensateFiringProbabilities(targets, roots);
         }
         var correlation = BuildCorrelation(config.Correlation, n, rng.Fork());
@@ -151,6 +231,15 @@ public sealed class SyntheticModel
     }
 
     public static SyntheticModel BuildPreset(string name, ulong seed = 42, Compute? compute = null) => Build(Preset(name, seed), compute);
+
+    private static readonly ProfileSpec DefaultMean = new("constant", Value: 1), DefaultStd = new("constant", Value: 0);
+
+    private static void CheckRange(float[] values, double min, double max, string where)
+    {
+        for (int i = 0; i < values.Length; i++)
+            if (!(values[i] >= min && values[i] <= max))
+                throw new ArgumentException($"{where}[{i}] = {values[i]} is outside [{min}, {max}]");
+    }
 
     private static DictionaryBias ParseBias(string s) => s switch
     {
@@ -165,8 +254,46 @@ public sealed class SyntheticModel
         null or "none" => null,
         "low_rank" => Correlations.RandomLowRank(n, spec.Rank, (float)spec.Scale, rng),
         "random" => new FullCorrelation(Correlations.RandomMatrix(n, rng, spec.PositiveRatio, spec.UncorrelatedRatio, spec.MinStrength, spec.MaxStrength)),
-        _ => throw new ArgumentException($"config.correlation.kind: expected none, low_rank or random, got '{spec.Kind}'"),
+        "matrix" => Full(MatrixOf(spec, n), "config.correlation.matrix"),
+        "pairs" => Full(PairsOf(spec, n), "config.correlation.pairs"),
+        "stored" => throw new ArgumentException("config.correlation.kind 'stored': this model's correlation exists only in its synthetic_model.safetensors; load the folder (SyntheticModel.Load) instead of building from the config"),
+        _ => throw new ArgumentException($"config.correlation.kind: expected none, low_rank, random, matrix or pairs, got '{spec.Kind}'"),
     };
+
+    private static FullCorrelation Full(Tensor matrix, string where)
+    {
+        try { return new FullCorrelation(matrix); }
+        catch (ArgumentException e) { throw new ArgumentException($"{where}: {e.Message}", e); }
+    }
+
+    private static Tensor MatrixOf(CorrelationSpec spec, int n)
+    {
+        var rows = spec.Matrix ?? throw new ArgumentException("config.correlation: kind 'matrix' needs 'matrix' (num_features rows of num_features numbers)");
+        if (rows.Count != n) throw new ArgumentException($"config.correlation.matrix has {rows.Count} rows, expected {n}");
+        var m = new Tensor(n, n);
+        for (int i = 0; i < n; i++)
+        {
+            if (rows[i].Count != n) throw new ArgumentException($"config.correlation.matrix[{i}] has {rows[i].Count} entries, expected {n}");
+            for (int j = 0; j < n; j++) m[i, j] = (float)rows[i][j];
+        }
+        return m;
+    }
+
+    private static Tensor PairsOf(CorrelationSpec spec, int n)
+    {
+        var pairs = spec.Pairs ?? throw new ArgumentException("config.correlation: kind 'pairs' needs 'pairs' ([i, j, correlation] triples)");
+        var m = new Tensor(n, n);
+        for (int i = 0; i < n; i++) m[i, i] = 1;
+        for (int t = 0; t < pairs.Count; t++)
+        {
+            var p = pairs[t];
+            if (p.Count != 3 || p[0] != Math.Floor(p[0]) || p[1] != Math.Floor(p[1]) || p[0] < 0 || p[1] < 0 || p[0] >= n || p[1] >= n || p[0] == p[1])
+                throw new ArgumentException($"config.correlation.pairs[{t}] must be [i, j, correlation] with distinct features i, j in [0, {n})");
+            if (!(Math.Abs(p[2]) <= 1)) throw new ArgumentException($"config.correlation.pairs[{t}]: correlation {p[2]} is outside [-1, 1]");
+            m[(int)p[0], (int)p[1]] = m[(int)p[1], (int)p[0]] = (float)p[2];
+        }
+        return m;
+    }
 
     private static SyntheticModel Assemble(SyntheticModelConfig config, FeatureDictionary dictionary, float[] probs, float[] means, float[] stds,
         List<HierarchyNode> roots, CorrelationStructure? correlation, float[] targets)

@@ -200,6 +200,17 @@ public sealed class SparseCodes
         return (colStart, entry);
     }
 
+    /// <summary>The same entries by column (CSC), each column's rows ascending, with their values alongside.</summary>
+    public SparseColumns ToColumns()
+    {
+        var (colStart, entry) = ByColumn();
+        var rows = EntryRows();
+        var row = new int[entry.Length];
+        var value = new float[entry.Length];
+        for (int t = 0; t < entry.Length; t++) { row[t] = rows[entry[t]]; value[t] = Value[entry[t]]; }
+        return new SparseColumns(Rows, Cols, colStart, row, value);
+    }
+
     /// <summary>The row each entry belongs to.</summary>
     public int[] EntryRows()
     {
@@ -208,3 +219,9 @@ public sealed class SparseCodes
         return rows;
     }
 }
+
+/// <summary>
+/// Sparse columns in CSC form: column c holds entries [ColStart[c], ColStart[c+1]) of <see cref="Row"/> (ascending) and
+/// <see cref="Value"/>. Built from <see cref="SparseCodes.ToColumns"/> where work goes latent by latent.
+/// </summary>
+public sealed record SparseColumns(int Rows, int Cols, int[] ColStart, int[] Row, float[] Value);

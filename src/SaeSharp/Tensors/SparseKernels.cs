@@ -179,6 +179,39 @@ public static class SparseKernels
         });
     }
 
+    /// <summary>
+    /// Rows <paramref name="columns"/>[0..count) of aᵀ·b, a [a.Cols, b.Cols] matrix, for codes a (by column) and b over
+    /// the same rows (tokens): dest[k, j] = Σ_t a[t, columns[k]]·b[t, j], written over the first count × b.Cols entries
+    /// of <paramref name="dest"/>. Only co-firing pairs are touched (each entry of a's chosen columns times b's entries in
+    /// its row), so the co-activation of two 16k-latent SAEs costs what their codes hold, not 16k² per token. Parallel
+    /// over output rows; each sums in token order, so results do not depend on threads.
+    /// </summary>
+    public static void TransposedProduct(SparseColumns a, SparseCodes b, int[] columns, int count, double[] dest, Compute? compute = null)
+    {
+        if (a.Rows != b.Rows) throw new ArgumentException($"TransposedProduct: codes over {a.Rows} and {b.Rows} rows; both must cover the same rows");
+        if (count < 0 || count > columns.Length) throw new ArgumentOutOfRangeException(nameof(count), $"{count} of {columns.Length} columns");
+        int width = b.Cols;
+        if (dest.Length < (long)count * width) throw new ArgumentException($"TransposedProduct: dest holds {dest.Length} entries, needs {(long)count * width}");
+        int[] colStart = a.ColStart, aRow = a.Row, bStart = b.RowStart, bIndex = b.Index;
+        float[] aValue = a.Value, bValue = b.Value;
+        (compute ?? Compute.All).ForRange(count, 4, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                var o = dest.AsSpan(r * width, width);
+                o.Clear();
+                int c = columns[r];
+                if ((uint)c >= (uint)a.Cols) throw new ArgumentOutOfRangeException(nameof(columns), $"column {c} of {a.Cols}");
+                for (int t = colStart[c]; t < colStart[c + 1]; t++)
+                {
+                    int row = aRow[t];
+                    double x = aValue[t];
+                    for (int f = bStart[row], end = bStart[row + 1]; f < end; f++) o[bIndex[f]] += x * bValue[f];
+                }
+            }
+        });
+    }
+
     private static void CheckWeights(SparseCodes codes, Tensor weights, string op)
     {
         if (weights.Rank != 2 || weights.Dim(0) != codes.Cols)

@@ -131,6 +131,29 @@ public sealed class Tensor
 
     public float[] ToArray() => Span.ToArray();
 
+    /// <summary>Flat index of the first NaN or infinite element, or -1 when every element is finite.</summary>
+    public int IndexOfNonFinite()
+    {
+        var span = Span;
+        const int Chunk = 1 << 16;
+        for (int start = 0; start < span.Length; start += Chunk)
+        {
+            var c = span.Slice(start, Math.Min(Chunk, span.Length - start));
+            // A finite sum proves the chunk finite (vectorised); otherwise look (it may only have overflowed).
+            if (float.IsFinite(System.Numerics.Tensors.TensorPrimitives.SumOfMagnitudes(c))) continue;
+            for (int i = 0; i < c.Length; i++) if (!float.IsFinite(c[i])) return start + i;
+        }
+        return -1;
+    }
+
+    /// <summary>The multi-index of flat element <paramref name="flat"/>, as "[i, j, ...]".</summary>
+    public string IndexString(int flat)
+    {
+        var index = new int[Rank];
+        for (int d = Rank - 1; d >= 0; d--) { index[d] = flat % _shape[d]; flat /= _shape[d]; }
+        return "[" + string.Join(", ", index) + "]";
+    }
+
     public string ShapeString => string.Join(", ", _shape);
 
     public override string ToString() => $"Tensor[{ShapeString}]";

@@ -23,6 +23,17 @@ public static class Tokenizers
     /// Loads a tokenizer from a model folder (tokenizer.json, else tok512.bin / tokenizer.bin, else
     /// encoder.json + vocab.bpe) or from one of those files.
     /// </summary>
+    /// <summary>
+    /// The tokenizer of a model: from its folder (a Hugging Face model) or the folder beside it (a llama2.c .bin).
+    /// A model path that does not exist is reported as a missing model, not as a folder without a tokenizer.
+    /// </summary>
+    public static ITokenizer ForModel(string modelPath)
+    {
+        if (Directory.Exists(modelPath)) return Load(modelPath);
+        if (File.Exists(modelPath)) return Load(Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
+        throw new FileNotFoundException($"model not found: {modelPath}", modelPath);
+    }
+
     public static ITokenizer Load(string path)
     {
         if (Directory.Exists(path))
@@ -53,6 +64,50 @@ public static class Tokenizers
         if (file.EndsWith(".json", StringComparison.OrdinalIgnoreCase)) return HfTokenizerJson.Load(path);
         if (file.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)) return Llama2cTokenizer.Load(path);
         throw new InvalidDataException($"{path}: unknown tokenizer file type (expected tokenizer.json, *.bin, encoder.json or vocab.bpe)");
+    }
+}
+
+/// <summary>
+/// Turns generated tokens into text as they arrive. Each token is decoded after the prompt's last token, so what
+/// depends on the token before it comes out right (a word's leading space, which sentencepiece and llama2.c decoders
+/// strip at the start of a text; the bytes of a character split across tokens); <see cref="Push"/> returns only what
+/// is new and complete.
+/// </summary>
+public sealed class TokenStreamDecoder
+{
+    private readonly ITokenizer _tokenizer;
+    private readonly List<int> _ids = new();
+    private readonly string _contextText;
+    private string _shown = "";
+
+    /// <param name="context">The token the continuation follows (the prompt's last), or null at the start of a text.</param>
+    public TokenStreamDecoder(ITokenizer tokenizer, int? context)
+    {
+        _tokenizer = tokenizer;
+        if (context is int c) _ids.Add(c);
+        _contextText = tokenizer.Decode(_ids.ToArray());
+        ContextTokens = _ids.Count;
+    }
+
+    private int ContextTokens { get; }
+
+    /// <summary>The text of the continuation so far.</summary>
+    public string Text => _shown;
+
+    /// <summary>Adds one generated token; returns the text it completes (possibly empty).</summary>
+    public string Push(int id)
+    {
+        _ids.Add(id);
+        string all = _tokenizer.Decode(_ids.ToArray());
+        // The context's own text is a prefix unless the new bytes merge with it into one character; then fall back.
+        string text = all.StartsWith(_contextText, StringComparison.Ordinal) ? all[_contextText.Length..]
+            : _tokenizer.Decode(_ids.ToArray().AsSpan(ContextTokens));
+        // A character still missing bytes decodes as U+FFFD and changes once they arrive: hold it back until then.
+        text = text.TrimEnd('\uFFFD');
+        if (!text.StartsWith(_shown, StringComparison.Ordinal)) { _shown = text; return ""; }
+        string added = text[_shown.Length..];
+        _shown = text;
+        return added;
     }
 }
 
@@ -89,8 +144,12 @@ internal static class BpeMerge
         while (pos < text.Length)
         {
             int matchId = -1, matchLen = 0;
-            foreach (var (content, id) in added)
+            // Indexed, not foreach: an interface enumerator per character would allocate tens of bytes per character.
+            for (int a = 0; a < added.Count; a++)
+            {
+                var (content, id) = added[a];
                 if (content.Length > matchLen && string.CompareOrdinal(text, pos, content, 0, content.Length) == 0) { matchId = id; matchLen = content.Length; }
+            }
             if (matchLen > 0)
             {
                 if (pos > start) result.Add((text[start..pos], null));
@@ -153,12 +212,7 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(encoderJson));
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{encoderJson}: expected a JSON object token → id");
-            vocab = new Dictionary<string, int>();
-            foreach (var p in doc.RootElement.EnumerateObject())
-            {
-                if (p.Value.ValueKind != JsonValueKind.Number) throw new InvalidDataException($"{encoderJson}: id of '{p.Name}' is not a number");
-                vocab[p.Name] = p.Value.GetInt32();
-            }
+            vocab = HfTokenizerJson.ReadVocab(doc.RootElement, encoderJson, "token");
         }
         catch (JsonException e) { throw new InvalidDataException($"{encoderJson}: invalid JSON ({e.Message})", e); }
         var ranks = new Dictionary<(string, string), int>();
@@ -196,7 +250,8 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         foreach (var (seg, id) in BpeMerge.SplitAdded(text, _added))
         {
             if (id is int sid) { ids.Add(sid); continue; }
-            foreach (Match m in Gpt2Pattern.Matches(seg)) ids.AddRange(EncodeWord(m.Value));
+            // Enumerated, not collected: a 50 MB line would otherwise hold millions of Match objects at once.
+            foreach (var m in Gpt2Pattern.EnumerateMatches(seg)) ids.AddRange(EncodeWord(seg.Substring(m.Index, m.Length)));
         }
         return ids.ToArray();
     }
@@ -256,6 +311,10 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
     private readonly int? _unkId;
     private readonly int _stripLeading;
     private readonly string _source;
+    /// <summary>The character spaces become (▁); words split before it encode independently (null: the text is one word).</summary>
+    private readonly char? _wordStart;
+    private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+    private readonly object _lock = new();
 
     public int VocabSize => _idToToken.Length;
     public int? BosId { get; }
@@ -276,6 +335,11 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         if (_vocab.TryGetValue("<s>", out var bos)) BosId = bos;
         if (_vocab.TryGetValue("</s>", out var eos)) EosId = eos;
         if (_vocab.TryGetValue("<pad>", out var pad)) PadId = pad;
+        // With no piece holding the space marker past its first character, no merge crosses a word start, so each word
+        // merges on its own exactly as the whole text would (in linear time instead of quadratic, with a word cache).
+        foreach (var (from, to) in replacements)
+            if (from == " " && to.Length == 1 && !_vocab.Keys.Any(k => k.IndexOf(to[0], 1) >= 0) && !ranks.Keys.Any(r => r.Item2.Contains(to[0])))
+                _wordStart = to[0];
     }
 
     public int[] Encode(string text, bool addBos = false)
@@ -285,26 +349,53 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         foreach (var (seg, id) in BpeMerge.SplitAdded(text, _added))
         {
             if (id is int sid) { ids.Add(sid); continue; }
-            var s = seg;
-            if (s.Length == 0) continue;
+            if (seg.Length == 0) continue;
             // Like Hugging Face, each segment between added tokens is normalized (and prefixed) on its own.
-            s = _prepend + s;
-            foreach (var (from, to) in _replacements) s = s.Replace(from, to, StringComparison.Ordinal);
-            var symbols = new List<string>();
-            for (int i = 0; i < s.Length; i += char.IsSurrogatePair(s, i) ? 2 : 1)
-                symbols.Add(s.Substring(i, char.IsSurrogatePair(s, i) ? 2 : 1));
-            foreach (var piece in BpeMerge.Apply(symbols, _ranks))
+            if (_wordStart is char && _replacements.Length == 1)
             {
-                if (_vocab.TryGetValue(piece, out var pid)) { ids.Add(pid); continue; }
-                foreach (var b in Encoding.UTF8.GetBytes(piece))
-                {
-                    if (_byteIds[b] >= 0) ids.Add(_byteIds[b]);
-                    else if (_unkId is int u) ids.Add(u);
-                    else throw new InvalidDataException($"{_source}: '{piece}' is not in the vocabulary and there is no byte fallback or unk_token");
-                }
+                // Normalised word by word (the one replacement maps a space to the marker), never as one copy of the text.
+                for (int start = 0, i = 1; i <= seg.Length; i++)
+                    if (i == seg.Length || seg[i] == ' ')
+                    {
+                        ids.AddRange(EncodeWord(Normalize(start == 0 ? _prepend + seg[..i] : seg[start..i])));
+                        start = i;
+                    }
+                continue;
             }
+            var s = Normalize(_prepend + seg);
+            if (_wordStart is not char w) { ids.AddRange(EncodeWord(s)); continue; }
+            for (int start = 0, i = 1; i <= s.Length; i++)
+                if (i == s.Length || s[i] == w) { ids.AddRange(EncodeWord(s[start..i])); start = i; }
         }
         return ids.ToArray();
+    }
+
+    private string Normalize(string s)
+    {
+        foreach (var (from, to) in _replacements) s = s.Replace(from, to, StringComparison.Ordinal);
+        return s;
+    }
+
+    private int[] EncodeWord(string word)
+    {
+        lock (_lock) if (_cache.TryGetValue(word, out var hit)) return hit;
+        var symbols = new List<string>();
+        for (int i = 0; i < word.Length; i += char.IsSurrogatePair(word, i) ? 2 : 1)
+            symbols.Add(word.Substring(i, char.IsSurrogatePair(word, i) ? 2 : 1));
+        var ids = new List<int>();
+        foreach (var piece in BpeMerge.Apply(symbols, _ranks))
+        {
+            if (_vocab.TryGetValue(piece, out var pid)) { ids.Add(pid); continue; }
+            foreach (var b in Encoding.UTF8.GetBytes(piece))
+            {
+                if (_byteIds[b] >= 0) ids.Add(_byteIds[b]);
+                else if (_unkId is int u) ids.Add(u);
+                else throw new InvalidDataException($"{_source}: '{piece}' is not in the vocabulary and there is no byte fallback or unk_token");
+            }
+        }
+        var result = ids.ToArray();
+        lock (_lock) { if (_cache.Count < 100_000 && word.Length <= 256) _cache[word] = result; }
+        return result;
     }
 
     public string Decode(ReadOnlySpan<int> ids)
@@ -330,9 +421,16 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
     }
 }
 
-/// <summary>Reads a Hugging Face tokenizer.json with a BPE model (byte-level or sentencepiece-style).</summary>
+/// <summary>
+/// Reads a Hugging Face tokenizer.json with a BPE model (byte-level or sentencepiece-style). Anything the two
+/// tokenizers here would not reproduce (other pre-tokenizers or normalizers, ids that clash or leave huge gaps) is
+/// refused with the file and the field named, rather than silently encoding differently from Hugging Face.
+/// </summary>
 public static class HfTokenizerJson
 {
+    /// <summary>Token ids at or above this are refused: the id → token table is allocated up to the largest id.</summary>
+    public const int MaxTokenId = 1 << 24;
+
     public static ITokenizer Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"tokenizer file not found: {path}", path);
@@ -342,18 +440,15 @@ public static class HfTokenizerJson
         using (doc)
         {
             var root = doc.RootElement;
+            InvalidDataException Bad(string problem) => new($"{path}: {problem}");
             if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
-                throw new InvalidDataException($"{path}: expected an object with a 'model' field");
-            var type = model.TryGetProperty("type", out var t) ? t.GetString() : null;
-            if (type != "BPE") throw new InvalidDataException($"{path}: model.type is '{type}', only 'BPE' is supported");
+                throw Bad("expected an object with a 'model' field");
+            var type = model.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+            if (type != "BPE") throw Bad($"model.type is '{type}', only 'BPE' is supported");
             if (!model.TryGetProperty("vocab", out var vocabEl) || vocabEl.ValueKind != JsonValueKind.Object)
-                throw new InvalidDataException($"{path}: model.vocab missing or not an object");
-            var vocab = new Dictionary<string, int>();
-            foreach (var p in vocabEl.EnumerateObject())
-            {
-                if (p.Value.ValueKind != JsonValueKind.Number) throw new InvalidDataException($"{path}: model.vocab['{p.Name}'] is not a number");
-                vocab[p.Name] = p.Value.GetInt32();
-            }
+                throw Bad("model.vocab missing or not an object");
+            var vocab = ReadVocab(vocabEl, path, "model.vocab");
+            if (vocab.Count == 0) throw Bad("model.vocab is empty");
             var ranks = new Dictionary<(string, string), int>();
             if (model.TryGetProperty("merges", out var merges) && merges.ValueKind == JsonValueKind.Array)
             {
@@ -363,56 +458,136 @@ public static class HfTokenizerJson
                     (string, string) pair;
                     if (m.ValueKind == JsonValueKind.String)
                     {
-                        var s = m.GetString()!;
-                        int sp = s.IndexOf(' ', 1);
-                        if (sp < 0) throw new InvalidDataException($"{path}: model.merges[{rank}] '{s}' is not 'left right'");
-                        pair = (s[..sp], s[(sp + 1)..]);
+                        var str = m.GetString()!;
+                        int sp = str.Length > 1 ? str.IndexOf(' ', 1) : -1;
+                        if (sp < 0) throw Bad($"model.merges[{rank}] '{str}' is not 'left right'");
+                        pair = (str[..sp], str[(sp + 1)..]);
                     }
-                    else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2)
+                    else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2 && m[0].ValueKind == JsonValueKind.String && m[1].ValueKind == JsonValueKind.String)
                         pair = (m[0].GetString()!, m[1].GetString()!);
-                    else throw new InvalidDataException($"{path}: model.merges[{rank}] is neither a string nor a pair");
+                    else throw Bad($"model.merges[{rank}] is neither a 'left right' string nor a pair of strings");
                     ranks.TryAdd(pair, rank++);
                 }
             }
-            var added = new List<(string, int)>();
-            if (root.TryGetProperty("added_tokens", out var at) && at.ValueKind == JsonValueKind.Array)
-                foreach (var a in at.EnumerateArray())
-                    added.Add((a.GetProperty("content").GetString()!, a.GetProperty("id").GetInt32()));
+            var added = ReadAddedTokens(root, vocab, Bad);
 
-            bool byteLevel = HasType(root, "pre_tokenizer", "ByteLevel") || HasType(root, "decoder", "ByteLevel");
-            if (byteLevel) return new ByteLevelBpeTokenizer(path, vocab, ranks, added);
+            bool byteLevel = HasType(root, "pre_tokenizer", "ByteLevel");
+            if (byteLevel)
+            {
+                CheckByteLevelPreTokenizer(root.GetProperty("pre_tokenizer"), Bad);
+                if (root.TryGetProperty("normalizer", out var bn) && bn.ValueKind != JsonValueKind.Null)
+                    throw Bad($"normalizer '{TypeOf(bn, Bad, "normalizer")}' is not supported for byte-level BPE (only null, as GPT-2)");
+                return new ByteLevelBpeTokenizer(path, vocab, ranks, added);
+            }
+            if (HasType(root, "decoder", "ByteLevel"))
+            {
+                if (root.TryGetProperty("pre_tokenizer", out var other) && other.ValueKind != JsonValueKind.Null) CheckByteLevelPreTokenizer(other, Bad);
+                throw Bad("the decoder is ByteLevel but there is no ByteLevel pre_tokenizer, which byte-level BPE needs");
+            }
 
             string prepend = "";
             var repl = new List<(string, string)>();
             if (root.TryGetProperty("normalizer", out var norm) && norm.ValueKind == JsonValueKind.Object)
                 foreach (var n in Flatten(norm, "normalizers"))
                 {
-                    var nt = n.GetProperty("type").GetString();
-                    if (nt == "Prepend") prepend = n.GetProperty("prepend").GetString()!;
-                    else if (nt == "Replace" && n.GetProperty("pattern").TryGetProperty("String", out var from))
-                        repl.Add((from.GetString()!, n.GetProperty("content").GetString()!));
-                    else throw new InvalidDataException($"{path}: normalizer '{nt}' is not supported");
+                    var nt = TypeOf(n, Bad, "normalizer");
+                    if (nt == "Prepend" && n.TryGetProperty("prepend", out var pp) && pp.ValueKind == JsonValueKind.String) prepend = pp.GetString()!;
+                    else if (nt == "Replace" && n.TryGetProperty("pattern", out var pat) && pat.ValueKind == JsonValueKind.Object
+                             && pat.TryGetProperty("String", out var from) && from.ValueKind == JsonValueKind.String
+                             && n.TryGetProperty("content", out var to) && to.ValueKind == JsonValueKind.String)
+                        repl.Add((from.GetString()!, to.GetString()!));
+                    else throw Bad($"normalizer '{nt}' is not supported (expected Prepend and Replace of a plain string)");
                 }
             if (root.TryGetProperty("pre_tokenizer", out var pre) && pre.ValueKind != JsonValueKind.Null)
-                throw new InvalidDataException($"{path}: pre_tokenizer '{pre}' is not supported for sentencepiece-style BPE");
+                throw Bad($"pre_tokenizer '{TypeOf(pre, Bad, "pre_tokenizer")}' is not supported for sentencepiece-style BPE (expected null)");
             int strip = 0;
             if (root.TryGetProperty("decoder", out var dec) && dec.ValueKind == JsonValueKind.Object)
                 foreach (var d in Flatten(dec, "decoders"))
-                    if (d.GetProperty("type").GetString() == "Strip" && d.TryGetProperty("start", out var st)) strip = st.GetInt32();
+                    if (TypeOf(d, Bad, "decoder") == "Strip" && d.TryGetProperty("start", out var st))
+                        strip = st.ValueKind == JsonValueKind.Number && st.TryGetInt32(out int k) && k >= 0 ? k : throw Bad($"decoder Strip 'start' must be a non-negative integer, got {st}");
             string? unk = model.TryGetProperty("unk_token", out var u) && u.ValueKind == JsonValueKind.String ? u.GetString() : null;
             return new SentencePieceBpeTokenizer(path, vocab, ranks, added, prepend, repl.ToArray(), unk, strip);
         }
     }
 
+    /// <summary>
+    /// token → id from a JSON object (tokenizer.json model.vocab, GPT-2 encoder.json): ids are integers in
+    /// [0, <see cref="MaxTokenId"/>), no two tokens share one, and no token is listed twice.
+    /// </summary>
+    internal static Dictionary<string, int> ReadVocab(JsonElement obj, string path, string field)
+    {
+        var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
+        var byId = new Dictionary<int, string>();
+        foreach (var p in obj.EnumerateObject())
+        {
+            if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetInt64(out long id) || id < 0 || id >= MaxTokenId)
+                throw new InvalidDataException($"{path}: {field}['{p.Name}'] = {p.Value.GetRawText()} is not an integer id in [0, {MaxTokenId})");
+            if (!vocab.TryAdd(p.Name, (int)id)) throw new InvalidDataException($"{path}: {field} lists '{p.Name}' twice");
+            if (!byId.TryAdd((int)id, p.Name))
+                throw new InvalidDataException($"{path}: {field} gives id {id} to both '{byId[(int)id]}' and '{p.Name}'");
+        }
+        return vocab;
+    }
+
+    private static List<(string, int)> ReadAddedTokens(JsonElement root, Dictionary<string, int> vocab, Func<string, InvalidDataException> bad)
+    {
+        var added = new List<(string, int)>();
+        if (!root.TryGetProperty("added_tokens", out var at) || at.ValueKind == JsonValueKind.Null) return added;
+        if (at.ValueKind != JsonValueKind.Array) throw bad("added_tokens is not an array");
+        var vocabById = vocab.ToDictionary(kv => kv.Value, kv => kv.Key);
+        var seen = new Dictionary<int, string>();
+        int i = 0;
+        foreach (var a in at.EnumerateArray())
+        {
+            string where = $"added_tokens[{i++}]";
+            if (a.ValueKind != JsonValueKind.Object) throw bad($"{where} is not an object with 'id' and 'content'");
+            if (!a.TryGetProperty("id", out var idEl) || idEl.ValueKind != JsonValueKind.Number || !idEl.TryGetInt64(out long id) || id < 0 || id >= MaxTokenId)
+                throw bad($"{where}: 'id' must be an integer in [0, {MaxTokenId}), got {(a.TryGetProperty("id", out var x) ? x.GetRawText() : "nothing")}");
+            if (!a.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String)
+                throw bad($"{where}: 'content' must be a string");
+            string content = c.GetString()!;
+            // A special token usually repeats a vocab entry with the same id; a different id would make encode and decode disagree.
+            if (vocab.TryGetValue(content, out int vid) && vid != id)
+                throw bad($"{where}: '{content}' has id {id}, but model.vocab gives it id {vid}");
+            if (vocabById.TryGetValue((int)id, out var other) && other != content)
+                throw bad($"{where}: id {id} of '{content}' is already the id of vocab token '{other}'");
+            if (seen.TryGetValue((int)id, out var prev) && prev != content)
+                throw bad($"{where}: id {id} of '{content}' is already the id of added token '{prev}'");
+            seen[(int)id] = content;
+            added.Add((content, (int)id));
+        }
+        return added;
+    }
+
+    /// <summary>Only GPT-2's pre-tokenizer is reproduced: ByteLevel with its regex and no prefix space, nothing else in the sequence.</summary>
+    private static void CheckByteLevelPreTokenizer(JsonElement pre, Func<string, InvalidDataException> bad)
+    {
+        foreach (var p in Flatten(pre, "pretokenizers"))
+        {
+            string type = TypeOf(p, bad, "pre_tokenizer");
+            if (type != "ByteLevel")
+                throw bad($"pre_tokenizer '{type}' is not supported (byte-level BPE here applies GPT-2's ByteLevel split only)");
+            if (p.TryGetProperty("add_prefix_space", out var aps) && aps.ValueKind == JsonValueKind.True)
+                throw bad("pre_tokenizer ByteLevel with add_prefix_space true is not supported");
+            if (p.TryGetProperty("use_regex", out var ur) && ur.ValueKind == JsonValueKind.False)
+                throw bad("pre_tokenizer ByteLevel with use_regex false is not supported (the text would not be split as GPT-2 splits it)");
+        }
+    }
+
+    private static string TypeOf(JsonElement e, Func<string, InvalidDataException> bad, string field) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
+            ? t.GetString()! : throw bad($"{field}: expected an object with a string 'type', got {e.GetRawText()}");
+
     private static bool HasType(JsonElement root, string field, string type)
     {
         if (!root.TryGetProperty(field, out var el) || el.ValueKind != JsonValueKind.Object) return false;
-        return Flatten(el, field == "decoder" ? "decoders" : "pretokenizers").Any(e => e.TryGetProperty("type", out var t) && t.GetString() == type);
+        return Flatten(el, field == "decoder" ? "decoders" : "pretokenizers").Any(e => e.ValueKind == JsonValueKind.Object && e.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == type);
     }
 
     private static IEnumerable<JsonElement> Flatten(JsonElement el, string listField)
     {
-        if (el.TryGetProperty("type", out var t) && t.GetString() == "Sequence" && el.TryGetProperty(listField, out var list))
+        if (el.ValueKind == JsonValueKind.Object && el.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == "Sequence"
+            && el.TryGetProperty(listField, out var list) && list.ValueKind == JsonValueKind.Array)
             foreach (var x in list.EnumerateArray()) foreach (var y in Flatten(x, listField)) yield return y;
         else yield return el;
     }

@@ -155,4 +155,35 @@ public class ActivationCacheTests
         var err = Assert.Throws<InvalidDataException>(() => src.Next(new Tensor(4, src.Dim)));
         Assert.Contains("holds 8 rows, the cache's manifest.json says 9", err.Message);
     }
+
+    [Fact]
+    public void NonFiniteShardRowIsNamed()
+    {
+        var d = Tmp();
+        var acts = new Tensor(5, 3);
+        acts[4, 2] = float.NegativeInfinity;
+        string shard = Path.Combine(d, "shard_00000.safetensors");
+        new SafetensorsWriter().Add("acts", acts).AddInt32("tokens", new int[5], 5).Write(shard);
+        var e = Assert.Throws<InvalidDataException>(() => ActivationCache.ReadShard(shard, 3));
+        Assert.Contains(shard, e.Message);
+        Assert.Contains("row 4", e.Message);
+    }
+
+    [Fact]
+    public void InterruptedCacheKeepsItsFinishedShardsAndSaysSo()
+    {
+        var d = Tmp();
+        var modelDir = Tmp();
+        SaeSharp.Tests.Models.ModelLoaderTests.WriteTinyLlama(modelDir);
+        var model = SaeSharp.Models.HookedTransformer.Load(modelDir, Compute.All);
+        var ctx = Enumerable.Range(0, 6).Select(i => Enumerable.Range(0, 8).Select(j => 1 + (i * 8 + j) % 15).ToArray()).ToList();
+        ActivationCache.Write(d, model, Hook, ctx, 2, 2, maxShards: 1);
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        var stopped = ActivationCache.Write(d, model, Hook, ctx, 2, 2, cancel: cancelled.Token);
+        Assert.False(stopped.Complete);
+        Assert.Equal((1, 3), (stopped.Shards.Count, stopped.TotalShards));
+        Assert.Single(ActivationCache.ReadManifest(d)!.Shards);
+        Assert.Equal(3, ActivationCache.Write(d, model, Hook, ctx, 2, 2).Shards.Count);
+    }
 }

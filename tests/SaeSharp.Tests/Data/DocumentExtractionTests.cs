@@ -1,3 +1,4 @@
+using SaeSharp.Tensors;
 using SaeSharp.Data;
 using Xunit;
 
@@ -37,12 +38,27 @@ public class DocumentExtractionTests
                 for (int j = 0; j < d; j++) Assert.Equal(want[j], got[j], 4);
             }
         }
-        Assert.Equal(200, meta.Samples[0].Text.Length);
+        Assert.Equal(200, meta.Samples[0].Text!.Length);
         var dir = Path.Combine(Path.GetTempPath(), "saesharp-extract-" + Guid.NewGuid().ToString("N"));
         DocumentExtraction.Save(dir, acts, meta);
         var (a2, m2) = DocumentExtraction.Load(dir);
         Assert.Equal(acts.ToArray(), a2.ToArray());
         Assert.Equal(docs[1], m2.Samples[1].TokenIds);
         Assert.Equal(hooks, m2.Hooks);
+    }
+
+    [Fact]
+    public void InterruptedExtractionSaysNothingWasWritten()
+    {
+        var modelDir = Directory.CreateTempSubdirectory().FullName;
+        SaeSharp.Tests.Models.ModelLoaderTests.WriteTinyLlama(modelDir);
+        var model = SaeSharp.Models.HookedTransformer.Load(modelDir, Compute.All);
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        var e = Assert.Throws<OperationCanceledException>(() =>
+            DocumentExtraction.Extract(model, ["blocks.0.hook_resid_post"], [[1, 2, 3], [1, 4]], cancel: cancelled.Token));
+        Assert.Contains("0 of 2 documents", e.Message);
+        Assert.Contains("nothing was written", e.Message);
+        Directory.Delete(modelDir, true);
     }
 }

@@ -25,6 +25,23 @@ public static class EvalFixtures
         return SaeSharp.Runs.ModelInputs.Contexts(docs, model.Config, new SaeSharp.Data.ContextSettings { ContextSize = length }).Take(count).ToArray();
     }
 
+    /// <summary>The corpus's last 10% of lines (held out from training in the end-to-end runs), their first <paramref name="count"/>, as dir/heldout.txt.</summary>
+    public static string HeldOutText(string dir, int count)
+    {
+        var lines = File.ReadAllLines(SharedData.Path(Corpus));
+        string path = System.IO.Path.Combine(dir, "heldout.txt");
+        File.WriteAllLines(path, lines[(lines.Length * 9 / 10)..].Take(count));
+        return path;
+    }
+
+    /// <summary>Saves <paramref name="sae"/> as the SAELens folder dir/name and returns it.</summary>
+    public static string SaveIn(string dir, Sae sae, string name)
+    {
+        string folder = System.IO.Path.Combine(dir, name);
+        SaeFiles.Save(sae, folder);
+        return folder;
+    }
+
     public static HookedTransformer LoadStories() => HookedTransformer.Load(SharedData.Path(Stories), Compute.All);
     public static HookedTransformer LoadGpt2() => HookedTransformer.Load(SharedData.Path(Gpt2), Compute.All);
 

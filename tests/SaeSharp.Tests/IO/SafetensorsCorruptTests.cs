@@ -49,6 +49,11 @@ public class SafetensorsCorruptTests
         { "shape/bytes mismatch", "{\"a\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}", 8, "needs 12 bytes but data_offsets span 8" },
         { "overlapping offsets", "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}, \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}", 12, "overlap" },
         { "duplicate tensor", "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, \"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8, "appears twice" },
+        // The safetensors format (and Hugging Face's reader) requires the tensors to tile the data section exactly.
+        { "gap between tensors", "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, \"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 12]}}", 12, "4 unused bytes before tensor 'b'" },
+        { "gap at the start", "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8, "4 unused bytes before tensor 'a'" },
+        { "trailing bytes", "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 12, "8 bytes after the last tensor" },
+        { "data but no tensors", "{}", 4, "4 bytes after the last tensor" },
         { "metadata not strings", "{\"__metadata__\": {\"k\": 1}}", 0, "__metadata__ value 'k' is not a string" },
         { "metadata not an object", "{\"__metadata__\": [1]}", 0, "__metadata__ is not an object" },
     };
@@ -59,6 +64,30 @@ public class SafetensorsCorruptTests
         Assert.NotEmpty(label);
         using var dir = new TempDir();
         AssertBad(Make(dir, header, dataBytes), problem);
+    }
+
+    [Fact]
+    public void TooManyTensorsAreRefusedBeforeTheyAreBuilt()
+    {
+        // A valid header of many zero-size tensors cost ~700 bytes of entries each (1.4M tensors: 975 MB).
+        using var dir = new TempDir();
+        var sb = new StringBuilder("{");
+        for (int i = 0; i <= SafetensorsFile.MaxTensors; i++)
+            sb.Append(i == 0 ? "" : ",").Append("\"t").Append(i).Append("\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}");
+        AssertBad(Make(dir, sb.Append('}').ToString(), 0), $"more than the {SafetensorsFile.MaxTensors} tensors");
+    }
+
+    [Fact]
+    public void OverlongTensorNameIsRefused()
+    {
+        using var dir = new TempDir();
+        string name = new('n', SafetensorsFile.MaxNameBytes + 1);
+        AssertBad(Make(dir, $"{{\"{name}\":{{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}}}", 0),
+            $"a tensor name of {SafetensorsFile.MaxNameBytes + 1} bytes");
+        // At the limit it is fine.
+        string ok = Make(dir, $"{{\"{name[1..]}\":{{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}}}", 0);
+        using var f = SafetensorsFile.Open(ok);
+        Assert.Equal(name[1..], Assert.Single(f.Names));
     }
 
     [Fact]

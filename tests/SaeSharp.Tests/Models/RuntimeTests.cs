@@ -1,3 +1,4 @@
+using SaeSharp.Tests.IO;
 using System.Text.Json.Nodes;
 using SaeSharp.IO;
 using SaeSharp.Models;
@@ -306,20 +307,9 @@ public class RuntimeTests
         var dir = Directory.CreateTempSubdirectory("saesharp-bf16-").FullName;
         try
         {
-            File.WriteAllText(Path.Combine(dir, "config.json"), """
-                {"model_type":"llama","hidden_size":8,"intermediate_size":12,"num_hidden_layers":1,"num_attention_heads":2,
-                 "num_key_value_heads":1,"vocab_size":16,"max_position_embeddings":32,"rms_norm_eps":1e-5,"tie_word_embeddings":false}
-                """);
+            File.WriteAllText(Path.Combine(dir, "config.json"), ModelLoaderTests.TinyLlamaConfig);
             var rng = new Rng(5);
-            var shapes = new Dictionary<string, int[]>
-            {
-                ["model.embed_tokens.weight"] = [16, 8], ["lm_head.weight"] = [16, 8], ["model.norm.weight"] = [8],
-                ["model.layers.0.input_layernorm.weight"] = [8], ["model.layers.0.post_attention_layernorm.weight"] = [8],
-                ["model.layers.0.self_attn.q_proj.weight"] = [8, 8], ["model.layers.0.self_attn.k_proj.weight"] = [4, 8],
-                ["model.layers.0.self_attn.v_proj.weight"] = [4, 8], ["model.layers.0.self_attn.o_proj.weight"] = [8, 8],
-                ["model.layers.0.mlp.gate_proj.weight"] = [12, 8], ["model.layers.0.mlp.up_proj.weight"] = [12, 8],
-                ["model.layers.0.mlp.down_proj.weight"] = [8, 12],
-            };
+            var shapes = ModelLoaderTests.TinyLlamaShapes;
             var w16 = new SafetensorsWriter();
             var w32 = new SafetensorsWriter();
             foreach (var (name, shape) in shapes)
@@ -395,5 +385,22 @@ public class RuntimeTests
         var stopped = model.Generate([1, 403], opts with { StopToken = a[4] }, new Rng(7));
         int first = Array.IndexOf(a, a[4]);
         Assert.Equal(a[..(first + 1)], stopped);
+    }
+
+    [Fact]
+    public void RotaryModelsRefusePositionsBeyondTheirContext()
+    {
+        // GPT-2 refuses past n_positions (learned positions); Llama and GPT-NeoX ran on silently past max_position_embeddings.
+        using var dir = new TempDir();
+        ModelLoaderTests.WriteTinyLlama(dir.Root);
+        var m = HookedTransformer.Load(dir.Root, Compute.All);
+        Assert.Equal(32, m.Config.MaxPositions);
+        m.Forward(Enumerable.Range(0, 32).Select(i => i % 16).ToArray());
+        var e = Assert.Throws<ArgumentException>(() => m.Forward(Enumerable.Range(0, 33).Select(i => i % 16).ToArray()));
+        Assert.Contains("32", e.Message);
+        Assert.Throws<ArgumentException>(() => m.RunBatch([new int[40], new int[3]]));
+        Assert.Throws<ArgumentException>(() => m.Generate([1, 2, 3], new GenerationOptions { MaxNewTokens = 30 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new KvCache(m.Config, 33));
+        Assert.Equal(29, m.Generate([1, 2, 3], new GenerationOptions { MaxNewTokens = 29 }).Length);
     }
 }

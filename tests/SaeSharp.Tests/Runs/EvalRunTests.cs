@@ -17,21 +17,9 @@ public sealed class EvalRunTests : IDisposable
 
     public void Dispose() { if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true); }
 
-    /// <summary>The corpus's last 10% of lines (held out from training in the end-to-end runs), first 120 of them.</summary>
-    private string HeldOut()
-    {
-        var lines = File.ReadAllLines(SharedData.Path(Corpus));
-        string path = Path.Combine(_dir, "heldout.txt");
-        File.WriteAllLines(path, lines[(lines.Length * 9 / 10)..].Take(120));
-        return path;
-    }
+    private string HeldOut() => HeldOutText(_dir, 120);
 
-    private string Save(Sae sae, string name)
-    {
-        string dir = Path.Combine(_dir, name);
-        SaeFiles.Save(sae, dir);
-        return dir;
-    }
+    private string Save(Sae sae, string name) => SaveIn(_dir, sae, name);
 
     private static JsonObject Meta(string hook, string? hookOut = null)
     {

@@ -118,9 +118,37 @@ public class EvalTests
         Assert.Equal(1.0, r.Shrinkage, 5);
         Assert.Equal(1.0, r.ExplainedVariance, 5);
         Assert.Equal(1.0, r.Firing.MeanF1, 9);
-        // True L0 averages over all rows; SAE L0 only over rows with a non-zero input (the all-zero rows have L0 0).
+        // Both L0s average over every row (SAELens 6.35+); before 6.35 the SAE's averaged over rows with a non-zero input.
         int nonZero = Enumerable.Range(0, h.Rows).Count(i => System.Numerics.Tensors.TensorPrimitives.Norm(h.Row(i)) > 0);
-        Assert.Equal(r.TrueL0 * h.Rows / nonZero, r.SaeL0, 6);
+        Assert.True(nonZero < h.Rows);
+        Assert.Equal(r.TrueL0, r.SaeL0, 9);
+        Assert.Equal(r.TrueL0 * h.Rows / nonZero, r.NonzeroRowsSaeL0, 6);
         Assert.Equal(0, r.DeadLatents);
+        Assert.Equal(1.0, r.Firing.MeanAccuracy, 9);
+    }
+
+    [Fact]
+    public void EvaluateAveragesOverEverySampleAsSaeLensDoes()
+    {
+        // Two features, identity dictionary; rows 1 and 2 have no feature firing (x = 0), and latent 1 fires on row 1.
+        var d = new FeatureDictionary(Tensor.FromArray([1f, 0f, 0f, 1f], 2, 2), new Tensor(2));
+        var features = Tensor.FromArray([1f, 0f, 0f, 0f, 0f, 0f, 0f, 1f], 4, 2);
+        var hidden = features.Clone();
+        var latents = Tensor.FromArray([1f, 0f, 1f, 0f, 1f, 0f, 0f, 0f, 0f, 0f, 0f, 1f], 4, 3);
+        var recon = Tensor.FromArray([0.5f, 0f, 1f, 1f, 0f, 0f, 0f, 0.5f], 4, 2);
+        var decoder = Tensor.FromArray([1f, 0f, 0f, 1f, 0f, 1f], 3, 2); // latent 0 ↔ feature 0; latents 1, 2 ↔ feature 1
+        var r = SyntheticEvals.Evaluate(features, hidden, latents, recon, decoder, d);
+        Assert.Equal(0.5, r.TrueL0, 9);
+        Assert.Equal(1.0, r.SaeL0, 9);               // (2 + 1 + 0 + 1) / 4
+        Assert.Equal(1.5, r.NonzeroRowsSaeL0, 9);    // SAELens < 6.35: rows 0 and 3 only
+        Assert.Equal(0, r.DeadLatents);
+        Assert.Equal(1, r.NonzeroRowsDeadLatents);   // latent 1 fires only on a zero row
+        Assert.Equal(0.5, r.Shrinkage, 6);           // zero-norm inputs are skipped: ‖x̂‖/‖x‖ = 0.5 on rows 0 and 3
+        // mean x = (1/4, 1/4): Σ‖x − mean‖² = 1.5; Σ‖x − x̂‖² = 0.25 + 2 + 0 + 0.25.
+        Assert.Equal(1 - 2.5 / 1.5, r.ExplainedVariance, 6);
+        // Per latent over all 4 rows: latent 0 TP 1 (F1 1, accuracy 1); latent 1 TP 0 FP 1 FN 1 (F1 0, accuracy 1/2);
+        // latent 2 TP 1 FP 1 (precision 1/2, recall 1, F1 2/3, accuracy 3/4).
+        Assert.Equal((1 + 0 + 2.0 / 3) / 3, r.Firing.MeanF1, 9);
+        Assert.Equal((1 + 0.5 + 0.75) / 3, r.Firing.MeanAccuracy, 9);
     }
 }

@@ -104,4 +104,38 @@ public class SyntheticModelTests
         Assert.Contains("config.bias", Assert.Throws<ArgumentException>(() => SyntheticModel.Build(cfg with { Bias = "big" })).Message);
         Assert.Throws<FileNotFoundException>(() => SyntheticModel.Load(Path.Combine(Path.GetTempPath(), "no-such-synth-model-dir")));
     }
+
+    [Fact]
+    public void AModelAssembledFromADictionaryAndAGeneratorTrainsSavesAndLoads()
+    {
+        // As SAELens pairs FeatureDictionary(...) with ActivationGenerator(..., modify_activations=hierarchy_modifier(...)).
+        var dictionary = FeatureDictionary.CreateRandom(6, 12, new Rng(1), orthogonalizeSteps: 50);
+        var tree = new HierarchyNode(0, [new HierarchyNode(1), new HierarchyNode(2)]);
+        var generator = new ActivationGenerator(Profiles.Constant(6, 0.4), modifiers: [new HierarchyModifier([tree])]);
+        var model = new SyntheticModel(dictionary, generator);
+        Assert.Same(tree, Assert.Single(model.Hierarchy));
+        Assert.Equal("explicit", model.Config.FiringProbabilities.Kind);
+        Assert.Equal(generator.FiringProbabilities, model.TargetFiringProbabilities);
+
+        var source = new SyntheticActivationSource(model, seed: 3, new Compute(1));
+        var batch = new Tensor(64, 12);
+        Assert.True(source.Next(batch));
+        // Children fire only with their parent.
+        var f = source.LastFeatures!.ToDense();
+        for (int r = 0; r < f.Rows; r++) Assert.True(f[r, 0] > 0 || (f[r, 1] == 0 && f[r, 2] == 0));
+
+        var dir = Directory.CreateTempSubdirectory("synth-parts").FullName;
+        try
+        {
+            model.Save(dir);
+            var back = SyntheticModel.Load(dir);
+            Assert.Equal(dictionary.FeatureVectors.ToArray(), back.Dictionary.FeatureVectors.ToArray());
+            Assert.Equal([0, 1, 2], Assert.Single(back.Hierarchy).AllFeatureIndices());
+            var (a, _) = model.Sample(32, new Rng(9));
+            var (b, _) = back.Sample(32, new Rng(9));
+            Assert.Equal(a.ToArray(), b.ToArray());
+        }
+        finally { Directory.Delete(dir, true); }
+        Assert.Throws<ArgumentException>(() => new SyntheticModel(FeatureDictionary.CreateRandom(5, 12, new Rng(1)), generator));
+    }
 }

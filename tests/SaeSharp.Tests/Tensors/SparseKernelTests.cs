@@ -225,4 +225,42 @@ public class SparseKernelTests
             Assert.Equal($"row 1 has 3 non-zero entries, its count says {claimed}", e.Message);
         }
     }
+
+    [Theory]
+    [InlineData(7, 5, 9, 2, 3)]
+    [InlineData(33, 40, 17, 6, 4)]
+    [InlineData(1, 3, 2, 1, 1)]
+    public void TransposedProductEqualsTheDenseProductOfChosenColumns(int rows, int colsA, int colsB, int kA, int kB)
+    {
+        var rng = new Rng((ulong)(rows + colsA));
+        var pa = new Tensor(rows, colsA); rng.FillNormal(pa.Span);
+        var pb = new Tensor(rows, colsB); rng.FillNormal(pb.Span);
+        var a = TopK.Rows(pa, kA, relu: false, Compute.Single);
+        var b = TopK.Rows(pb, kB, relu: false, Compute.Single);
+        var da = a.ToDense();
+        var db = b.ToDense();
+        int[] which = [.. Enumerable.Range(0, colsA).Where(c => c % 3 != 1).Reverse()];
+        var dest = new double[which.Length * colsB + 5];
+        Array.Fill(dest, 99); // overwritten
+        SparseKernels.TransposedProduct(a.ToColumns(), b, which, which.Length, dest, new Compute(2));
+        for (int k = 0; k < which.Length; k++)
+            for (int j = 0; j < colsB; j++)
+            {
+                double s = 0;
+                for (int t = 0; t < rows; t++) s += (double)da[t, which[k]] * db[t, j];
+                Assert.Equal(s, dest[k * colsB + j], 9);
+            }
+        Assert.Equal(99, dest[^1]);
+        Assert.Throws<ArgumentException>(() => SparseKernels.TransposedProduct(a.ToColumns(), TopK.Rows(new Tensor(rows + 1, colsB), 1, false), which, 1, dest));
+    }
+
+    [Fact]
+    public void ToColumnsListsEachColumnsRowsAscendingWithTheirValues()
+    {
+        var dense = Tensor.FromArray([0, 2, 3, 4, 0, 0, 0, 5, 6], 3, 3);
+        var c = SparseCodes.FromDense(dense).ToColumns();
+        Assert.Equal([0, 1, 3, 5], c.ColStart);
+        Assert.Equal([1, 0, 2, 0, 2], c.Row);
+        Assert.Equal([4f, 2, 5, 3, 6], c.Value);
+    }
 }
