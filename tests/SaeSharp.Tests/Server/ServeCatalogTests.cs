@@ -4,6 +4,9 @@ using SaeSharp.Analysis;
 using SaeSharp.Server;
 using SaeSharp.Tensors;
 using SaeSharp.Tests.IO;
+using SaeSharp.Runs;
+using SaeSharp.Saes;
+using static SaeSharp.Tests.Evals.EvalFixtures;
 using static SaeSharp.Tests.Reports.ReportFixtures;
 
 namespace SaeSharp.Tests.Server;
@@ -20,11 +23,14 @@ public sealed class ServeCatalogTests : IAsyncLifetime
 
     private string SaeDir => _dir.File("fixture-sae");
 
+    /// <summary>The fixture analysis's SAE: six random latents over d_in 4 (what a real match output is computed from).</summary>
+    private readonly Sae _sae = Random("standard", 4, Metadata("blocks.0.hook_resid_post"), dSae: 6);
+
     /// <summary>The fixture analysis with its SAE path set to a folder of this test (the match's reference).</summary>
     private string WriteStore(string name)
     {
         var a = SmallAnalysis();
-        Directory.CreateDirectory(SaeDir);
+        if (!Directory.Exists(SaeDir)) SaeFiles.Save(_sae, SaeDir);
         var analysis = new FeatureAnalysis { Summary = a.Summary with { SaePath = SaeDir, ModelPath = null }, Features = a.Features };
         string dir = _dir.File(name);
         Directory.CreateDirectory(dir);
@@ -78,9 +84,11 @@ public sealed class ServeCatalogTests : IAsyncLifetime
         _dir.Dispose();
     }
 
-    private async Task<JsonNode> Json(string path)
+    private Task<JsonNode> Json(string path) => Json(_server.Url, path);
+
+    private async Task<JsonNode> Json(string url, string path)
     {
-        using var r = await _http.GetAsync(_server.Url + path);
+        using var r = await _http.GetAsync(url + path);
         string body = await r.Content.ReadAsStringAsync();
         Assert.True(r.IsSuccessStatusCode, $"{path}: {(int)r.StatusCode} {body}");
         return JsonNode.Parse(body)!;
@@ -119,6 +127,32 @@ public sealed class ServeCatalogTests : IAsyncLifetime
         using var redirect = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false });
         using var go = await redirect.GetAsync(_server.Url + "/matches/0?latent=2");
         Assert.Equal("/matches/0/latents/2", go.Headers.Location!.OriginalString);
+    }
+
+    [Fact]
+    public async Task ARealMatchOutputIsReadAndItsPartnersShown()
+    {
+        // A copy of the reference whose decoder row p is the reference's row order[p]: by decoder, reference latent
+        // order[p] is matched to latent p at distance 0.
+        int[] order = [3, 0, 5, 1, 4, 2];
+        var copy = SaeRegistry.Create(_sae.Config, Compute.Single);
+        for (int p = 0; p < order.Length; p++) _sae.WDec.Row(order[p]).CopyTo(copy.WDec.Row(p));
+        string run = _dir.File("perm_200");
+        SaeFiles.Save(copy, run);
+        string outDir = _dir.File("real-match");
+        MatchRun.Execute(new MatchSettings { By = "decoder", Report = false }, SaeDir, [run], null, null, outDir, TextReporter.Silent, Compute.Single);
+        await using var server = await FeatureServer.StartAsync(new ServeSettings { Port = 0 }, new ServeInputs { Stores = [_dir.File("a")], MatchDirs = [outDir] }, Compute.Single);
+        var summary = await Json(server.Url, "/api/matches/0");
+        Assert.Equal("decoder", (string)summary["matched_by"]!);
+        Assert.Equal(["perm_200", "fixture-sae"], summary["checkpoints"]!.AsArray().Select(c => (string)c!["name"]!));
+        Assert.Equal(200, (long)summary["checkpoints"]![0]!["step"]!);
+        for (int p = 0; p < order.Length; p++)
+        {
+            var row = (await Json(server.Url, $"/api/matches/0/latents/{order[p]}"))["checkpoints"]![0]!;
+            Assert.Equal(p, (int)row["latent"]!);
+            Assert.Equal("matched", (string)row["status"]!);
+            Assert.Equal(1.0, (double)row["decoder_cosine"]!, 5);
+        }
     }
 
     [Fact]
