@@ -66,6 +66,17 @@ public static class BenchCommands
         match.Add(matchQuick);
         match.SetAction(p => MatchBench.Run(p.InvocationConfiguration.Output, p.GetValue(matchQuick)));
         bench.Add(match);
+        var serve = new Command("serve", "A bounded loopback load on saesharp serve: concurrent clients on feature pages and live text searches; requests/s, p50/p99 latency, errors");
+        var svStore = new Option<string?>("--store") { Description = "A folder holding features.db (default: a 512-latent top-k SAE on stories260K analysed in a temp folder)" };
+        var svModel = new Option<string>("--model") { Description = "Model of the default store", DefaultValueFactory = _ => "../shared/models/stories260K" };
+        var svData = new Option<string>("--dataset") { Description = "Text the default store is analysed over", DefaultValueFactory = _ => "../shared/corpora/tinystories_validation_head.txt" };
+        var svClients = new Option<int>("--clients") { Description = "Concurrent clients", DefaultValueFactory = _ => 32 };
+        var svSeconds = new Option<double>("--seconds") { Description = "Length of the load", DefaultValueFactory = _ => 20 };
+        var svQuick = new Option<bool>("--quick") { Description = "8 clients for 3 s on a store of 4k tokens (a smoke run)" };
+        foreach (var opt in new Option[] { svStore, svModel, svData, svClients, svSeconds, svQuick }) serve.Add(opt);
+        serve.SetAction(p => ServeBench.Run(p.InvocationConfiguration.Output, p.GetValue(svStore), p.GetValue(svModel)!, p.GetValue(svData)!, p.GetValue(svClients),
+            p.GetValue(svSeconds), p.GetValue(svQuick)));
+        bench.Add(serve);
         return bench;
     }
 }
