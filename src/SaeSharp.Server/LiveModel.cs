@@ -37,7 +37,7 @@ public sealed class LiveModel
 
     /// <summary>The prompt's token count as steering encodes it (BOS first where the tokenizer has its own).</summary>
     public int CountTokens(string text) =>
-        Tokenizer.Encode(text, addBos: Tokenizer.BosId is not null && Tokenizer.BosId != Tokenizer.EosId).Length;
+        Tokenizer.EncodeDocument(text).Length;
 
     /// <summary>Runs <paramref name="work"/> with the loaded model, SAE and token strings, one job at a time; <paramref name="loading"/> is told before a first load.</summary>
     public T Use<T>(Action loading, Func<HookedTransformer, HookedSae, string[], T> work)

@@ -276,7 +276,7 @@ public sealed class SaeSteering
     /// <summary>The prompt's tokens: BOS first where the tokenizer has a BOS of its own (sentencepiece-style; GPT-2's BOS is its EOS and is not prepended).</summary>
     public int[] EncodePrompt(string text)
     {
-        var tokens = Tokenizer.Encode(text, addBos: Tokenizer.BosId is not null && Tokenizer.BosId != Tokenizer.EosId);
+        var tokens = Tokenizer.EncodeDocument(text);
         if (tokens.Length == 0) throw new ArgumentException("the prompt encodes to no tokens and the tokenizer has no BOS to start from");
         return tokens;
     }

@@ -159,7 +159,7 @@ public static class SteerRun
     {
         if (!Directory.Exists(saeDir)) throw new DirectoryNotFoundException($"--sae: '{saeDir}' is not a folder");
         var model = HookedTransformer.Load(modelPath, compute);
-        var tokenizer = Tokenizers.Load(tokenizerPath ?? (Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!));
+        var tokenizer = tokenizerPath is null ? Tokenizers.ForModel(modelPath) : Tokenizers.Load(tokenizerPath);
         return Steering(model, LoadSae(model, saeDir, hookName, compute), tokenizer, settings ?? new SteerSettings());
     }
 
