@@ -188,3 +188,43 @@ public static class KernelBench
         return Vector256.Sum(b0 + b1 + b2 + b3 + b4 + b5 + b6 + b7 + b8 + b9 + b10 + b11);
     }
 }
+
+/// <summary>`saesharp bench kernels --blocking`: the SAE and transformer GEMM shapes on one thread under other blockings than the one chosen.</summary>
+public static class BlockingSweep
+{
+    public static void Run(TextWriter o, bool quick)
+    {
+        var chosen = Gemm.Blocking;
+        var one = Compute.Single;
+        var rng = new Rng(5);
+        int B = quick ? 512 : 2048;
+        (string Name, Trans TA, Trans TB, int M, int N, int K)[] shapes =
+        [
+            ("NN encode", Trans.No, Trans.No, B, 4096, 512),
+            ("NT grad f", Trans.No, Trans.Yes, B, 4096, 512),
+            ("TN grad dec", Trans.Yes, Trans.No, 4096, 512, B),
+            ("NN MLP out", Trans.No, Trans.No, B / 2, 768, 3072),
+        ];
+        int[] kcs = [256, 384, 512, 768, 1024];
+        int[] mcTiles = [10, 20, 40];
+        o.WriteLine($"GEMM blockings on 1 thread (chosen: {chosen}); GFLOP/s, each the best of interleaved rounds:");
+        foreach (var (name, ta, tb, m, n, k) in shapes)
+        {
+            var a = new float[(long)m * k]; var b = new float[(long)k * n]; var c = new float[(long)m * n];
+            rng.FillNormal(a); rng.FillNormal(b);
+            int lda = ta == Trans.No ? k : m, ldb = tb == Trans.No ? n : k;
+            var blockings = (from kc in kcs from t in mcTiles select chosen with { Kc = kc, Mc = t * chosen.Mr }).ToList();
+            var best = new double[blockings.Count];
+            for (int round = 0; round < (quick ? 1 : 3); round++)
+                for (int i = 0; i < blockings.Count; i++)
+                {
+                    var bl = blockings[i];
+                    double s = BenchUtil.BestSeconds(() => Gemm.Multiply(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, n, one, bl), 1);
+                    best[i] = Math.Max(best[i], 2.0 * m * n * k / s / 1e9);
+                }
+            o.WriteLine($"  {name} {m}x{n}x{k}:");
+            foreach (var kc in kcs)
+                o.WriteLine($"    KC {kc,4}: " + string.Join("  ", mcTiles.Select(t => $"MC {t * chosen.Mr,3} {best[blockings.FindIndex(x => x.Kc == kc && x.Mc == t * chosen.Mr)],6:F1}")));
+        }
+    }
+}

@@ -12,9 +12,16 @@ public static class BenchCommands
         var kernels = new Command("kernels", "FMA peak, GEMM GFLOP/s for SAE shapes, top-k and sparse-decode throughput");
         var quick = new Option<bool>("--quick") { Description = "Smaller shapes and fewer repetitions (a smoke run)" };
         var peer = new Option<bool>("--peer") { Description = "Time every GEMM shape with NumPy on the system BLAS (OpenBLAS) too, right after SaeSharp's, and print the ratio (needs python3-numpy)" };
+        var blockings = new Option<bool>("--blocking") { Description = "Instead: the GEMM shapes on one thread under other KC/MC blockings than the chosen one" };
         kernels.Add(quick);
         kernels.Add(peer);
-        kernels.SetAction(p => KernelBench.Run(p.InvocationConfiguration.Output, p.GetValue(quick), p.GetValue(peer)));
+        kernels.Add(blockings);
+        kernels.SetAction(p =>
+        {
+            if (!p.GetValue(blockings)) return KernelBench.Run(p.InvocationConfiguration.Output, p.GetValue(quick), p.GetValue(peer));
+            BlockingSweep.Run(p.InvocationConfiguration.Output, p.GetValue(quick));
+            return 0;
+        });
         bench.Add(kernels);
         var models = new Command("models", "Transformer forward tokens/s: stories260K and a random GPT-2-small-shaped model (8x128 tokens)");
         var stories = new Option<string?>("--stories") { Description = "stories260K folder or .bin (omit to skip)" };
