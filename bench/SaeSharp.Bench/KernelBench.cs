@@ -9,9 +9,15 @@ namespace SaeSharp.Bench;
 /// <summary>`saesharp bench kernels`: FMA peak, GEMM for SAE shapes against it, top-k and sparse decode.</summary>
 public static class KernelBench
 {
-    public static int Run(TextWriter o, bool quick)
+    public static int Run(TextWriter o, bool quick, bool withPeer = false)
     {
         var all = Compute.All;
+        GemmPeer? peer = null;
+        if (withPeer)
+        {
+            peer = GemmPeer.TryStart(all.Threads, out string why);
+            o.WriteLine(peer is null ? why : $"peer: {peer.Description}, {all.Threads} threads, each shape timed right after SaeSharp's");
+        }
         o.WriteLine($"SaeSharp kernel benchmark — {Environment.ProcessorCount} logical cores, AVX-512: {Vector512.IsHardwareAccelerated}{(quick ? " (quick)" : "")}");
         o.WriteLine($"CPU: {CacheInfo.Machine}");
         o.WriteLine($"GEMM blocking chosen: {Gemm.Blocking}");
@@ -31,24 +37,24 @@ public static class KernelBench
         var outIn = Tensor.Uninitialized(B, dIn);
         var gDec = Tensor.Uninitialized(dSae, dIn);
         var gEnc = Tensor.Uninitialized(dIn, dSae);
-        var cases = new (string Name, Action Run, long M, long N, long K)[]
+        var cases = new (string Name, Action Run, long M, long N, long K, bool TA, bool TB)[]
         {
-            ($"NN encode   x·W_enc      {B}x{dIn}·{dIn}x{dSae}", () => Gemm.MatMul(x, wEnc, outSae, compute: all), B, dSae, dIn),
-            ($"NN decode   f·W_dec      {B}x{dSae}·{dSae}x{dIn}", () => Gemm.MatMul(f, wDec, outIn, compute: all), B, dIn, dSae),
-            ($"NT grad f   err·W_decᵀ   {B}x{dIn}·({dSae}x{dIn})ᵀ", () => Gemm.MatMul(err, wDec, outSae, transB: Trans.Yes, compute: all), B, dSae, dIn),
-            ($"NT grad x   df·W_encᵀ    {B}x{dSae}·({dIn}x{dSae})ᵀ", () => Gemm.MatMul(f, wEnc, outIn, transB: Trans.Yes, compute: all), B, dIn, dSae),
-            ($"TN grad dec fᵀ·err       ({B}x{dSae})ᵀ·{B}x{dIn}", () => Gemm.MatMul(f, err, gDec, transA: Trans.Yes, compute: all), dSae, dIn, B),
-            ($"TN grad enc xᵀ·df        ({B}x{dIn})ᵀ·{B}x{dSae}", () => Gemm.MatMul(x, f, gEnc, transA: Trans.Yes, compute: all), dIn, dSae, B),
+            ($"NN encode   x·W_enc      {B}x{dIn}·{dIn}x{dSae}", () => Gemm.MatMul(x, wEnc, outSae, compute: all), B, dSae, dIn, false, false),
+            ($"NN decode   f·W_dec      {B}x{dSae}·{dSae}x{dIn}", () => Gemm.MatMul(f, wDec, outIn, compute: all), B, dIn, dSae, false, false),
+            ($"NT grad f   err·W_decᵀ   {B}x{dIn}·({dSae}x{dIn})ᵀ", () => Gemm.MatMul(err, wDec, outSae, transB: Trans.Yes, compute: all), B, dSae, dIn, false, true),
+            ($"NT grad x   df·W_encᵀ    {B}x{dSae}·({dIn}x{dSae})ᵀ", () => Gemm.MatMul(f, wEnc, outIn, transB: Trans.Yes, compute: all), B, dIn, dSae, false, true),
+            ($"TN grad dec fᵀ·err       ({B}x{dSae})ᵀ·{B}x{dIn}", () => Gemm.MatMul(f, err, gDec, transA: Trans.Yes, compute: all), dSae, dIn, B, true, false),
+            ($"TN grad enc xᵀ·df        ({B}x{dIn})ᵀ·{B}x{dSae}", () => Gemm.MatMul(x, f, gEnc, transA: Trans.Yes, compute: all), dIn, dSae, B, true, false),
         };
-        foreach (var c in cases) Report(o, c.Name, c.Run, c.M, c.N, c.K, peakAll, quick);
-        Transformer(o, peakAll, quick);
+        foreach (var c in cases) Report(o, c.Name, c.Run, c.M, c.N, c.K, c.TA, c.TB, peakAll, quick, peer);
+        Transformer(o, peakAll, quick, peer);
 
         var codes = SparseCodes.Fixed(B, dSae, k);
         double topS = BenchUtil.BestSeconds(() => TopK.Rows(f, k, relu: true, codes, all), quick ? 1 : 3);
         o.WriteLine($"Row top-k (k={k} of {dSae}): {B / topS:N0} rows/s ({BenchUtil.Ms(topS).Trim()} for {B} rows)");
         double batchS = BenchUtil.BestSeconds(() => TopK.Batch(f, k * B, all), quick ? 1 : 3);
         o.WriteLine($"Batch top-k (k·B={k * B} of {(long)B * dSae}): {B / batchS:N0} rows/s ({BenchUtil.Ms(batchS).Trim()})");
-        double decS = BenchUtil.BestSeconds(() => SparseKernels.Decode(codes, wDec, outIn, default, all), quick ? 1 : 3);
+        double decS = BenchUtil.BestSeconds(() => SparseKernels.Decode(codes, wDec, outIn, all), quick ? 1 : 3);
         double bytes = (double)B * k * dIn * 4 + (double)B * dIn * 4;
         o.WriteLine($"Sparse decode ({B}x{dSae}, k={k}, d_in={dIn}): {BenchUtil.Ms(decS).Trim()}, {bytes / decS / 1e9:F1} GB/s of decoder rows read + output written");
         SimdLoops(o, f, k, quick);
@@ -102,15 +108,21 @@ public static class KernelBench
         }
     }
 
-    private static void Report(TextWriter o, string name, Action run, long m, long n, long k, double peak, bool quick)
+    private static void Report(TextWriter o, string name, Action run, long m, long n, long k, bool transA, bool transB, double peak, bool quick, GemmPeer? peer)
     {
         double s = BenchUtil.BestSeconds(run, quick ? 1 : 3);
         double gf = 2.0 * m * n * k / s / 1e9;
-        o.WriteLine($"  {name,-52} {BenchUtil.Ms(s)}  {gf,7:F1} GFLOP/s  {100 * gf / peak,5:F1}% of peak");
+        string versus = "";
+        if (peer is not null)
+        {
+            double theirs = peer.GigaFlops(m, n, k, transA, transB, quick ? 1 : 3);
+            versus = $"  peer {theirs,7:F1} GFLOP/s  ratio {gf / theirs,5:F2}";
+        }
+        o.WriteLine($"  {name,-52} {BenchUtil.Ms(s)}  {gf,7:F1} GFLOP/s  {100 * gf / peak,5:F1}% of peak{versus}");
     }
 
     /// <summary>The GEMMs of a GPT-2-small block (d_model 768, 12 heads, d_mlp 3072, vocab 50,257) over 8 × 128 tokens.</summary>
-    private static void Transformer(TextWriter o, double peak, bool quick)
+    private static void Transformer(TextWriter o, double peak, bool quick, GemmPeer? peer)
     {
         const int D = 768, Mlp = 3072, Vocab = 50257;
         int t = quick ? 256 : 1024;
@@ -125,11 +137,11 @@ public static class KernelBench
         var h = R(t, Mlp);
         var emb = R(quick ? 8192 : Vocab, D);
         o.WriteLine($"GEMM, GPT-2-small shapes over {t} tokens:");
-        Report(o, $"QKV        x·W_qkv      {t}x{D}·{D}x{3 * D}", () => Gemm.MatMul(x, wQkv, compute: all), t, 3 * D, D, peak, quick);
-        Report(o, $"attn out   z·W_O        {t}x{D}·{D}x{D}", () => Gemm.MatMul(x, wO, compute: all), t, D, D, peak, quick);
-        Report(o, $"MLP in     x·W_in       {t}x{D}·{D}x{Mlp}", () => Gemm.MatMul(x, wIn, compute: all), t, Mlp, D, peak, quick);
-        Report(o, $"MLP out    h·W_out      {t}x{Mlp}·{Mlp}x{D}", () => Gemm.MatMul(h, wOut, compute: all), t, D, Mlp, peak, quick);
-        Report(o, $"unembed    x·W_Eᵀ       {t}x{D}·({emb.Rows}x{D})ᵀ", () => Gemm.MatMul(x, emb, transB: Trans.Yes, compute: all), t, emb.Rows, D, peak, quick);
+        Report(o, $"QKV        x·W_qkv      {t}x{D}·{D}x{3 * D}", () => Gemm.MatMul(x, wQkv, compute: all), t, 3 * D, D, false, false, peak, quick, peer);
+        Report(o, $"attn out   z·W_O        {t}x{D}·{D}x{D}", () => Gemm.MatMul(x, wO, compute: all), t, D, D, false, false, peak, quick, peer);
+        Report(o, $"MLP in     x·W_in       {t}x{D}·{D}x{Mlp}", () => Gemm.MatMul(x, wIn, compute: all), t, Mlp, D, false, false, peak, quick, peer);
+        Report(o, $"MLP out    h·W_out      {t}x{Mlp}·{Mlp}x{D}", () => Gemm.MatMul(h, wOut, compute: all), t, D, Mlp, false, false, peak, quick, peer);
+        Report(o, $"unembed    x·W_Eᵀ       {t}x{D}·({emb.Rows}x{D})ᵀ", () => Gemm.MatMul(x, emb, transB: Trans.Yes, compute: all), t, emb.Rows, D, false, true, peak, quick, peer);
     }
 
     /// <summary>Measured fp32 FMA throughput: independent vector FMA chains in registers, on every thread of <paramref name="compute"/>.</summary>
@@ -174,5 +186,45 @@ public static class KernelBench
             b10 = Vector256.FusedMultiplyAdd(b10, mm, ad); b11 = Vector256.FusedMultiplyAdd(b11, mm, ad);
         }
         return Vector256.Sum(b0 + b1 + b2 + b3 + b4 + b5 + b6 + b7 + b8 + b9 + b10 + b11);
+    }
+}
+
+/// <summary>`saesharp bench kernels --blocking`: the SAE and transformer GEMM shapes on one thread under other blockings than the one chosen.</summary>
+public static class BlockingSweep
+{
+    public static void Run(TextWriter o, bool quick)
+    {
+        var chosen = Gemm.Blocking;
+        var one = Compute.Single;
+        var rng = new Rng(5);
+        int B = quick ? 512 : 2048;
+        (string Name, Trans TA, Trans TB, int M, int N, int K)[] shapes =
+        [
+            ("NN encode", Trans.No, Trans.No, B, 4096, 512),
+            ("NT grad f", Trans.No, Trans.Yes, B, 4096, 512),
+            ("TN grad dec", Trans.Yes, Trans.No, 4096, 512, B),
+            ("NN MLP out", Trans.No, Trans.No, B / 2, 768, 3072),
+        ];
+        int[] kcs = [256, 384, 512, 768, 1024];
+        int[] mcTiles = [10, 20, 40];
+        o.WriteLine($"GEMM blockings on 1 thread (chosen: {chosen}); GFLOP/s, each the best of interleaved rounds:");
+        foreach (var (name, ta, tb, m, n, k) in shapes)
+        {
+            var a = new float[(long)m * k]; var b = new float[(long)k * n]; var c = new float[(long)m * n];
+            rng.FillNormal(a); rng.FillNormal(b);
+            int lda = ta == Trans.No ? k : m, ldb = tb == Trans.No ? n : k;
+            var blockings = (from kc in kcs from t in mcTiles select chosen with { Kc = kc, Mc = t * chosen.Mr }).ToList();
+            var best = new double[blockings.Count];
+            for (int round = 0; round < (quick ? 1 : 3); round++)
+                for (int i = 0; i < blockings.Count; i++)
+                {
+                    var bl = blockings[i];
+                    double s = BenchUtil.BestSeconds(() => Gemm.Multiply(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, n, one, bl), 1);
+                    best[i] = Math.Max(best[i], 2.0 * m * n * k / s / 1e9);
+                }
+            o.WriteLine($"  {name} {m}x{n}x{k}:");
+            foreach (var kc in kcs)
+                o.WriteLine($"    KC {kc,4}: " + string.Join("  ", mcTiles.Select(t => $"MC {t * chosen.Mr,3} {best[blockings.FindIndex(x => x.Kc == kc && x.Mc == t * chosen.Mr)],6:F1}")));
+        }
     }
 }

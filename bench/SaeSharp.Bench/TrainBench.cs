@@ -61,14 +61,14 @@ public static class TrainBench
             {
                 trainable.ForwardBackward(x, target, inputs, grads);
                 trainable.BeforeOptimizerStep(grads);
-                Adam.ClipGradNorm(grads.Values, 1.0);
+                Adam.ClipGradNorm(grads.Values, 1.0, all);
                 adam.Update(trainable.Parameters, grads, 1e-4f, all);
                 trainable.AfterOptimizerStep();
             }
             var loss = new SaeLossOptions { L1Coefficient = inputs.SparsityCoefficient, L0Coefficient = inputs.SparsityCoefficient, DeadMask = dead };
             double fwd = BenchUtil.BestSeconds(() => sae.Forward(x, target, loss), repeats);
             var gradParams = sae.Params.ZerosLike();
-            double fwdBwd = BenchUtil.BestSeconds(() => { gradParams.Clear(); sae.Backward(sae.Forward(x, target, loss), gradParams); }, repeats);
+            double fwdBwd = BenchUtil.BestSeconds(() => { gradParams.Clear(all); sae.Backward(sae.Forward(x, target, loss), gradParams); }, repeats);
             double s = BenchUtil.BestSeconds(Step, repeats);
             string name = withDead ? arch + " +AuxK" : trained ? $"{arch} L0 {TrainedL0}" : arch;
             o.WriteLine($"  {name,-21} forward {BenchUtil.Ms(fwd)} ({fwd / gemm,4:F2} GEMM)  forward+backward {BenchUtil.Ms(fwdBwd)} ({fwdBwd / gemm,4:F2} GEMM)  " +
@@ -89,7 +89,7 @@ public static class TrainBench
         const double L1 = 5;
         var cfg = SyntheticModel.Preset("synth-sae-bench-16k");
         cfg = cfg with { HiddenDim = dIn, Orthogonalize = cfg.Orthogonalize! with { Steps = 0 } };
-        var (_, data) = SyntheticModel.Build(cfg).Sample(Batches * batch, new Rng(3));
+        var (_, data) = SyntheticModel.Build(cfg, Compute.All).Sample(Batches * batch, new Rng(3), Compute.All);
         var sae = SaeRegistry.Create(new SaeConfig { Architecture = "standard", DIn = dIn, DSae = dSae }, Compute.All);
         SaeTrainable.Initialize(sae, new Rng(4));
         string run = Directory.CreateTempSubdirectory("saesharp-bench-standard").FullName;
@@ -116,7 +116,7 @@ public static class TrainBench
     private static void SetFiringRate(Sae sae, Tensor x, double rate)
     {
         var bEnc = sae.Params[sae.Config.Architecture == "gated" ? "b_gate" : "b_enc"];
-        Ops.Clear(bEnc);
+        Ops.Clear(bEnc, sae.Compute);
         var pre = sae.Forward(x).PreActs;
         int keep = Math.Max(1, (int)Math.Round(rate * x.Rows));
         Compute.All.ForRange(bEnc.Length, 64, (j0, j1) =>

@@ -55,6 +55,7 @@ public static class Program
         root.Add(TokenizeCommands.Build());
         foreach (var c in DataCommands.Build()) root.Add(c);
         foreach (var c in SteerCommands.Build()) root.Add(c);
+        root.Add(ServeCommands.Build());
         return root;
     }
 }

@@ -11,8 +11,17 @@ public static class BenchCommands
         var bench = new Command("bench", "Run throughput benchmarks and print their figures");
         var kernels = new Command("kernels", "FMA peak, GEMM GFLOP/s for SAE shapes, top-k and sparse-decode throughput");
         var quick = new Option<bool>("--quick") { Description = "Smaller shapes and fewer repetitions (a smoke run)" };
+        var peer = new Option<bool>("--peer") { Description = "Time every GEMM shape with NumPy on the system BLAS (OpenBLAS) too, right after SaeSharp's, and print the ratio (needs python3-numpy)" };
+        var blockings = new Option<bool>("--blocking") { Description = "Instead: the GEMM shapes on one thread under other KC/MC blockings than the chosen one" };
         kernels.Add(quick);
-        kernels.SetAction(p => KernelBench.Run(p.InvocationConfiguration.Output, p.GetValue(quick)));
+        kernels.Add(peer);
+        kernels.Add(blockings);
+        kernels.SetAction(p =>
+        {
+            if (!p.GetValue(blockings)) return KernelBench.Run(p.InvocationConfiguration.Output, p.GetValue(quick), p.GetValue(peer));
+            BlockingSweep.Run(p.InvocationConfiguration.Output, p.GetValue(quick));
+            return 0;
+        });
         bench.Add(kernels);
         var models = new Command("models", "Transformer forward tokens/s: stories260K and a random GPT-2-small-shaped model (8x128 tokens)");
         var stories = new Option<string?>("--stories") { Description = "stories260K folder or .bin (omit to skip)" };
@@ -66,6 +75,17 @@ public static class BenchCommands
         match.Add(matchQuick);
         match.SetAction(p => MatchBench.Run(p.InvocationConfiguration.Output, p.GetValue(matchQuick)));
         bench.Add(match);
+        var serve = new Command("serve", "A bounded loopback load on saesharp serve: concurrent clients on feature pages and live text searches; requests/s, p50/p99 latency, errors");
+        var svStore = new Option<string?>("--store") { Description = "A folder holding features.db (default: a 512-latent top-k SAE on stories260K analysed in a temp folder)" };
+        var svModel = new Option<string>("--model") { Description = "Model of the default store", DefaultValueFactory = _ => "../shared/models/stories260K" };
+        var svData = new Option<string>("--dataset") { Description = "Text the default store is analysed over", DefaultValueFactory = _ => "../shared/corpora/tinystories_validation_head.txt" };
+        var svClients = new Option<int>("--clients") { Description = "Concurrent clients", DefaultValueFactory = _ => 32 };
+        var svSeconds = new Option<double>("--seconds") { Description = "Length of the load", DefaultValueFactory = _ => 20 };
+        var svQuick = new Option<bool>("--quick") { Description = "8 clients for 3 s on a store of 4k tokens (a smoke run)" };
+        foreach (var opt in new Option[] { svStore, svModel, svData, svClients, svSeconds, svQuick }) serve.Add(opt);
+        serve.SetAction(p => ServeBench.Run(p.InvocationConfiguration.Output, p.GetValue(svStore), p.GetValue(svModel)!, p.GetValue(svData)!, p.GetValue(svClients),
+            p.GetValue(svSeconds), p.GetValue(svQuick)));
+        bench.Add(serve);
         return bench;
     }
 }

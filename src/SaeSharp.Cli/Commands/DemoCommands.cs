@@ -18,9 +18,9 @@ public static class DemoCommands
         demo.SetAction(p =>
         {
             var o = p.InvocationConfiguration.Output;
-            var model = SyntheticModel.BuildPreset("toy", p.GetValue(seed));
+            var model = SyntheticModel.BuildPreset("toy", Compute.All, p.GetValue(seed));
             // The same samples the table's "L0 true" is computed on.
-            double trueL0 = SyntheticEvals.MeanL0(SyntheticRun.EvaluationSamples(model).Features);
+            double trueL0 = SyntheticEvals.MeanL0(SyntheticRun.EvaluationSamples(model, Compute.All).Features);
             int k = Math.Max(1, (int)Math.Round(2.5 * trueL0)); // TopK needs slack above the true L0 to separate co-firing (hierarchical) features
             o.WriteLine($"toy synthetic model: {model.Config.NumFeatures} features in {model.Config.HiddenDim} dimensions, hierarchy + correlation, true L0 {trueL0:F2}");
             var common = new TrainSettings
@@ -82,7 +82,7 @@ public static class DemoCommands
                     cfg = cfg with { Orthogonalize = (cfg.Orthogonalize ?? new OrthogonalizeSpec(0, 0.01)) with { Steps = steps } };
                 }
                 var clock = System.Diagnostics.Stopwatch.StartNew();
-                synthetic = SyntheticModel.Build(cfg);
+                synthetic = SyntheticModel.Build(cfg, compute: Compute.All);
                 o.WriteLine($"built {p.GetValue(preset)}: {cfg.NumFeatures} features in {cfg.HiddenDim} dimensions in {clock.Elapsed.TotalSeconds:F1} s");
             }
             o.WriteLine($"training {settings.Architecture} d_sae={settings.DSae} on {settings.TotalSteps() * settings.BatchSize:N0} samples ({settings.TotalSteps()} steps of {settings.BatchSize})");

@@ -38,8 +38,7 @@ public static class ModelCommands
             if (p.GetValue(text) is { } promptText)
             {
                 tokenizer = p.GetValue(tokenizerPath) is { } tp ? SaeSharp.Text.Tokenizers.Load(tp) : SaeSharp.Text.Tokenizers.ForModel(modelPath);
-                // Sentencepiece-style tokenizers have a BOS of their own; GPT-2's BOS is its EOS and is not prepended.
-                prompt = tokenizer.Encode(promptText, addBos: tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId);
+                prompt = tokenizer.EncodeDocument(promptText);
                 if (prompt.Length == 0) throw new ArgumentException("--prompt: the text encodes to no tokens and the tokenizer has no BOS to start from");
             }
             else prompt = ParseIds(p.GetValue(ids)!);

@@ -38,10 +38,10 @@ public static class SynthCommands
                 if (s < 0) throw new ArgumentException($"--ortho-steps must be non-negative, got {s}");
                 cfg = cfg with { Orthogonalize = (cfg.Orthogonalize ?? new OrthogonalizeSpec(0, 0.01)) with { Steps = s } };
             }
-            var model = p.GetValue(config) is { } path ? BuildFrom(path, cfg) : SyntheticModel.Build(cfg);
+            var model = p.GetValue(config) is { } path ? BuildFrom(path, cfg) : SyntheticModel.Build(cfg, compute: Compute.All);
             string dir = p.GetValue(output)!;
             model.Save(dir);
-            var (f, _) = model.Sample(1024, new Rng(cfg.Seed + 1));
+            var (f, _) = model.Sample(1024, new Rng(cfg.Seed + 1), compute: Compute.All);
             var o = p.InvocationConfiguration.Output;
             o.WriteLine($"saved {cfg.NumFeatures} features in {cfg.HiddenDim} dimensions to {dir}");
             o.WriteLine($"hierarchy trees: {model.Hierarchy.Count}; correlation: {cfg.Correlation?.Kind ?? "none"}; mean L0 over 1024 samples: {SyntheticEvals.MeanL0(f):F2}");
@@ -62,8 +62,8 @@ public static class SynthCommands
             if (dec.Rank != 2 || dec.Dim(1) != m.Dictionary.HiddenDim)
                 throw new InvalidDataException($"{st.Path}: tensor '{p.GetValue(name)}' has shape [{dec.ShapeString}], expected [d_sae, {m.Dictionary.HiddenDim}]");
             var o = p.InvocationConfiguration.Output;
-            o.WriteLine($"mcc: {SyntheticEvals.Mcc(dec, m.Dictionary.FeatureVectors):F6}");
-            o.WriteLine($"feature uniqueness: {SyntheticEvals.FeatureUniqueness(dec, m.Dictionary.FeatureVectors):F6}");
+            o.WriteLine($"mcc: {SyntheticEvals.Mcc(dec, m.Dictionary.FeatureVectors, compute: Compute.All):F6}");
+            o.WriteLine($"feature uniqueness: {SyntheticEvals.FeatureUniqueness(dec, m.Dictionary.FeatureVectors, compute: Compute.All):F6}");
             return 0;
         });
         synth.Add(mcc);
@@ -77,7 +77,7 @@ public static class SynthCommands
 
     /// <summary>Builds <paramref name="cfg"/> (read from <paramref name="path"/>); a value the builder refuses is reported with its line.</summary>
     internal static SyntheticModel BuildFrom(string path, SyntheticModelConfig cfg) =>
-        ConfigSources.ReadStructured(path, (_, _) => SyntheticModel.Build(cfg));
+        ConfigSources.ReadStructured(path, (_, _) => SyntheticModel.Build(cfg, compute: Compute.All));
 
     /// <summary>`--synthetic-model` of synth train and synth mcc: a folder written by `synth build`, or a config file to build.</summary>
     internal static SyntheticModel Open(string pathOrFolder) =>

@@ -35,11 +35,11 @@ public static class FeatureMatching
     /// normalised by column norms, computed in blocks of rows (<see cref="AssignmentOptions.BlockEntries"/>) when the
     /// solver reads them, so memory stays bounded for 16k × 16k.
     /// </summary>
-    public static FeatureMatch ByActivations(SparseCodes reference, SparseCodes other, Compute? compute = null, AssignmentOptions? options = null)
+    public static FeatureMatch ByActivations(SparseCodes reference, SparseCodes other, Compute compute, AssignmentOptions? options = null)
     {
         if (reference.Rows != other.Rows)
             throw new ArgumentException($"activations over {reference.Rows} and {other.Rows} tokens; both SAEs must be run on the same tokens");
-        var c = compute ?? Compute.All;
+        var c = compute;
         var (refAlive, refNorm) = LiveColumns(reference);
         var (otherAlive, otherNorm) = LiveColumns(other);
         var partner = new int[reference.Cols];
@@ -70,7 +70,7 @@ public static class FeatureMatching
                     TensorPrimitives.MultiplyAdd(o, inverseColNorm, 1.0, o); // 1 − cos
                 }
             });
-        }, options, c);
+        }, c, options);
         for (int k = 0; k < a.Rows.Length; k++)
         {
             int i = refRows ? rowIds[a.Rows[k]] : colIds[a.Cols[k]];
@@ -85,10 +85,10 @@ public static class FeatureMatching
     /// Data-free matching: the optimal one-to-one assignment on 1 − cos of decoder rows (<c>W_dec</c> [d_sae, d_in]),
     /// computed in blocks of GEMMs. No latent is dead here.
     /// </summary>
-    public static FeatureMatch ByDecoders(Tensor referenceDecoder, Tensor otherDecoder, Compute? compute = null, AssignmentOptions? options = null)
+    public static FeatureMatch ByDecoders(Tensor referenceDecoder, Tensor otherDecoder, Compute compute, AssignmentOptions? options = null)
     {
         CheckDecoders(referenceDecoder, otherDecoder);
-        var c = compute ?? Compute.All;
+        var c = compute;
         int nRef = referenceDecoder.Rows, nOther = otherDecoder.Rows;
         var partner = new int[nRef];
         Array.Fill(partner, -1);
@@ -101,9 +101,9 @@ public static class FeatureMatching
         {
             var block = Tensor.Uninitialized(count, rows.Cols);
             for (int r = 0; r < count; r++) rows.Row(which[r]).CopyTo(block.Row(r));
-            var cos = Gemm.MatMul(block, cols, Trans.No, Trans.Yes, c).Span;
+            var cos = Gemm.MatMul(block, cols, c, Trans.No, Trans.Yes).Span;
             for (int i = 0; i < cos.Length; i++) dest[i] = 1 - (double)cos[i];
-        }, options, c);
+        }, c, options);
         for (int k = 0; k < a.Rows.Length; k++)
         {
             int i = refRows ? a.Rows[k] : a.Cols[k], j = refRows ? a.Cols[k] : a.Rows[k];
@@ -117,17 +117,17 @@ public static class FeatureMatching
     /// Mean max cosine similarity (MMCS): for every reference decoder row, its largest cosine with any row of the
     /// other decoder, averaged over the reference's rows.
     /// </summary>
-    public static double MeanMaxCosine(Tensor referenceDecoder, Tensor otherDecoder, Compute? compute = null)
+    public static double MeanMaxCosine(Tensor referenceDecoder, Tensor otherDecoder, Compute compute)
     {
         CheckDecoders(referenceDecoder, otherDecoder);
-        var c = compute ?? Compute.All;
+        var c = compute;
         var rows = UnitRows(referenceDecoder);
         var cols = UnitRows(otherDecoder);
         int block = Math.Max(1, (1 << 22) / Math.Max(1, cols.Rows));
         double sum = 0;
         for (int start = 0; start < rows.Rows; start += block)
         {
-            var cos = Gemm.MatMul(rows.RowSlice(start, Math.Min(block, rows.Rows - start)), cols, Trans.No, Trans.Yes, c);
+            var cos = Gemm.MatMul(rows.RowSlice(start, Math.Min(block, rows.Rows - start)), cols, c, Trans.No, Trans.Yes);
             for (int r = 0; r < cos.Rows; r++) sum += TensorPrimitives.Max(cos.Row(r));
         }
         return rows.Rows == 0 ? double.NaN : sum / rows.Rows;

@@ -178,7 +178,9 @@ public sealed class SaeSteering
     /// One generation per strength: each scales the intervention on <paramref name="features"/> (0 is the unsteered
     /// model through the same hooks), at the same seed. Labels follow drrik; a strength given twice is an error.
     /// </summary>
-    public SteeringComparison Compare(int[] prompt, IReadOnlyList<SteeringFeature> features, IReadOnlyList<double> strengths, GenerationOptions options)
+    /// <param name="completed">Called after each run (for progress); <paramref name="cancel"/> is checked between runs.</param>
+    public SteeringComparison Compare(int[] prompt, IReadOnlyList<SteeringFeature> features, IReadOnlyList<double> strengths, GenerationOptions options,
+        Action<SteeredGeneration>? completed = null, CancellationToken cancel = default)
     {
         if (strengths.Count == 0) throw new ArgumentException("no strengths to compare");
         var unit = Intervention(features);
@@ -189,7 +191,13 @@ public sealed class SaeSteering
             if (!double.IsFinite(s)) throw new ArgumentException($"strength must be finite, got {s.ToString(CultureInfo.InvariantCulture)}");
             if (!labels.Add(StrengthLabel(s))) throw new ArgumentException($"strength {s.ToString(CultureInfo.InvariantCulture)} is given twice");
         }
-        var runs = strengths.Select(s => Run(prompt, unit with { Strength = s }, options, StrengthLabel(s))).ToArray();
+        var runs = new SteeredGeneration[strengths.Count];
+        for (int i = 0; i < runs.Length; i++)
+        {
+            cancel.ThrowIfCancellationRequested();
+            runs[i] = Run(prompt, unit with { Strength = strengths[i] }, options, StrengthLabel(strengths[i]));
+            completed?.Invoke(runs[i]);
+        }
         return new SteeringComparison(prompt, runs, DirectionTokens(unit));
     }
 
@@ -234,14 +242,22 @@ public sealed class SaeSteering
         if (prompt.Length == 0) throw new ArgumentException("prompt is empty");
         var site = Sae.Site;
         var rows = site.GatherInput(Model.RunWithCache(prompt, [site.InputHook], returnLogits: false).Cache[site.InputHook]);
-        if (includeSpecialTokens) return rows;
-        var special = SpecialTokens();
-        var keep = Enumerable.Range(0, prompt.Length).Where(p => !special.Contains(prompt[p])).ToArray();
+        return includeSpecialTokens ? rows : CountedRows(prompt, rows);
+    }
+
+    /// <summary>The rows of <paramref name="rows"/> [prompt positions, d] at the positions that hold no BOS/EOS/pad token (what find_steering_features averages over).</summary>
+    public Tensor CountedRows(int[] prompt, Tensor rows)
+    {
+        if (rows.Rows != prompt.Length) throw new ArgumentException($"rows: expected one per prompt token ({prompt.Length}), got {rows.Rows}");
+        var keep = Enumerable.Range(0, prompt.Length).Where(p => !IsSpecialToken(prompt[p])).ToArray();
         if (keep.Length == 0) throw new ArgumentException("the prompt holds only special tokens (BOS/EOS); give it some text");
         var kept = Tensor.Uninitialized(keep.Length, rows.Cols);
         for (int i = 0; i < keep.Length; i++) rows.Row(keep[i]).CopyTo(kept.Row(i));
         return kept;
     }
+
+    /// <summary>Whether <paramref name="token"/> is the tokenizer's or the model's BOS, EOS or pad token.</summary>
+    public bool IsSpecialToken(int token) => SpecialTokens().Contains(token);
 
     /// <summary>The tokens the intervention's direction promotes most: Σ s_i d_i over its features (add and clamp), Σ d_i (ablate, whose logits should fall).</summary>
     public (int Token, double DirectionLogit)[] DirectionTokens(SteeringIntervention intervention)
@@ -260,7 +276,7 @@ public sealed class SaeSteering
     /// <summary>The prompt's tokens: BOS first where the tokenizer has a BOS of its own (sentencepiece-style; GPT-2's BOS is its EOS and is not prepended).</summary>
     public int[] EncodePrompt(string text)
     {
-        var tokens = Tokenizer.Encode(text, addBos: Tokenizer.BosId is not null && Tokenizer.BosId != Tokenizer.EosId);
+        var tokens = Tokenizer.EncodeDocument(text);
         if (tokens.Length == 0) throw new ArgumentException("the prompt encodes to no tokens and the tokenizer has no BOS to start from");
         return tokens;
     }
@@ -328,7 +344,11 @@ public sealed class SaeSteering
         if (featureIdx < 0 || featureIdx >= dSae) throw new ArgumentOutOfRangeException(nameof(featureIdx), $"feature_idx {featureIdx} out of range [0, {dSae})");
     }
 
-    private HashSet<int> SpecialTokens()
+    private HashSet<int>? _special;
+
+    private HashSet<int> SpecialTokens() => _special ??= SpecialTokenSet();
+
+    private HashSet<int> SpecialTokenSet()
     {
         var set = new HashSet<int>();
         foreach (var t in new[] { Tokenizer.BosId, Tokenizer.EosId, Tokenizer.PadId, Model.Config.BosTokenId, Model.Config.EosTokenId })

@@ -99,7 +99,7 @@ public sealed class FeatureStats(int dSae)
 public static class FeatureWeights
 {
     /// <summary>encoder_norm[j] = ‖W_enc[:, j]‖.</summary>
-    public static float[] EncoderNorms(Sae sae) => Ops.RowNorms(Ops.Transpose(sae.WEnc));
+    public static float[] EncoderNorms(Sae sae) => Ops.RowNorms(Ops.Transpose(sae.WEnc, sae.Compute));
 
     /// <summary>encoder_bias: b_enc, or b_mag for gated SAEs (as SAEBench), zeros when the SAE has neither.</summary>
     public static float[] EncoderBias(Sae sae) =>
@@ -108,7 +108,7 @@ public static class FeatureWeights
         : new float[sae.Config.DSae];
 
     /// <summary>max_encoder_cosine_sim[j]: the largest cosine between latent j's encoder vector and any other latent's.</summary>
-    public static float[] MaxEncoderCosine(Sae sae, Compute compute) => MaxCosineToOthers(Ops.Transpose(sae.WEnc), compute);
+    public static float[] MaxEncoderCosine(Sae sae, Compute compute) => MaxCosineToOthers(Ops.Transpose(sae.WEnc, compute: compute), compute);
 
     /// <summary>max_decoder_cosine_sim[j]: the same for decoder vectors.</summary>
     public static float[] MaxDecoderCosine(Sae sae, Compute compute) => MaxCosineToOthers(sae.WDec, compute);

@@ -213,7 +213,7 @@ public sealed partial class HookedTransformer
         if (!wantLogits) return null;
         var logits = Tensor.Uninitialized(rows, c.VocabSize);
         Gemm.Multiply(Trans.No, Trans.Yes, rows, c.VocabSize, d, 1f, s.H.Span, d, w.Unembed.Span, d, 0f, logits.Span, c.VocabSize, Compute);
-        if (w.UnembedBias is not null) Ops.AddRowVector(logits, w.UnembedBias.Span);
+        if (w.UnembedBias is not null) Ops.AddRowVector(logits, w.UnembedBias.Span, compute: Compute);
         return logits;
     }
 

@@ -33,7 +33,7 @@ public sealed class Linear
         if (x.Cols != In) throw new ArgumentException($"linear input has {x.Cols} columns, layer expects {In}");
         if (y.Rows != rows || y.Cols != Out) throw new ArgumentException($"linear output is [{y.ShapeString}], expected [{rows}, {Out}]");
         Gemm.Multiply(Trans.No, OutIn ? Trans.Yes : Trans.No, rows, Out, In, 1f, x.Span, In, Weight.Span, Weight.Cols, 0f, y.Span, Out, compute);
-        if (Bias is not null) Ops.AddRowVector(y.Reshape(rows, Out), Bias.Span);
+        if (Bias is not null) Ops.AddRowVector(y.Reshape(rows, Out), Bias.Span, compute: compute);
     }
 }
 

@@ -21,7 +21,7 @@ public static class FeatureReport
         var s = source.Summary;
         var rows = source.Rows;
         var report = new HtmlReport($"SaeSharp feature analysis: {s.SaeName}");
-        report.Style(Css).Style(ExampleCss);
+        report.Style(DashboardCss);
         report.Script(SortScript);
         report.Heading("SAE");
         report.Table(["", ""], new List<string[]>
@@ -96,7 +96,8 @@ public static class FeatureReport
         report.Raw("</section>");
     }
 
-    private static string LogitTable(string title, IReadOnlyList<LogitEntry> entries, string cls)
+    /// <summary>A logit table (cls "pos" or "neg" colours its values): each token made visible, with its value.</summary>
+    public static string LogitTable(string title, IReadOnlyList<LogitEntry> entries, string cls)
     {
         var sb = new StringBuilder($"<table class=\"logit {cls}\"><tr><th colspan=\"2\">{E(title)}</th></tr>");
         foreach (var e in entries) sb.Append($"<tr><td class=\"tokname\">{E(Visible(e.Token))}</td><td>{F(e.Value, "F3")}</td></tr>");
@@ -106,11 +107,8 @@ public static class FeatureReport
     /// <summary>Whitespace a reader can see: newlines as ↵, tabs as →, an empty token as ∅.</summary>
     public static string Visible(string token) => token.Length == 0 ? "∅" : token.Replace("\n", "↵").Replace("\t", "→").Replace("\r", "");
 
-    /// <summary>
-    /// One example: each token a span shaded by the latent's activation there relative to <paramref name="max"/> (hover:
-    /// the value), its own token outlined (styles: <see cref="ExampleCss"/>).
-    /// </summary>
-    internal static string Example(FeatureExample e, double max)
+    /// <summary>One example: each token a span shaded by the latent's activation there (hover: the value), its own token outlined.</summary>
+    public static string Example(FeatureExample e, double max)
     {
         var sb = new StringBuilder("<div class=\"ex\">");
         sb.Append($"<span class=\"act\">{F(e.Activation, "F3")}</span>");
@@ -133,17 +131,14 @@ public static class FeatureReport
         return sb.Append("</table>").ToString();
     }
 
-    private const string Css = """
+    /// <summary>The styles of dashboards, examples and logit tables (shared with the feature browser).</summary>
+    public const string DashboardCss = """
         .scroll{max-height:420px;overflow:auto;display:inline-block;border:1px solid #ddd}
         table.sortable th{cursor:pointer;position:sticky;top:0}
         .dashboard{border-top:2px solid #888;margin-top:2em;padding-top:.5em}
         .logits{display:flex;gap:2em}
         table.logit td.tokname{font-family:'DejaVu Sans Mono',monospace;white-space:pre;text-align:left}
         table.logit.pos td:last-child{color:#1a5fb4} table.logit.neg td:last-child{color:#c01c28}
-        """;
-
-    /// <summary>The styles of <see cref="Example"/>'s markup, inside an element of class "examples".</summary>
-    internal const string ExampleCss = """
         .examples{font-family:'DejaVu Sans Mono',monospace;font-size:13px}
         .ex{margin:3px 0;white-space:pre-wrap;line-height:1.7}
         .act{display:inline-block;width:5em;color:#555}

@@ -51,7 +51,7 @@ public static class MatchReport
     public static HtmlReport Build(MatchReportData d)
     {
         var report = new HtmlReport(d.Title);
-        report.Style(Css).Style(FeatureReport.ExampleCss);
+        report.Style(FeatureReport.DashboardCss).Style(Css);
         foreach (var line in d.Summary) report.Paragraph(line);
         report.Table(d.TableHeader, d.TableRows);
         report.Heading("Figures");

@@ -19,7 +19,7 @@ public static class ModelInputs
         CheckSource(tokensFile, dataset);
         if (tokensFile is not null) return TokenFile.Read(tokensFile);
         var tokenizer = Text.Tokenizers.ForModel(modelPath);
-        bool bos = addBos && tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId;
+        bool bos = addBos && tokenizer.BeginsDocumentsWithBos;
         return TextDataset.Tokenize(TextDataset.Read(dataset!), text => tokenizer.Encode(text, bos));
     }
 
@@ -38,7 +38,7 @@ public static class ModelInputs
             return TokenFile.Read(tokensFile).Select(ids => (ids, decoder?.Decode(ids)));
         }
         var tokenizer = Text.Tokenizers.ForModel(modelPath);
-        bool bos = addBos && tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId;
+        bool bos = addBos && tokenizer.BeginsDocumentsWithBos;
         return TextDataset.Read(dataset!).Select(text => (tokenizer.Encode(text, bos), (string?)text));
     }
 

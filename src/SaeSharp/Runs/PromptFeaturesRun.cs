@@ -30,6 +30,13 @@ public sealed record PromptFeaturesSettings
 public sealed record PromptFeature(SteeringFeatureActivation Activation, IReadOnlyList<(int Token, double DirectionLogit)> TopTokens);
 
 /// <summary>
+/// The latents a prompt activates (<see cref="PromptFeaturesRun.Search"/>): the prompt's tokens, which of them are
+/// special (BOS/EOS/pad, left out of the mean unless asked), the latents found and, per latent in the same order, its
+/// activation at every token (for highlighting).
+/// </summary>
+public sealed record PromptSearch(int[] Tokens, bool[] Special, int CountedPositions, IReadOnlyList<PromptFeature> Features, float[][] TokenActivations);
+
+/// <summary>
 /// `saesharp features`: the latents of an SAE that fire most on a prompt (mean over its tokens, drrik's
 /// find_steering_features), printed as a table with each latent's decoder norm and top output tokens: the candidates
 /// to steer with.
@@ -41,12 +48,9 @@ public static class PromptFeaturesRun
     {
         s.Validate();
         var steering = SteerRun.Open(modelPath, saeDir, tokenizerPath, s.HookName, compute);
-        var tokens = steering.EncodePrompt(prompt);
-        var activations = steering.PromptActivations(tokens, s.IncludeSpecialTokens);
-        var found = steering.FindSteeringFeatures(prompt, activations, s.TopK, s.MinActivation);
-        var result = found.Select(f => new PromptFeature(f, steering.FeatureTokens(f.FeatureIdx, s.TopOutputTokens))).ToArray();
+        var search = Search(steering, prompt, s);
+        var (tokens, result, counted) = (search.Tokens, search.Features, search.CountedPositions);
         var site = steering.Sae.Site;
-        int counted = activations.Rows;
         reporter.WriteLine($"SAE {steering.Sae.Name} ({steering.Sae.Sae.Config.Architecture}, d_sae {steering.Sae.Sae.Config.DSae}) at {site.InputHook}; " +
                            $"prompt {tokens.Length} tokens, mean over {counted}{(counted < tokens.Length ? " (special tokens left out)" : "")}");
         string F(double v) => v.ToString("F4", CultureInfo.InvariantCulture);
@@ -62,5 +66,24 @@ public static class PromptFeaturesRun
         foreach (var r in rows) reporter.WriteLine(Line(r));
         if (rows.Count == 0) reporter.WriteLine($"no latent has a mean activation of at least {s.MinActivation.ToString(CultureInfo.InvariantCulture)}");
         return result;
+    }
+
+    /// <summary>
+    /// drrik's find_steering_features on <paramref name="prompt"/> with <paramref name="steering"/>'s model and SAE, one
+    /// forward: the latents of highest mean activation with their top output tokens, and each one's activation at every
+    /// prompt token (special tokens included, so a page can show the whole prompt).
+    /// </summary>
+    public static PromptSearch Search(SaeSteering steering, string prompt, PromptFeaturesSettings s)
+    {
+        s.Validate();
+        var tokens = steering.EncodePrompt(prompt);
+        var all = steering.PromptActivations(tokens, includeSpecialTokens: true);
+        var counted = s.IncludeSpecialTokens ? all : steering.CountedRows(tokens, all);
+        var found = steering.FindSteeringFeatures(prompt, counted, s.TopK, s.MinActivation);
+        var features = found.Select(f => new PromptFeature(f, steering.FeatureTokens(f.FeatureIdx, s.TopOutputTokens))).ToArray();
+        var codes = steering.Sae.Sae.Encode(all);
+        var perToken = features.Select(f => Enumerable.Range(0, tokens.Length).Select(p => codes[p, f.Activation.FeatureIdx]).ToArray()).ToArray();
+        var special = tokens.Select(steering.IsSpecialToken).ToArray();
+        return new PromptSearch(tokens, special, counted.Rows, features, perToken);
     }
 }

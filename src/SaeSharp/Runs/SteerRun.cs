@@ -101,9 +101,7 @@ public static class SteerRun
         s.Validate();
         var steering = Open(modelPath, saeDir, tokenizerPath, s.HookName, compute, s);
         var (features, _) = s.ParseFeatures();
-        var tokens = steering.EncodePrompt(prompt);
-        var options = steering.Options(s.MaxTokens, s.Temperature, s.TopP);
-        var comparison = steering.Compare(tokens, features, s.ParseStrengths(), options);
+        var comparison = Compare(steering, s, prompt);
         Print(reporter, steering, s, comparison);
         string? file = null;
         if (outDir is not null)
@@ -121,6 +119,19 @@ public static class SteerRun
             reporter.WriteLine($"wrote {file} and {Path.ChangeExtension(file, ".json")}");
         }
         return new SteerRunResult(comparison, file);
+    }
+
+    /// <summary>
+    /// compare_steering of <paramref name="s"/>'s features and strengths on <paramref name="prompt"/>, with a steering
+    /// object made by <see cref="Steering"/> from the same settings (mode, positions, seed, ...).
+    /// </summary>
+    /// <param name="completed">Called after each strength's run; <paramref name="cancel"/> is checked between runs.</param>
+    public static SteeringComparison Compare(SaeSteering steering, SteerSettings s, string prompt, Action<SteeredGeneration>? completed = null,
+        CancellationToken cancel = default)
+    {
+        s.Validate();
+        var (features, _) = s.ParseFeatures();
+        return steering.Compare(steering.EncodePrompt(prompt), features, s.ParseStrengths(), steering.Options(s.MaxTokens, s.Temperature, s.TopP), completed, cancel);
     }
 
     /// <summary>Runs a saved analysis (its JSON's <c>rerun</c> object) again; the texts come out the same.</summary>
@@ -148,14 +159,16 @@ public static class SteerRun
     {
         if (!Directory.Exists(saeDir)) throw new DirectoryNotFoundException($"--sae: '{saeDir}' is not a folder");
         var model = HookedTransformer.Load(modelPath, compute);
-        var tokenizer = Tokenizers.Load(tokenizerPath ?? (Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!));
-        var s = settings ?? new SteerSettings();
-        return new SaeSteering(model, LoadSae(model, saeDir, hookName, compute), tokenizer)
-        {
-            Mode = s.Mode, Positions = s.Positions, Normalize = s.Normalize, Seed = s.Seed, TopK = s.TopK, StopAtEos = s.StopAtEos,
-            TopOutputTokenCount = s.TopOutputTokens,
-        };
+        var tokenizer = tokenizerPath is null ? Tokenizers.ForModel(modelPath) : Tokenizers.Load(tokenizerPath);
+        return Steering(model, LoadSae(model, saeDir, hookName, compute), tokenizer, settings ?? new SteerSettings());
     }
+
+    /// <summary>A <see cref="SaeSteering"/> over a loaded model, SAE and tokenizer with <paramref name="s"/>'s mode, positions, normalisation, seed, top-k and stop rule.</summary>
+    public static SaeSteering Steering(HookedTransformer model, HookedSae sae, ITokenizer tokenizer, SteerSettings s) => new(model, sae, tokenizer)
+    {
+        Mode = s.Mode, Positions = s.Positions, Normalize = s.Normalize, Seed = s.Seed, TopK = s.TopK, StopAtEos = s.StopAtEos,
+        TopOutputTokenCount = s.TopOutputTokens,
+    };
 
     /// <summary>The SAE of <paramref name="dir"/> placed in the model at its cfg hook, or at <paramref name="hookName"/> when given.</summary>
     public static HookedSae LoadSae(HookedTransformer model, string dir, string? hookName, Compute compute)

@@ -26,7 +26,7 @@ public static class SyntheticRun
             throw new InvalidOperationException($"{outDir} already holds these synthetic-benchmark runs; give --overwrite to run them afresh (or choose another --out)");
         Directory.CreateDirectory(outDir);
         model.Save(Path.Combine(outDir, "synthetic_model"));
-        var (evalFeatures, evalHidden) = EvaluationSamples(model, evalSamples);
+        var (evalFeatures, evalHidden) = EvaluationSamples(model, compute, evalSamples);
         var results = new List<SyntheticRunResult>();
         foreach (var (name, settings) in runs)
         {
@@ -40,18 +40,18 @@ public static class SyntheticRun
                 throw new OperationCanceledException($"{name} stopped at step {run.Summary.Steps} of {settings.TotalSteps()}; its checkpoint is in "
                     + $"{Path.Combine(dir, "checkpoints")}" + (results.Count > 0 ? $"; {string.Join(", ", results.Select(r => r.Name))} finished and saved in {outDir}" : ""));
             var forward = run.Sae.Forward(evalHidden);
-            var eval = SyntheticEvals.Evaluate(evalFeatures, evalHidden, forward.DenseFeatures(), forward.Output, run.Sae.WDec, model.Dictionary);
+            var eval = SyntheticEvals.Evaluate(evalFeatures, evalHidden, forward.DenseFeatures(), forward.Output, run.Sae.WDec, model.Dictionary, compute: compute);
             results.Add(new SyntheticRunResult(name, eval, run.Elapsed, run.Sae, dir));
         }
         PrintTable(o, results);
-        WriteReport(Path.Combine(outDir, "report.html"), model, results, runs);
+        WriteReport(Path.Combine(outDir, "report.html"), model, results, runs, compute);
         o.WriteLine($"report: {Path.GetFullPath(Path.Combine(outDir, "report.html"))}");
         return results;
     }
 
     /// <summary>The fresh samples every SAE of a run is scored on (a seed of their own, so training never sees them).</summary>
-    public static (Tensor Features, Tensor Hidden) EvaluationSamples(SyntheticModel model, int samples = 8192) =>
-        model.Sample(samples, new Rng(model.Config.Seed ^ 0xE7A1UL));
+    public static (Tensor Features, Tensor Hidden) EvaluationSamples(SyntheticModel model, Compute compute, int samples = 8192) =>
+        model.Sample(samples, new Rng(model.Config.Seed ^ 0xE7A1UL), compute: compute);
 
     private static readonly string[] Header = { "SAE", "MCC", "uniqueness", "F1", "L0 true", "L0 SAE", "dead", "shrinkage", "EV", "time (s)" };
 
@@ -73,7 +73,7 @@ public static class SyntheticRun
         foreach (var r in rows) o.WriteLine(Line(r));
     }
 
-    private static void WriteReport(string path, SyntheticModel model, IReadOnlyList<SyntheticRunResult> results, IReadOnlyList<(string Name, TrainSettings Settings)> runs)
+    private static void WriteReport(string path, SyntheticModel model, IReadOnlyList<SyntheticRunResult> results, IReadOnlyList<(string Name, TrainSettings Settings)> runs, Compute compute)
     {
         var report = new HtmlReport("SaeSharp synthetic benchmark");
         var c = model.Config;
@@ -87,11 +87,11 @@ public static class SyntheticRun
         foreach (var r in results)
         {
             report.Heading(r.Name);
-            var order = SyntheticEvals.BestLatentOrdering(r.Sae.WDec, truth);
-            report.Figure(Figures.Heatmap(Ordered(SyntheticEvals.AbsCosine(r.Sae.WDec, truth), order), $"{r.Name}_decoder_cosines",
+            var order = SyntheticEvals.BestLatentOrdering(r.Sae.WDec, truth, compute: compute);
+            report.Figure(Figures.Heatmap(Ordered(SyntheticEvals.AbsCosine(r.Sae.WDec, truth, compute: compute), order), $"{r.Name}_decoder_cosines",
                 $"{r.Name}: |cos| decoder rows vs true features", "true feature", "SAE latent (matched order)"));
-            var encoderRows = Ops.Transpose(r.Sae.WEnc);
-            report.Figure(Figures.Heatmap(Ordered(SyntheticEvals.AbsCosine(encoderRows, truth), order), $"{r.Name}_encoder_cosines",
+            var encoderRows = Ops.Transpose(r.Sae.WEnc, compute: compute);
+            report.Figure(Figures.Heatmap(Ordered(SyntheticEvals.AbsCosine(encoderRows, truth, compute: compute), order), $"{r.Name}_encoder_cosines",
                 $"{r.Name}: |cos| encoder columns vs true features", "true feature", "SAE latent (matched order)"));
             var metrics = MetricsLog.Read(Path.Combine(r.Dir, "metrics.jsonl"));
             if (metrics.Lines > 0) report.Figure(Figures.TrainingCurves(metrics, $"{r.Name}_training_curves"));

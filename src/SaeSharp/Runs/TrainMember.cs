@@ -132,9 +132,9 @@ internal sealed class TrainMember
         Tensor? sample = bDecSample is null ? null : TargetSlot is null ? bDecSample : SplitAll([bDecSample]).Targets[0];
         float[]? bDec = sample is null ? null : s.BDecInit switch
         {
-            "mean" => Initialization.Mean(sample),
+            "mean" => Initialization.Mean(sample, compute: compute),
             "median" => Initialization.CoordinateMedian(sample),
-            _ => Initialization.GeometricMedian(sample),
+            _ => Initialization.GeometricMedian(sample, compute),
         };
         SaeTrainable.Initialize(sae, rng, s.DecoderInitNorm, bDec);
         if (sae is JumpReluSae && s.UnitNormDecoder) throw new ArgumentException("unit_norm_decoder is only for architectures without a threshold");

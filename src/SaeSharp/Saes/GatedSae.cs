@@ -40,7 +40,7 @@ public sealed class GatedSae : Sae
         var saeIn = ProcessInput(x);
         var g = Gemm.MatMul(saeIn, WEnc, compute: Compute);
         var gate = g.Clone();
-        Ops.AddRowVector(gate, Params["b_gate"].Span);
+        Ops.AddRowVector(gate, Params["b_gate"].Span, compute: Compute);
         var scale = new float[Config.DSae];
         TensorPrimitives.Exp(Params["r_mag"].Span, scale);
         var mag = Tensor.Uninitialized(g.Rows, g.Cols);
@@ -119,7 +119,7 @@ public sealed class GatedSae : Sae
         Tensor? dF = include("mse_loss") ? DenseDecoderBackward(feats, st.MseGrad, grads["W_dec"], grads["b_dec"]) : null;
         bool l1 = f.Losses.ContainsKey("l1_loss") && include("l1_loss");
         Tensor? dVia = f.Losses.ContainsKey("auxiliary_reconstruction_loss") && include("auxiliary_reconstruction_loss")
-            ? Gemm.MatMul(st.AuxGrad!, WDec, Trans.No, Trans.Yes, Compute) : null;
+            ? Gemm.MatMul(st.AuxGrad!, WDec, Compute, Trans.No, Trans.Yes) : null;
         double l1c = l1 ? f.Options!.L1Coefficient / b : 0;
         // Rows in parallel blocks; the per-latent gradients (r_mag, b_mag, b_gate, the decoder norms and the column
         // sums of dG for b_dec) are thread-independent column sums.

@@ -54,7 +54,7 @@ public sealed class MatryoshkaBatchTopKSae : TopKSae
             var values = codes.NewValues();
             for (int e = 0; e < values.Length; e++) if (codes.Index[e] < w) values[e] = state.DecodeValues[e];
             var inner = Tensor.Uninitialized(rows, DOut);
-            SparseKernels.Decode(codes, WDec, inner, BDec.Span, Compute, values);
+            SparseKernels.Decode(codes, WDec, inner, Compute, BDec.Span, values);
             (losses[InnerLossName(w)], var grad) = ReconstructionLoss(inner, target, norm);
             levels[l] = new Level(w, values, grad);
             prefixOutputs[l] = inner;

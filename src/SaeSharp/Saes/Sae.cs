@@ -107,13 +107,13 @@ public abstract class Sae
     /// <summary>output += x·W_skipᵀ for the architectures with a skip connection (x is the raw input: transcoders take no normalisation).</summary>
     protected void AddSkip(Tensor x, Tensor output)
     {
-        if (WSkip is { } w) Gemm.MatMul(x, w, output, Trans.No, Trans.Yes, 1, 1, Compute);
+        if (WSkip is { } w) Gemm.MatMul(x, w, output, Compute, Trans.No, Trans.Yes, 1, 1);
     }
 
     /// <summary>The skip connection's gradient dW_skip += dOutᵀ·x given the output's gradient.</summary>
     protected void SkipBackward(SaeForward f, Tensor dOut, SaeParams grads)
     {
-        if (WSkip is not null) Gemm.MatMul(dOut, f.Input, grads["W_skip"], Trans.Yes, Trans.No, 1, 1, Compute);
+        if (WSkip is not null) Gemm.MatMul(dOut, f.Input, grads["W_skip"], Compute, Trans.Yes, Trans.No, 1, 1);
     }
 
     /// <summary>sae_in = x − b_dec when apply_b_dec_to_input, else x itself (no copy).</summary>
@@ -129,7 +129,7 @@ public abstract class Sae
     protected Tensor DenseEncode(Tensor saeIn, Tensor w, ReadOnlySpan<float> bias)
     {
         var pre = Gemm.MatMul(saeIn, w, compute: Compute);
-        Ops.AddRowVector(pre, bias);
+        Ops.AddRowVector(pre, bias, compute: Compute);
         return pre;
     }
 
@@ -193,7 +193,7 @@ public abstract class Sae
             return output;
         }
         var sparse = Tensor.Uninitialized(codes.Rows, DOut);
-        SparseKernels.Decode(codes, WDec, sparse, BDec.Span, Compute, values);
+        SparseKernels.Decode(codes, WDec, sparse, Compute, BDec.Span, values);
         return sparse;
     }
 
@@ -261,10 +261,10 @@ public abstract class Sae
     /// </summary>
     protected void DenseEncoderBackward(SaeForward f, Tensor dPre, Tensor w, Tensor dW, Tensor dBias, Tensor dBDec, float[]? dPreColumnSums = null)
     {
-        Gemm.MatMul(f.SaeIn, dPre, dW, Trans.Yes, Trans.No, 1, 1, Compute);
+        Gemm.MatMul(f.SaeIn, dPre, dW, Compute, Trans.Yes, Trans.No, 1, 1);
         var colSum = new Tensor(1, dPre.Cols);
         if (dPreColumnSums is not null) dPreColumnSums.CopyTo(colSum.Span);
-        else Ops.SumRows(dPre, colSum.Span);
+        else Ops.SumRows(dPre, colSum.Span, Compute);
         AddEncoderBiasGradients(colSum, dBias, dBDec, w);
     }
 
@@ -292,9 +292,9 @@ public abstract class Sae
     /// <summary>Decoder backward for dense codes: dW_dec += fᵀ·dOut, db_dec += Σ dOut; returns dF = dOut·W_decᵀ.</summary>
     protected Tensor DenseDecoderBackward(Tensor features, Tensor dOut, Tensor dWDec, Tensor? dBDec)
     {
-        Gemm.MatMul(features, dOut, dWDec, Trans.Yes, Trans.No, 1, 1, Compute);
-        if (dBDec is not null) Ops.SumRows(dOut, dBDec.Span, accumulate: true);
-        return Gemm.MatMul(dOut, WDec, Trans.No, Trans.Yes, Compute);
+        Gemm.MatMul(features, dOut, dWDec, Compute, Trans.Yes, Trans.No, 1, 1);
+        if (dBDec is not null) Ops.SumRows(dOut, dBDec.Span, Compute, accumulate: true);
+        return Gemm.MatMul(dOut, WDec, Compute, Trans.No, Trans.Yes);
     }
 
     /// <summary>
@@ -306,7 +306,7 @@ public abstract class Sae
         var dCodes = codes.NewValues();
         SparseKernels.GatherDot(codes, dOut, WDec, dCodes, Compute);
         SparseKernels.ScatterOuterAdd(codes, values, dOut, dWDec, Compute);
-        if (dBDec is not null) Ops.SumRows(dOut, dBDec.Span, accumulate: true);
+        if (dBDec is not null) Ops.SumRows(dOut, dBDec.Span, Compute, accumulate: true);
         return dCodes;
     }
 

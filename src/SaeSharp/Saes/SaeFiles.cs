@@ -249,7 +249,7 @@ public static class SaeFiles
         if (Int(o, "num_latents", cfgPath) is { } nl && nl != 0 && nl != dSae) throw new InvalidDataException($"{cfgPath}: 'num_latents' is {nl} but encoder.weight has {dSae} rows");
         if (f.Contains("W_skip")) throw new InvalidDataException($"{wPath}: skip connections (W_skip) are not supported for sparsify import");
         var sae = SaeRegistry.Create(new SaeConfig { Architecture = TopKSae.TopKArchitecture.Name, DIn = dIn, DSae = dSae, K = k }, compute);
-        Ops.TransposeInto(f.ReadFloat32("encoder.weight"), sae.WEnc, accumulate: false);
+        Ops.TransposeInto(f.ReadFloat32("encoder.weight"), sae.WEnc, accumulate: false, compute: compute);
         f.ReadFloat32("encoder.bias", dSae).Span.CopyTo(sae.Params["b_enc"].Span);
         f.ReadFloat32("W_dec", dSae, dIn).Span.CopyTo(sae.WDec.Span);
         f.ReadFloat32("b_dec", dIn).Span.CopyTo(sae.BDec.Span);

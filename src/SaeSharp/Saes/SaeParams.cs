@@ -29,7 +29,7 @@ public sealed class SaeParams : IEnumerable<KeyValuePair<string, Tensor>>
         return g;
     }
 
-    public void Clear() { foreach (var (_, t) in _items) Ops.Clear(t); }
+    public void Clear(Compute compute) { foreach (var (_, t) in _items) Ops.Clear(t, compute); }
 
     public IEnumerator<KeyValuePair<string, Tensor>> GetEnumerator() => _items.GetEnumerator();
     IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();

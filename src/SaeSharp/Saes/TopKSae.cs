@@ -91,7 +91,7 @@ public class TopKSae : Sae
                     decodeValues[e] = codes.Value[e] > 0 ? pre[r, codes.Index[e]] : 0;
         }
         var output = Tensor.Uninitialized(x.Rows, Config.DIn);
-        SparseKernels.Decode(codes, WDec, output, BDec.Span, Compute, decodeValues);
+        SparseKernels.Decode(codes, WDec, output, Compute, BDec.Span, decodeValues);
         var (mse, mseGrad) = ReconstructionLoss(output, target!, norm);
         var losses = new Dictionary<string, double> { ["mse_loss"] = mse };
 
@@ -175,7 +175,7 @@ public class TopKSae : Sae
         if (positions is null)
         {
             recon = Tensor.Uninitialized(x.Rows, Config.DIn);
-            SparseKernels.Decode(codes, WDec, recon, default, Compute);
+            SparseKernels.Decode(codes, WDec, recon, Compute, default);
         }
         else
         {
@@ -214,17 +214,17 @@ public class TopKSae : Sae
     private void DenseAuxBackward(SaeForward f, AuxState aux, SaeParams grads)
     {
         int nDead = aux.Dead.Length, kAux = aux.Codes.Count / Math.Max(1, aux.Codes.Rows);
-        var dWDead = Gemm.MatMul(aux.DenseCodes!, aux.Grad, Trans.Yes, Trans.No, Compute);
+        var dWDead = Gemm.MatMul(aux.DenseCodes!, aux.Grad, Compute, Trans.Yes, Trans.No);
         var dWDec = grads["W_dec"];
         for (int n = 0; n < nDead; n++) TensorPrimitives.Add(dWDec.Row(aux.Dead[n]), dWDead.Row(n), dWDec.Row(aux.Dead[n]));
-        var dCodes = Gemm.MatMul(aux.Grad, aux.DeadWeights!, Trans.No, Trans.Yes, Compute);
+        var dCodes = Gemm.MatMul(aux.Grad, aux.DeadWeights!, Compute, Trans.No, Trans.Yes);
         var dPre = new Tensor(dCodes.Rows, nDead);
         for (int e = 0; e < aux.Positions!.Length; e++)
         {
             int r = e / kAux, p = aux.Positions[e];
             dPre[r, p] = dCodes[r, p];
         }
-        var dWEncDead = Gemm.MatMul(f.SaeIn, dPre, Trans.Yes, Trans.No, Compute);
+        var dWEncDead = Gemm.MatMul(f.SaeIn, dPre, Compute, Trans.Yes, Trans.No);
         var dWEnc = grads["W_enc"];
         for (int i = 0; i < dWEnc.Rows; i++)
         {
@@ -232,7 +232,7 @@ public class TopKSae : Sae
             for (int n = 0; n < nDead; n++) dst[aux.Dead[n]] += src[n];
         }
         var deadSums = new float[nDead];
-        Ops.SumRows(dPre, deadSums);
+        Ops.SumRows(dPre, deadSums, Compute);
         var colSum = new Tensor(1, Config.DSae);
         for (int n = 0; n < nDead; n++) colSum[aux.Dead[n]] = deadSums[n];
         AddEncoderBiasGradients(colSum, grads["b_enc"], grads["b_dec"]);

@@ -16,7 +16,7 @@ public static class WeightStatistics
     {
         var c = sae.Config;
         if (sae.DOut != c.DIn) return null;
-        var encoderRows = Tensors.Ops.Transpose(sae.WEnc);
+        var encoderRows = Tensors.Ops.Transpose(sae.WEnc, sae.Compute);
         var cos = new float[c.DSae];
         for (int j = 0; j < c.DSae; j++)
         {

@@ -98,7 +98,7 @@ public sealed class LowRankCorrelation : CorrelationStructure
         int rows = z.Dim(0), n = NumFeatures;
         var eps = Tensor.Uninitialized(rows, Rank);
         rng.FillNormal(eps.Span);
-        Gemm.MatMul(eps, Factor, z, Trans.No, Trans.Yes, compute: Compute.Single);
+        Gemm.MatMul(eps, Factor, z, Compute.Single, Trans.No, Trans.Yes);
         for (int r = 0; r < rows; r++)
         {
             var zr = z.Row(r);
@@ -120,7 +120,7 @@ public sealed class LowRankCorrelation : CorrelationStructure
         int rows = scratch.Dim(0), n = NumFeatures;
         var eps = Tensor.Uninitialized(rows, Rank);
         rng.FillNormal(eps.Span);
-        Gemm.MatMul(eps, Factor, scratch, Trans.No, Trans.Yes, compute: Compute.Single); // s = ε·Fᵀ
+        Gemm.MatMul(eps, Factor, scratch, Compute.Single, Trans.No, Trans.Yes); // s = ε·Fᵀ
         // Features without noise or with an infinite threshold fire iff s > t, with no randomness.
         var exact = Enumerable.Range(0, n).Where(j => float.IsInfinity(thresholds[j]) || _sqrtDiag[j] == 0).ToArray();
         var exactFires = new bool[exact.Length];
@@ -268,11 +268,11 @@ public sealed class ActivationGenerator
     }
 
     /// <summary>A batch of feature activations [batch, num_features] (non-negative, dense).</summary>
-    public Tensor Sample(int batch, Rng rng, Compute? compute = null)
+    public Tensor Sample(int batch, Rng rng, Compute compute)
     {
         var codes = SampleCodes(batch, rng, compute);
         var acts = new Tensor(batch, NumFeatures);
-        (compute ?? Compute.All).ForRange(batch, 64, (r0, r1) =>
+        compute.ForRange(batch, 64, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
             {
@@ -288,7 +288,7 @@ public sealed class ActivationGenerator
     /// <see cref="Sample"/> returns densely, from the same draws. A row holds a few dozen of thousands of features, so
     /// the generator never builds dense rows except for modifiers other than the hierarchy.
     /// </summary>
-    public SparseCodes SampleCodes(int batch, Rng rng, Compute? compute = null)
+    public SparseCodes SampleCodes(int batch, Rng rng, Compute compute)
     {
         if (batch < 0) throw new ArgumentOutOfRangeException(nameof(batch), $"batch size must be non-negative, got {batch}");
         int blocks = (batch + BlockRows - 1) / BlockRows;
@@ -296,7 +296,7 @@ public sealed class ActivationGenerator
         for (int b = 0; b < blocks; b++) rngs[b] = rng.Fork();
         var blockEntries = new (int[] Counts, int[] Index, float[] Value)[blocks];
         // Each part reuses its scratch across its blocks (a fresh 4 MB buffer per block costs page faults).
-        (compute ?? Compute.All).ForRange(blocks, 1, (b0, b1) =>
+        compute.ForRange(blocks, 1, (b0, b1) =>
         {
             var scratch = new BlockScratch(this);
             for (int b = b0; b < b1; b++)
@@ -307,7 +307,7 @@ public sealed class ActivationGenerator
         var codes = SparseCodes.FromRowCounts(NumFeatures, rowCounts);
         var blockStart = new int[blocks + 1];
         for (int b = 0; b < blocks; b++) blockStart[b + 1] = blockStart[b] + blockEntries[b].Index.Length;
-        (compute ?? Compute.All).For(blocks, b =>
+        compute.For(blocks, b =>
         {
             blockEntries[b].Index.CopyTo(codes.Index, blockStart[b]);
             blockEntries[b].Value.CopyTo(codes.Value, blockStart[b]);
@@ -391,14 +391,14 @@ public sealed class ActivationGenerator
     }
 
     /// <summary>Feature activations and the hidden activations they produce through <paramref name="dictionary"/>.</summary>
-    public (Tensor Features, Tensor Hidden) SampleHidden(FeatureDictionary dictionary, int batch, Rng rng, Compute? compute = null)
+    public (Tensor Features, Tensor Hidden) SampleHidden(FeatureDictionary dictionary, int batch, Rng rng, Compute compute)
     {
         var (codes, hidden) = SampleHiddenCodes(dictionary, batch, rng, compute);
         return (codes.ToDense(), hidden);
     }
 
     /// <summary><see cref="SampleHidden"/> with the feature activations as sparse codes (no dense [batch, num_features] rows).</summary>
-    public (SparseCodes Features, Tensor Hidden) SampleHiddenCodes(FeatureDictionary dictionary, int batch, Rng rng, Compute? compute = null)
+    public (SparseCodes Features, Tensor Hidden) SampleHiddenCodes(FeatureDictionary dictionary, int batch, Rng rng, Compute compute)
     {
         if (dictionary.NumFeatures != NumFeatures)
             throw new ArgumentException($"dictionary has {dictionary.NumFeatures} features, generator has {NumFeatures}");

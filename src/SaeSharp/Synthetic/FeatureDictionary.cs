@@ -32,8 +32,8 @@ public sealed class FeatureDictionary
     /// Random unit feature vectors, optionally orthogonalised (<paramref name="orthogonalizeSteps"/> &gt; 0) and with a
     /// bias that is zero, a random unit vector, or a random direction of norm <paramref name="biasNorm"/>.
     /// </summary>
-    public static FeatureDictionary CreateRandom(int numFeatures, int hiddenDim, Rng rng, DictionaryBias bias = DictionaryBias.None,
-        float biasNorm = 1, int orthogonalizeSteps = 0, float orthogonalizeLr = 0.01f, float targetCosSim = 0, Compute? compute = null)
+    public static FeatureDictionary CreateRandom(int numFeatures, int hiddenDim, Rng rng, Compute compute, DictionaryBias bias = DictionaryBias.None,
+        float biasNorm = 1, int orthogonalizeSteps = 0, float orthogonalizeLr = 0.01f, float targetCosSim = 0)
     {
         if (numFeatures <= 0) throw new ArgumentOutOfRangeException(nameof(numFeatures), $"num_features must be positive, got {numFeatures}");
         if (hiddenDim <= 0) throw new ArgumentOutOfRangeException(nameof(hiddenDim), $"hidden_dim must be positive, got {hiddenDim}");
@@ -42,7 +42,7 @@ public sealed class FeatureDictionary
         var v = Tensor.Uninitialized(numFeatures, hiddenDim);
         rng.FillNormal(v.Span);
         NormalizeRows(v);
-        if (orthogonalizeSteps > 0) Orthogonalize(v, orthogonalizeSteps, orthogonalizeLr, targetCosSim, compute: compute);
+        if (orthogonalizeSteps > 0) Orthogonalize(v, orthogonalizeSteps, orthogonalizeLr, compute, targetCosSim);
         var b = new Tensor(hiddenDim);
         if (bias != DictionaryBias.None)
         {
@@ -54,21 +54,21 @@ public sealed class FeatureDictionary
     }
 
     /// <summary>h = f·V + bias for dense f [batch, num_features].</summary>
-    public Tensor Forward(Tensor featureActivations, Compute? compute = null)
+    public Tensor Forward(Tensor featureActivations, Compute compute)
     {
         if (featureActivations.Rank != 2 || featureActivations.Dim(1) != NumFeatures)
             throw new ArgumentException($"feature activations: expected [batch, {NumFeatures}], got [{featureActivations.ShapeString}]");
         var h = Tensor.Uninitialized(featureActivations.Dim(0), HiddenDim);
         Gemm.MatMul(featureActivations, FeatureVectors, h, compute: compute);
-        Ops.AddRowVector(h, Bias.Span);
+        Ops.AddRowVector(h, Bias.Span, compute: compute);
         return h;
     }
 
     /// <summary>
     /// The same product, skipping zero activations: each row sums only the feature vectors that fire. Much faster
-    /// than <see cref="Forward(Tensor, Compute?)"/> when few features fire per row.
+    /// than <see cref="Forward(Tensor, Compute)"/> when few features fire per row.
     /// </summary>
-    public Tensor ForwardSparse(Tensor featureActivations, Compute? compute = null)
+    public Tensor ForwardSparse(Tensor featureActivations, Compute compute)
     {
         if (featureActivations.Rank != 2 || featureActivations.Dim(1) != NumFeatures)
             throw new ArgumentException($"feature activations: expected [batch, {NumFeatures}], got [{featureActivations.ShapeString}]");
@@ -76,12 +76,12 @@ public sealed class FeatureDictionary
     }
 
     /// <summary>h = f·V + bias for sparse feature activations (each row sums its firing features' vectors, in index order).</summary>
-    public Tensor Forward(SparseCodes featureActivations, Compute? compute = null)
+    public Tensor Forward(SparseCodes featureActivations, Compute compute)
     {
         if (featureActivations.Cols != NumFeatures)
             throw new ArgumentException($"feature activations: expected {NumFeatures} features, got {featureActivations.Cols}");
         var h = Tensor.Uninitialized(featureActivations.Rows, HiddenDim);
-        SparseKernels.Decode(featureActivations, FeatureVectors, h, Bias.Span, compute);
+        SparseKernels.Decode(featureActivations, FeatureVectors, h, compute, Bias.Span);
         return h;
     }
 
@@ -99,7 +99,7 @@ public sealed class FeatureDictionary
     /// L = Σ_{i≠j}(vᵢ·vⱼ − target)² + n·Σᵢ(vᵢ·vᵢ − 1)² and its gradient into <paramref name="grad"/> [n, d], forming the
     /// Gram matrix in row chunks of <paramref name="gram"/>'s height.
     /// </summary>
-    internal static double OrthogonalityLoss(Tensor v, Tensor grad, float targetCosSim, Tensor gram, Compute? compute = null)
+    internal static double OrthogonalityLoss(Tensor v, Tensor grad, float targetCosSim, Tensor gram, Compute compute)
     {
         int n = v.Dim(0), chunkRows = gram.Dim(0);
         double loss = 0;
@@ -107,7 +107,7 @@ public sealed class FeatureDictionary
         {
             int rows = Math.Min(chunkRows, n - r0);
             var g = gram.RowSlice(0, rows);
-            Gemm.MatMul(v.RowSlice(r0, rows), v, g, Trans.No, Trans.Yes, compute: compute);
+            Gemm.MatMul(v.RowSlice(r0, rows), v, g, compute, Trans.No, Trans.Yes);
             // D_ij = G_ij − target off the diagonal and n·(G_ii − 1) on it; ∇ᵢ = 4·Σⱼ D_ij vⱼ (D is symmetric).
             for (int i = 0; i < rows; i++)
             {
@@ -130,7 +130,7 @@ public sealed class FeatureDictionary
     /// them. The Gram matrix is formed <paramref name="chunkRows"/> rows at a time (chunk × n floats), so 16k × 768
     /// fits in memory. Returns the loss at the last step.
     /// </summary>
-    public static double Orthogonalize(Tensor v, int steps, float lr, float targetCosSim = 0, int chunkRows = 1024, Compute? compute = null)
+    public static double Orthogonalize(Tensor v, int steps, float lr, Compute compute, float targetCosSim = 0, int chunkRows = 1024)
     {
         if (v.Rank != 2) throw new ArgumentException($"orthogonalize needs a 2-D tensor, got [{v.ShapeString}]");
         if (steps < 0) throw new ArgumentOutOfRangeException(nameof(steps), $"steps must be non-negative, got {steps}");

@@ -9,7 +9,7 @@ namespace SaeSharp.Synthetic;
 /// </summary>
 public delegate void CostRows(int[] rows, int count, double[] dest);
 
-/// <summary>How <see cref="LinearAssignment.Solve(int, int, CostRows, AssignmentOptions?, Compute?)"/> prunes and blocks.</summary>
+/// <summary>How <see cref="LinearAssignment.Solve(int, int, CostRows, Compute, AssignmentOptions?)"/> prunes and blocks.</summary>
 public sealed record AssignmentOptions
 {
     /// <summary>Cheapest columns of each row the first sparse problem starts from.</summary>
@@ -53,14 +53,14 @@ public sealed record Assignment(int[] Rows, int[] Cols, double[] Costs, int Roun
 public static class LinearAssignment
 {
     /// <summary>Minimum-cost matching of a row-major [rows, cols] matrix; (row, col) pairs sorted by row. <paramref name="maximize"/> maximises instead.</summary>
-    public static (int[] Rows, int[] Cols) Solve(ReadOnlySpan<double> cost, int rows, int cols, bool maximize = false) =>
-        SolveDense(cost.ToArray(), rows, cols, maximize);
+    public static (int[] Rows, int[] Cols) Solve(ReadOnlySpan<double> cost, int rows, int cols, Compute compute, bool maximize = false) =>
+        SolveDense(cost.ToArray(), rows, cols, maximize, compute);
 
     /// <summary>The same for a float32 matrix (read in place, block by block: no second copy of a 16k × 16k matrix).</summary>
-    public static (int[] Rows, int[] Cols) Solve(float[] cost, int rows, int cols, bool maximize = false) =>
-        SolveDense(cost, rows, cols, maximize);
+    public static (int[] Rows, int[] Cols) Solve(float[] cost, int rows, int cols, Compute compute, bool maximize = false) =>
+        SolveDense(cost, rows, cols, maximize, compute);
 
-    private static (int[] Rows, int[] Cols) SolveDense<T>(T[] cost, int rows, int cols, bool maximize) where T : unmanaged, System.Numerics.INumberBase<T>
+    private static (int[] Rows, int[] Cols) SolveDense<T>(T[] cost, int rows, int cols, bool maximize, Compute compute) where T : unmanaged, System.Numerics.INumberBase<T>
     {
         if (rows < 0 || cols < 0 || cost.Length != (long)rows * cols)
             throw new ArgumentException($"cost matrix has {cost.Length} elements, expected {rows}x{cols}");
@@ -81,7 +81,7 @@ public static class LinearAssignment
                     for (int j = 0; j < cols; j++) dest[r * cols + j] = sign * double.CreateTruncating(src[j]);
                 }
             };
-        var a = transposed ? Solve(cols, rows, fill) : Solve(rows, cols, fill);
+        var a = transposed ? Solve(cols, rows, fill, compute) : Solve(rows, cols, fill, compute);
         if (!transposed) return (a.Rows, a.Cols);
         var pairs = a.Rows.Select((r, k) => (R: a.Cols[k], C: r)).OrderBy(p => p.R).ToArray();
         return (pairs.Select(p => p.R).ToArray(), pairs.Select(p => p.C).ToArray());
@@ -92,10 +92,10 @@ public static class LinearAssignment
     /// <paramref name="fill"/> computes on demand, in blocks of <see cref="AssignmentOptions.BlockEntries"/> entries. The
     /// first pass reads every row; later dual checks read only the rows their bounds cannot clear. Costs must be finite.
     /// </summary>
-    public static Assignment Solve(int rows, int cols, CostRows fill, AssignmentOptions? options = null, Compute? compute = null)
+    public static Assignment Solve(int rows, int cols, CostRows fill, Compute compute, AssignmentOptions? options = null)
     {
         var o = options ?? new AssignmentOptions();
-        var c = compute ?? Compute.All;
+        var c = compute;
         if (rows > cols) throw new ArgumentException($"assignment of {rows} rows to {cols} columns: the rows must be the smaller side (transpose the costs)");
         if (o.CandidatesPerRow < 1 || o.AddedPerRound < 1 || o.BlockEntries < 1) throw new ArgumentException("candidates, additions per round and block size must be positive");
         if (rows == 0) return new Assignment([], [], [], 0, 0, 0);

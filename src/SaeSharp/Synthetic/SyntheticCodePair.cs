@@ -17,7 +17,8 @@ public sealed record SyntheticCodePair(SparseCodes Reference, SparseCodes Other,
     /// and its value is scaled by exp(<paramref name="noise"/>·N(0, 1)).
     /// </summary>
     public static SyntheticCodePair Create(int referenceLatents, int otherLatents, int tokens, double sharedFraction, ulong seed,
-        double pMin = 0.002, double pMax = 0.05, double dropout = 0.1, double noise = 0.2, Compute? compute = null)
+        Compute compute,
+        double pMin = 0.002, double pMax = 0.05, double dropout = 0.1, double noise = 0.2)
     {
         if (referenceLatents < 1 || otherLatents < 1 || tokens < 0) throw new ArgumentException("latent counts must be positive and tokens non-negative");
         if (!(sharedFraction >= 0 && sharedFraction <= 1)) throw new ArgumentException($"shared fraction must be in [0, 1], got {sharedFraction}");

@@ -26,30 +26,30 @@ public sealed record SyntheticEvalResult(double TrueL0, double SaeL0, int DeadLa
 public static class SyntheticEvals
 {
     /// <summary>|cos(aᵢ, bⱼ)| as an [na, nb] tensor (rows normalised with norms clamped at 1e-8).</summary>
-    public static Tensor AbsCosine(Tensor a, Tensor b, Compute? compute = null)
+    public static Tensor AbsCosine(Tensor a, Tensor b, Compute compute)
     {
         if (a.Rank != 2 || b.Rank != 2 || a.Dim(1) != b.Dim(1))
             throw new ArgumentException($"cosine similarity needs [na, d] and [nb, d], got [{a.ShapeString}] and [{b.ShapeString}]");
         var an = a.Clone(); FeatureDictionary.NormalizeRows(an);
         var bn = b.Clone(); FeatureDictionary.NormalizeRows(bn);
-        var c = Gemm.MatMul(an, bn, Trans.No, Trans.Yes, compute);
+        var c = Gemm.MatMul(an, bn, compute, Trans.No, Trans.Yes);
         TensorPrimitives.Abs(c.Span, c.Span);
         return c;
     }
 
     /// <summary>The optimal one-to-one matching of rows of a to rows of b by |cos| (min(na, nb) pairs).</summary>
-    public static (int[] A, int[] B, Tensor AbsCos) Match(Tensor a, Tensor b, Compute? compute = null)
+    public static (int[] A, int[] B, Tensor AbsCos) Match(Tensor a, Tensor b, Compute compute)
     {
         var cos = AbsCosine(a, b, compute);
         // Cost 1 − |cos| as float: a 16k × 16k matching then needs one extra 1 GB matrix, not 2 GB of doubles.
         var cost = GC.AllocateUninitializedArray<float>(cos.Length);
         TensorPrimitives.Subtract(1f, cos.Span, cost);
-        var (ra, rb) = LinearAssignment.Solve(cost, a.Dim(0), b.Dim(0));
+        var (ra, rb) = LinearAssignment.Solve(cost, a.Dim(0), b.Dim(0), compute);
         return (ra, rb, cos);
     }
 
     /// <summary>Mean correlation coefficient: mean |cos| over an optimal one-to-one matching (1 = perfect).</summary>
-    public static double Mcc(Tensor decoder, Tensor features, Compute? compute = null)
+    public static double Mcc(Tensor decoder, Tensor features, Compute compute)
     {
         var (ra, rb, cos) = Match(decoder, features, compute);
         if (ra.Length == 0) return 0;
@@ -59,7 +59,7 @@ public static class SyntheticEvals
     }
 
     /// <summary>For each row of a, the row of b with the highest |cos|.</summary>
-    public static int[] BestMatches(Tensor a, Tensor b, Compute? compute = null)
+    public static int[] BestMatches(Tensor a, Tensor b, Compute compute)
     {
         var cos = AbsCosine(a, b, compute);
         var best = new int[a.Dim(0)];
@@ -68,7 +68,7 @@ public static class SyntheticEvals
     }
 
     /// <summary>Distinct true features that are some latent's best match, divided by the number of latents (1 = every latent tracks its own feature).</summary>
-    public static double FeatureUniqueness(Tensor decoder, Tensor features, Compute? compute = null)
+    public static double FeatureUniqueness(Tensor decoder, Tensor features, Compute compute)
     {
         var best = BestMatches(decoder, features, compute);
         return best.Length == 0 ? 0 : (double)best.Distinct().Count() / best.Length;
@@ -79,7 +79,7 @@ public static class SyntheticEvals
     /// fires", over the samples of <paramref name="latentActs"/> [samples, d_sae] and <paramref name="featureActs"/> [samples, n].
     /// Undefined ratios (no predictions, no positives) count as 0.
     /// </summary>
-    public static LatentFiringScores FiringScores(Tensor latentActs, Tensor featureActs, Tensor decoder, Tensor features, Compute? compute = null)
+    public static LatentFiringScores FiringScores(Tensor latentActs, Tensor featureActs, Tensor decoder, Tensor features, Compute compute)
     {
         int samples = latentActs.Dim(0), dSae = decoder.Dim(0);
         latentActs.EnsureShape("latent activations", samples, dSae);
@@ -156,7 +156,7 @@ public static class SyntheticEvals
     /// first dropped rows with ‖x‖ = 0, are reported beside them.
     /// </summary>
     public static SyntheticEvalResult Evaluate(Tensor featureActs, Tensor hidden, Tensor latentActs, Tensor reconstruction,
-        Tensor decoder, FeatureDictionary dictionary, Compute? compute = null)
+        Tensor decoder, FeatureDictionary dictionary, Compute compute)
     {
         var keep = Enumerable.Range(0, hidden.Rows).Where(r => TensorPrimitives.Norm(hidden.Row(r)) > 0).ToArray();
         var nonzeroLatents = Tensor.Uninitialized(keep.Length, latentActs.Cols);
@@ -171,7 +171,7 @@ public static class SyntheticEvals
     /// An ordering of the SAE latents for plots: latent matched (optimally) to true feature 0 first, then feature 1, ...;
     /// unmatched latents follow in index order.
     /// </summary>
-    public static int[] BestLatentOrdering(Tensor decoder, Tensor features, Compute? compute = null)
+    public static int[] BestLatentOrdering(Tensor decoder, Tensor features, Compute compute)
     {
         var (ra, rb, _) = Match(decoder, features, compute);
         var order = ra.Zip(rb).OrderBy(p => p.Second).Select(p => p.First).ToList();
@@ -184,7 +184,7 @@ public static class SyntheticEvals
     /// SAELens's plot ordering: latents sorted (stably) by the index of their best-matching true feature (highest |cos|),
     /// so latents that track feature 0 come first. Unlike <see cref="BestLatentOrdering"/>, several latents may share a feature.
     /// </summary>
-    public static int[] BestFeatureOrdering(Tensor decoder, Tensor features, Compute? compute = null)
+    public static int[] BestFeatureOrdering(Tensor decoder, Tensor features, Compute compute)
     {
         var best = BestMatches(decoder, features, compute);
         return Enumerable.Range(0, best.Length).OrderBy(i => best[i]).ToArray();

@@ -203,7 +203,7 @@ public sealed class SyntheticModel
     };
 
     /// <summary>Builds the model from its config; every random choice comes from one generator seeded with config.seed.</summary>
-    public static SyntheticModel Build(SyntheticModelConfig config, Compute? compute = null)
+    public static SyntheticModel Build(SyntheticModelConfig config, Compute compute)
     {
         if (config.NumFeatures <= 0) throw new ArgumentException($"config.num_features must be positive, got {config.NumFeatures}");
         if (config.HiddenDim <= 0) throw new ArgumentException($"config.hidden_dim must be positive, got {config.HiddenDim}");
@@ -211,8 +211,8 @@ public sealed class SyntheticModel
         var rng = new Rng(config.Seed);
         var bias = ParseBias(config.Bias);
         var ortho = config.Orthogonalize;
-        var dictionary = FeatureDictionary.CreateRandom(n, config.HiddenDim, rng.Fork(), bias, (float)config.BiasNorm,
-            ortho?.Steps ?? 0, (float)(ortho?.Lr ?? 0.01), (float)(ortho?.TargetCosSim ?? 0), compute);
+        var dictionary = FeatureDictionary.CreateRandom(n, config.HiddenDim, rng.Fork(), compute, bias, (float)config.BiasNorm,
+            ortho?.Steps ?? 0, (float)(ortho?.Lr ?? 0.01), (float)(ortho?.TargetCosSim ?? 0));
         var targets = config.FiringProbabilities.Build(n, rng.Fork(), "config.firing_probabilities");
         var means = (config.MeanMagnitudes ?? DefaultMean).Build(n, rng.Fork(), "config.mean_magnitudes");
         var stds = (config.StdMagnitudes ?? DefaultStd).Build(n, rng.Fork(), "config.std_magnitudes");
@@ -230,7 +230,7 @@ public sealed class SyntheticModel
         return Assemble(config, dictionary, probs, means, stds, roots, correlation, targets);
     }
 
-    public static SyntheticModel BuildPreset(string name, ulong seed = 42, Compute? compute = null) => Build(Preset(name, seed), compute);
+    public static SyntheticModel BuildPreset(string name, Compute compute, ulong seed = 42) => Build(Preset(name, seed), compute);
 
     private static readonly ProfileSpec DefaultMean = new("constant", Value: 1), DefaultStd = new("constant", Value: 0);
 
@@ -305,11 +305,11 @@ public sealed class SyntheticModel
     }
 
     /// <summary>Feature activations [batch, num_features] and hidden activations [batch, hidden_dim].</summary>
-    public (Tensor Features, Tensor Hidden) Sample(int batch, Rng rng, Compute? compute = null) =>
+    public (Tensor Features, Tensor Hidden) Sample(int batch, Rng rng, Compute compute) =>
         Generator.SampleHidden(Dictionary, batch, rng, compute);
 
     /// <summary><see cref="Sample"/> with the feature activations as sparse codes (the same draws; no dense rows).</summary>
-    public (SparseCodes Features, Tensor Hidden) SampleCodes(int batch, Rng rng, Compute? compute = null) =>
+    public (SparseCodes Features, Tensor Hidden) SampleCodes(int batch, Rng rng, Compute compute) =>
         Generator.SampleHiddenCodes(Dictionary, batch, rng, compute);
 
     public void Save(string directory)

@@ -10,14 +10,14 @@ public enum Trans { No, Yes }
 public static partial class Gemm
 {
     public static void Multiply(Trans transA, Trans transB, int m, int n, int k, float alpha,
-        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Compute? compute = null)
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Compute compute)
     {
         Validate(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
         if (m == 0 || n == 0) return;
         unsafe
         {
             fixed (float* pa = a, pb = b, pc = c)
-                Run(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, compute ?? Compute.All, Blocking);
+                Run(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, compute, Blocking);
         }
     }
 
@@ -35,8 +35,8 @@ public static partial class Gemm
     }
 
     /// <summary>c = alpha·op(a)·op(b) + beta·c for 2-D tensors (shapes checked).</summary>
-    public static void MatMul(Tensor a, Tensor b, Tensor c, Trans transA = Trans.No, Trans transB = Trans.No,
-        float alpha = 1, float beta = 0, Compute? compute = null)
+    public static void MatMul(Tensor a, Tensor b, Tensor c, Compute compute, Trans transA = Trans.No, Trans transB = Trans.No,
+        float alpha = 1, float beta = 0)
     {
         if (a.Rank != 2 || b.Rank != 2 || c.Rank != 2) throw new ArgumentException("MatMul needs 2-D tensors");
         int m = transA == Trans.No ? a.Dim(0) : a.Dim(1);
@@ -49,12 +49,12 @@ public static partial class Gemm
     }
 
     /// <summary>Returns a new [m, n] tensor op(a)·op(b).</summary>
-    public static Tensor MatMul(Tensor a, Tensor b, Trans transA = Trans.No, Trans transB = Trans.No, Compute? compute = null)
+    public static Tensor MatMul(Tensor a, Tensor b, Compute compute, Trans transA = Trans.No, Trans transB = Trans.No)
     {
         int m = transA == Trans.No ? a.Dim(0) : a.Dim(1);
         int n = transB == Trans.No ? b.Dim(1) : b.Dim(0);
         var c = Tensor.Uninitialized(m, n);
-        MatMul(a, b, c, transA, transB, 1, 0, compute);
+        MatMul(a, b, c, compute, transA, transB, 1, 0);
         return c;
     }
 

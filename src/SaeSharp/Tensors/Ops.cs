@@ -16,15 +16,15 @@ public static class Ops
     public static Span<float> Chunk(Span<float> data, int i) => data.Slice(i * ChunkLength, Math.Min(ChunkLength, data.Length - i * ChunkLength));
 
     /// <summary>Zeroes a tensor, in parallel pieces.</summary>
-    public static void Clear(Tensor x, Compute? compute = null) =>
-        (compute ?? Compute.All).For(Chunks(x.Length), i => Chunk(x.Span, i).Clear());
+    public static void Clear(Tensor x, Compute compute) =>
+        compute.For(Chunks(x.Length), i => Chunk(x.Span, i).Clear());
 
     /// <summary>Adds <paramref name="bias"/> to every row of x in place (rows in parallel).</summary>
-    public static void AddRowVector(Tensor x, ReadOnlySpan<float> bias, Compute? compute = null)
+    public static void AddRowVector(Tensor x, ReadOnlySpan<float> bias, Compute compute)
     {
         if (bias.Length != x.Cols) throw new ArgumentException($"bias has {bias.Length} elements, rows have {x.Cols}");
         var b = bias.ToArray();
-        (compute ?? Compute.All).ForRange(x.Rows, 64, (r0, r1) =>
+        compute.ForRange(x.Rows, 64, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++) TensorPrimitives.Add(x.Row(r), b, x.Row(r));
         });
@@ -38,18 +38,18 @@ public static class Ops
     }
 
     /// <summary>Column sums of x [rows, cols] into <paramref name="result"/> (accumulated in float64 for stability).</summary>
-    public static void SumRows(Tensor x, Span<float> result, bool accumulate = false, Compute? compute = null) =>
+    public static void SumRows(Tensor x, Span<float> result, Compute compute, bool accumulate = false) =>
         SumRows(x, result, accumulate, compute, Simd.Best);
 
     /// <summary>
-    /// <see cref="SumRows(Tensor, Span{float}, bool, Compute?)"/> at a given vector width. Each column is summed in row
+    /// <see cref="SumRows(Tensor, Span{float}, Compute, bool)"/> at a given vector width. Each column is summed in row
     /// order (a lane per column, no sum across lanes), so every width and thread count gives the same bits.
     /// </summary>
-    internal static void SumRows(Tensor x, Span<float> result, bool accumulate, Compute? compute, SimdWidth width)
+    internal static void SumRows(Tensor x, Span<float> result, bool accumulate, Compute compute, SimdWidth width)
     {
         if (result.Length != x.Cols) throw new ArgumentException($"result has {result.Length} elements, rows have {x.Cols}");
         var acc = new double[x.Cols];
-        (compute ?? Compute.All).ForRange(x.Cols, 1024, (c0, c1) =>
+        compute.ForRange(x.Cols, 1024, (c0, c1) =>
         {
             var a = acc.AsSpan(c0, c1 - c0);
             for (int r = 0; r < x.Rows; r++) AddWidened(x.Row(r).Slice(c0, c1 - c0), a, width);
@@ -80,23 +80,23 @@ public static class Ops
     }
 
     /// <summary>The transpose of a 2-D tensor, as a new tensor.</summary>
-    public static Tensor Transpose(Tensor x)
+    public static Tensor Transpose(Tensor x, Compute compute)
     {
         if (x.Rank != 2) throw new ArgumentException("Transpose needs a 2-D tensor");
         var t = Tensor.Uninitialized(x.Dim(1), x.Dim(0));
-        TransposeInto(x, t, accumulate: false);
+        TransposeInto(x, t, accumulate: false, compute: compute);
         return t;
     }
 
     /// <summary>y = xᵀ (or y += xᵀ), blocked for cache locality.</summary>
-    public static void TransposeInto(Tensor x, Tensor y, bool accumulate, Compute? compute = null)
+    public static void TransposeInto(Tensor x, Tensor y, bool accumulate, Compute compute)
     {
         int rows = x.Dim(0), cols = x.Dim(1);
         y.EnsureShape("transpose output", cols, rows);
         const int Block = 32;
         var xd = x.Data; int xo = x.Offset;
         var yd = y.Data; int yo = y.Offset;
-        (compute ?? Compute.All).ForRange(cols, Block, (c0, c1) =>
+        compute.ForRange(cols, Block, (c0, c1) =>
         {
             for (int i0 = 0; i0 < rows; i0 += Block)
                 for (int j0 = c0; j0 < c1; j0 += Block)

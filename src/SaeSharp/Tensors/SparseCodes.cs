@@ -30,9 +30,9 @@ public sealed class SparseCodes
     /// The non-zero entries of dense activations [rows, cols] (e.g. a ReLU SAE's latents), rows in parallel: a
     /// vectorised count per row, then a copy of each row's entries into its slice.
     /// </summary>
-    public static SparseCodes FromDense(Tensor dense, Compute? compute = null)
+    public static SparseCodes FromDense(Tensor dense, Compute compute)
     {
-        var c = compute ?? Compute.All;
+        var c = compute;
         var counts = new int[dense.Rows];
         c.ForRange(dense.Rows, 16, (r0, r1) =>
         {
@@ -41,16 +41,16 @@ public sealed class SparseCodes
         return FromDense(dense, counts, c);
     }
 
-    /// <summary><see cref="FromDense(Tensor, Compute?)"/> given each row's non-zero count (from a pass that already read the rows).</summary>
-    public static SparseCodes FromDense(Tensor dense, int[] rowCounts, Compute? compute = null) => FromDense(dense, rowCounts, compute, Simd.Best);
+    /// <summary><see cref="FromDense(Tensor, Compute)"/> given each row's non-zero count (from a pass that already read the rows).</summary>
+    public static SparseCodes FromDense(Tensor dense, int[] rowCounts, Compute compute) => FromDense(dense, rowCounts, compute, Simd.Best);
 
-    /// <summary><see cref="FromDense(Tensor, int[], Compute?)"/> scanning at a given vector width (same codes at every width).</summary>
-    internal static SparseCodes FromDense(Tensor dense, int[] rowCounts, Compute? compute, SimdWidth width)
+    /// <summary><see cref="FromDense(Tensor, int[], Compute)"/> scanning at a given vector width (same codes at every width).</summary>
+    internal static SparseCodes FromDense(Tensor dense, int[] rowCounts, Compute compute, SimdWidth width)
     {
         int rows = dense.Rows;
         if (rowCounts.Length != rows) throw new ArgumentException($"{rowCounts.Length} row counts for {rows} rows");
         var codes = FromRowCounts(dense.Cols, rowCounts);
-        (compute ?? Compute.All).ForRange(rows, 16, (r0, r1) =>
+        compute.ForRange(rows, 16, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
             {
@@ -130,9 +130,9 @@ public sealed class SparseCodes
     }
 
     /// <summary>How many entries of each latent (column) are positive, i.e. how many rows it fired on; rows in parallel.</summary>
-    public int[] FiringCounts(Compute? compute = null)
+    public int[] FiringCounts(Compute compute)
     {
-        var c = compute ?? Compute.All;
+        var c = compute;
         int parts = Math.Max(1, Math.Min(c.Threads, Rows));
         var partial = new int[parts][];
         c.For(parts, part =>

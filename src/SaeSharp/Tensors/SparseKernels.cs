@@ -20,8 +20,7 @@ public static class SparseKernels
     /// <paramref name="values"/> overrides the codes' own values when given (same entry order). Each row's terms
     /// are added in its entry order, or in latent order when the weights are the bigger matrix (see ByLatent).
     /// </summary>
-    public static void Decode(SparseCodes codes, Tensor weights, Tensor output, ReadOnlySpan<float> bias = default,
-        Compute? compute = null, float[]? values = null)
+    public static void Decode(SparseCodes codes, Tensor weights, Tensor output, Compute compute, ReadOnlySpan<float> bias = default, float[]? values = null)
     {
         int d = weights.Cols;
         CheckWeights(codes, weights, "Decode");
@@ -29,7 +28,7 @@ public static class SparseKernels
         if (!bias.IsEmpty && bias.Length != d) throw new ArgumentException($"Decode bias has {bias.Length} elements, expected {d}");
         var vals = values ?? codes.Value;
         var biasCopy = bias.IsEmpty ? null : bias.ToArray();
-        var c = compute ?? Compute.All;
+        var c = compute;
         if (ByLatent(codes))
         {
             var (colStart, entry) = codes.ByColumn();
@@ -72,13 +71,13 @@ public static class SparseKernels
     /// gradient <paramref name="dense"/> [B, d] of the decoded output, with weights [d_sae, d]. Each entry is one dot
     /// product, so the visiting order (see ByLatent) does not change the result.
     /// </summary>
-    public static void GatherDot(SparseCodes codes, Tensor dense, Tensor weights, Span<float> result, Compute? compute = null)
+    public static void GatherDot(SparseCodes codes, Tensor dense, Tensor weights, Span<float> result, Compute compute)
     {
         CheckWeights(codes, weights, "GatherDot");
         dense.EnsureShape("GatherDot dense", codes.Rows, weights.Cols);
         if (result.Length < codes.Count) throw new ArgumentException($"GatherDot result has {result.Length} slots, need {codes.Count}");
         var res = new float[codes.Count];
-        var c = compute ?? Compute.All;
+        var c = compute;
         if (ByLatent(codes))
         {
             var (colStart, entry) = codes.ByColumn();
@@ -110,7 +109,7 @@ public static class SparseKernels
     /// product, touching only the selected rows of gradient [d_sae, d]. Parallel over latent ranges (no atomics);
     /// each latent's contributions are summed in row order, so the result does not depend on threads.
     /// </summary>
-    public static void ScatterOuterAdd(SparseCodes codes, ReadOnlySpan<float> coefficients, Tensor dense, Tensor gradient, Compute? compute = null)
+    public static void ScatterOuterAdd(SparseCodes codes, ReadOnlySpan<float> coefficients, Tensor dense, Tensor gradient, Compute compute)
     {
         CheckWeights(codes, gradient, "ScatterOuterAdd");
         dense.EnsureShape("ScatterOuterAdd dense", codes.Rows, gradient.Cols);
@@ -118,7 +117,7 @@ public static class SparseKernels
         var coef = coefficients[..codes.Count].ToArray();
         var (colStart, entry) = codes.ByColumn();
         var entryRow = codes.EntryRows();
-        (compute ?? Compute.All).ForRange(codes.Cols, 64, (j0, j1) =>
+        compute.ForRange(codes.Cols, 64, (j0, j1) =>
         {
             for (int j = j0; j < j1; j++)
             {
@@ -140,7 +139,7 @@ public static class SparseKernels
     /// block): a block's rows are summed in a buffer that stays in cache, then added across, with no [d_sae, d]
     /// intermediate.
     /// </summary>
-    public static void ScatterOuterAddTransposed(SparseCodes codes, ReadOnlySpan<float> coefficients, Tensor dense, Tensor gradient, Compute? compute = null)
+    public static void ScatterOuterAddTransposed(SparseCodes codes, ReadOnlySpan<float> coefficients, Tensor dense, Tensor gradient, Compute compute)
     {
         if (gradient.Rank != 2 || gradient.Dim(1) != codes.Cols)
             throw new ArgumentException($"ScatterOuterAddTransposed: gradient must be [d, {codes.Cols}], got [{gradient.ShapeString}]");
@@ -153,7 +152,7 @@ public static class SparseKernels
         const int Block = 64;
         int blocks = (cols + Block - 1) / Block;
         var gd = gradient.Data; int go = gradient.Offset;
-        (compute ?? Compute.All).ForRange(blocks, 4, (b0, b1) =>
+        compute.ForRange(blocks, 4, (b0, b1) =>
         {
             var acc = new float[Block * d];
             for (int b = b0; b < b1; b++)
@@ -186,7 +185,7 @@ public static class SparseKernels
     /// its row), so the co-activation of two 16k-latent SAEs costs what their codes hold, not 16k² per token. Parallel
     /// over output rows; each sums in token order, so results do not depend on threads.
     /// </summary>
-    public static void TransposedProduct(SparseColumns a, SparseCodes b, int[] columns, int count, double[] dest, Compute? compute = null)
+    public static void TransposedProduct(SparseColumns a, SparseCodes b, int[] columns, int count, double[] dest, Compute compute)
     {
         if (a.Rows != b.Rows) throw new ArgumentException($"TransposedProduct: codes over {a.Rows} and {b.Rows} rows; both must cover the same rows");
         if (count < 0 || count > columns.Length) throw new ArgumentOutOfRangeException(nameof(count), $"{count} of {columns.Length} columns");
@@ -194,7 +193,7 @@ public static class SparseKernels
         if (dest.Length < (long)count * width) throw new ArgumentException($"TransposedProduct: dest holds {dest.Length} entries, needs {(long)count * width}");
         int[] colStart = a.ColStart, aRow = a.Row, bStart = b.RowStart, bIndex = b.Index;
         float[] aValue = a.Value, bValue = b.Value;
-        (compute ?? Compute.All).ForRange(count, 4, (r0, r1) =>
+        compute.ForRange(count, 4, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
             {

@@ -12,14 +12,14 @@ public static class TopK
     /// selected values are clamped at zero afterwards (SAELens TopK: topk, then ReLU on the values).
     /// A <paramref name="bias"/> is first added to every row of x in place, in the same pass (an encoder bias).
     /// </summary>
-    public static SparseCodes Rows(Tensor x, int k, bool relu, Compute? compute = null, float[]? bias = null)
+    public static SparseCodes Rows(Tensor x, int k, bool relu, Compute compute, float[]? bias = null)
     {
         var codes = SparseCodes.Fixed(x.Rows, x.Cols, k);
         Rows(x, k, relu, codes, compute, bias);
         return codes;
     }
 
-    public static void Rows(Tensor x, int k, bool relu, SparseCodes output, Compute? compute = null, float[]? bias = null)
+    public static void Rows(Tensor x, int k, bool relu, SparseCodes output, Compute compute, float[]? bias = null)
     {
         if (bias is not null && bias.Length != x.Cols) throw new ArgumentException($"bias has {bias.Length} elements, rows have {x.Cols}");
         int rows = x.Rows, cols = x.Cols;
@@ -29,7 +29,7 @@ public static class TopK
         for (int r = 0; r <= rows; r++) output.RowStart[r] = r * k;
         var data = x.Data;
         int offset = x.Offset;
-        (compute ?? Compute.All).ForRange(rows, 8, (r0, r1) =>
+        compute.ForRange(rows, 8, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
             {
@@ -192,10 +192,10 @@ public static class TopK
     /// of the whole [rows, cols] matrix (ties by lower flat index). Returns codes with indices ascending
     /// within each row, and the smallest kept value (0 when nothing is kept).
     /// </summary>
-    public static (SparseCodes Codes, float MinKept) Batch(Tensor x, int total, Compute? compute = null)
+    public static (SparseCodes Codes, float MinKept) Batch(Tensor x, int total, Compute compute)
     {
         if (total < 1) throw new ArgumentOutOfRangeException(nameof(total), "total must be at least 1");
-        var c = compute ?? Compute.All;
+        var c = compute;
         int rows = x.Rows, cols = x.Cols;
         var data = x.Data;
         int offset = x.Offset;

@@ -38,7 +38,7 @@ public sealed class Adam
     /// One update: p -= lr · m̂ / (√v̂ + ε), with m̂ = m / (1 − β1ᵗ), v̂ = v / (1 − β2ᵗ). Every parameter named in
     /// <paramref name="gradients"/> must be known; parameters without a gradient are left alone.
     /// </summary>
-    public void Update(IReadOnlyDictionary<string, Tensor> parameters, IReadOnlyDictionary<string, Tensor> gradients, float lr, Compute? compute = null)
+    public void Update(IReadOnlyDictionary<string, Tensor> parameters, IReadOnlyDictionary<string, Tensor> gradients, float lr, Compute compute)
     {
         Step++;
         double c1 = 1 - Math.Pow(Beta1, Step), c2 = 1 - Math.Pow(Beta2, Step);
@@ -51,7 +51,7 @@ public sealed class Adam
             if (!p.SameShape(g)) throw new ArgumentException($"gradient of '{name}' has shape [{g.ShapeString}], parameter is [{p.ShapeString}]");
             var v = _v[name];
             float b1 = Beta1, b2 = Beta2, eps = Epsilon;
-            (compute ?? Compute.All).ForRange(p.Length, 1 << 14, (s, e) =>
+            compute.ForRange(p.Length, 1 << 14, (s, e) =>
                 UpdateSlice(p.Span[s..e], g.Span[s..e], m.Span[s..e], v.Span[s..e], b1, b2, eps, stepSize, invSqrtC2, Simd.Best), 16);
         }
     }
@@ -109,10 +109,10 @@ public sealed class Adam
     }
 
     /// <summary>Scales all gradients so their global L2 norm is at most <paramref name="maxNorm"/>; returns the norm before clipping.</summary>
-    public static double ClipGradNorm(IEnumerable<Tensor> gradients, double maxNorm, Compute? compute = null)
+    public static double ClipGradNorm(IEnumerable<Tensor> gradients, double maxNorm, Compute compute)
     {
         var list = gradients.ToList();
-        var c = compute ?? Compute.All;
+        var c = compute;
         // Fixed chunks summed in order, so the norm does not depend on the number of threads.
         double sq = 0;
         foreach (var g in list)

@@ -30,10 +30,10 @@ public sealed class FiringTracker
     }
 
     /// <summary>Records one training step whose latent codes are <paramref name="codes"/> (a latent fires when its value is positive).</summary>
-    public void Record(SparseCodes codes) => Record(codes.FiringCounts(), codes.Rows);
+    public void Record(SparseCodes codes, Compute compute) => Record(codes.FiringCounts(compute), codes.Rows);
 
     /// <summary>Records one step from dense latent activations [batch, latents].</summary>
-    public void Record(Tensor activations) => Record(SparseCodes.FromDense(activations));
+    public void Record(Tensor activations, Compute compute) => Record(SparseCodes.FromDense(activations, compute), compute);
 
     /// <summary>Records one step of <paramref name="tokens"/> rows given how many rows each latent fired on.</summary>
     public void Record(int[] firingCounts, int tokens)

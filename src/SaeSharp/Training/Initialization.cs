@@ -6,10 +6,10 @@ namespace SaeSharp.Training;
 public static class Initialization
 {
     /// <summary>The mean of the rows of x.</summary>
-    public static float[] Mean(Tensor x)
+    public static float[] Mean(Tensor x, Compute compute)
     {
         var m = new float[x.Cols];
-        Ops.SumRows(x, m);
+        Ops.SumRows(x, m, compute);
         for (int j = 0; j < m.Length; j++) m[j] /= Math.Max(1, x.Rows);
         return m;
     }
@@ -33,10 +33,10 @@ public static class Initialization
     /// The geometric median of the rows of x by Weiszfeld iterations (SAELens's b_dec "geometric_median"), started
     /// at the mean; stops when the relative change of the objective falls below <paramref name="tolerance"/>.
     /// </summary>
-    public static float[] GeometricMedian(Tensor x, int maxIterations = 100, double tolerance = 1e-5)
+    public static float[] GeometricMedian(Tensor x, Compute compute, int maxIterations = 100, double tolerance = 1e-5)
     {
         int n = x.Rows, d = x.Cols;
-        var y = Mean(x).Select(v => (double)v).ToArray();
+        var y = Mean(x, compute: compute).Select(v => (double)v).ToArray();
         double previous = double.MaxValue;
         var next = new double[d];
         for (int it = 0; it < maxIterations; it++)

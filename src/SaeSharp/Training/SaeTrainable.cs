@@ -39,7 +39,7 @@ public sealed class SaeTrainable : ITrainableSae
     public TrainStepResult ForwardBackward(Tensor input, Tensor target, StepInputs inputs, IReadOnlyDictionary<string, Tensor> gradients)
     {
         var grads = GradParams(gradients);
-        grads.Clear();
+        grads.Clear(compute: Compute);
         var options = _baseLoss with
         {
             L1Coefficient = inputs.SparsityCoefficient,
@@ -49,13 +49,13 @@ public sealed class SaeTrainable : ITrainableSae
         var f = Sae.Forward(input, ReferenceEquals(input, target) ? null : target, options);
         Sae.Backward(f, grads);
         var losses = new Dictionary<string, double>(f.Losses) { ["overall_loss"] = f.TotalLoss };
-        return new TrainStepResult(losses, f.Output, f.Codes ?? ToCodes(f.Features!));
+        return new TrainStepResult(losses, f.Output, f.Codes ?? ToCodes(f.Features!, compute: Compute));
     }
 
     public SaeEvaluation Evaluate(Tensor input)
     {
         var f = Sae.Forward(input);
-        return new SaeEvaluation(f.Output, f.Codes ?? ToCodes(f.Features!));
+        return new SaeEvaluation(f.Output, f.Codes ?? ToCodes(f.Features!, compute: Compute));
     }
 
     private SaeParams GradParams(IReadOnlyDictionary<string, Tensor> gradients)
@@ -69,7 +69,7 @@ public sealed class SaeTrainable : ITrainableSae
     }
 
     /// <summary>The non-zero entries of dense latent activations, for firing statistics.</summary>
-    public static SparseCodes ToCodes(Tensor features) => SparseCodes.FromDense(features);
+    public static SparseCodes ToCodes(Tensor features, Compute compute) => SparseCodes.FromDense(features, compute);
 
     public void BeforeOptimizerStep(IReadOnlyDictionary<string, Tensor> gradients)
     {
@@ -105,7 +105,7 @@ public sealed class SaeTrainable : ITrainableSae
             float n = TensorPrimitives.Norm(row);
             TensorPrimitives.Multiply(row, (float)(decoderInitNorm / Math.Max(n, 1e-12f)), row);
         }
-        if (sae.Config.DIn == sae.DOut) Ops.TransposeInto(wDec, sae.WEnc, accumulate: false);
+        if (sae.Config.DIn == sae.DOut) Ops.TransposeInto(wDec, sae.WEnc, accumulate: false, compute: sae.Compute);
         else
         {
             // A transcoder whose output width differs: W_enc gets its own random columns of the same norm.
@@ -116,7 +116,7 @@ public sealed class SaeTrainable : ITrainableSae
                 var row = wEncT.Row(j);
                 TensorPrimitives.Multiply(row, (float)(decoderInitNorm / Math.Max(TensorPrimitives.Norm(row), 1e-12f)), row);
             }
-            Ops.TransposeInto(wEncT, sae.WEnc, accumulate: false);
+            Ops.TransposeInto(wEncT, sae.WEnc, accumulate: false, compute: sae.Compute);
         }
         if (sae.Params.Contains("W_skip")) sae.Params["W_skip"].Span.Clear(); // SAELens starts the skip connection at zero
         if (sae.Params.Contains("b_enc")) sae.Params["b_enc"].Span.Clear();

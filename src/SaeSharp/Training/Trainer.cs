@@ -413,7 +413,7 @@ public sealed class Trainer
     /// <summary>MSE (mean over elements, drrik's val_loss), L0 and explained variance of <paramref name="rows"/>, in batches.</summary>
     private (double Mse, double L0, double ExplainedVariance) Validate(Tensor rows)
     {
-        var mean = Initialization.Mean(rows);
+        var mean = Initialization.Mean(rows, compute: _compute);
         double err = 0, total = 0;
         long active = 0;
         for (int start = 0; start < rows.Rows; start += _cfg.BatchSize)

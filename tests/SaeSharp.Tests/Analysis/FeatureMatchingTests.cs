@@ -12,7 +12,7 @@ public class FeatureMatchingTests
     {
         var t = new Tensor(dense.GetLength(0), dense.GetLength(1));
         for (int r = 0; r < t.Rows; r++) for (int c = 0; c < t.Cols; c++) t[r, c] = dense[r, c];
-        return SparseCodes.FromDense(t);
+        return SparseCodes.FromDense(t, Compute.All);
     }
 
     /// <summary>The same codes without any entry of the given latents (they become dead).</summary>
@@ -20,7 +20,7 @@ public class FeatureMatchingTests
     {
         var dense = codes.ToDense();
         for (int r = 0; r < dense.Rows; r++) foreach (int l in latents) dense[r, l] = 0;
-        return SparseCodes.FromDense(dense);
+        return SparseCodes.FromDense(dense, Compute.All);
     }
 
     [Fact]
@@ -40,7 +40,7 @@ public class FeatureMatchingTests
     [Fact]
     public void AKnownPermutationWithNoiseIsMatchedBackExactly()
     {
-        var pair = SyntheticCodePair.Create(300, 300, 6000, sharedFraction: 1, seed: 3, pMin: 0.01, pMax: 0.05, dropout: 0.1, noise: 0.3);
+        var pair = SyntheticCodePair.Create(300, 300, 6000, sharedFraction: 1, seed: 3, pMin: 0.01, pMax: 0.05, dropout: 0.1, noise: 0.3, compute: Compute.All);
         Assert.DoesNotContain(-1, pair.Planted);
         var m = FeatureMatching.ByActivations(pair.Reference, pair.Other, new Compute(2),
             new AssignmentOptions { CandidatesPerRow = 2, AddedPerRound = 2, BlockEntries = 300 * 37 });
@@ -51,7 +51,7 @@ public class FeatureMatchingTests
     [Fact]
     public void DeadLatentsAreReportedAndLeftOutOfTheAssignment()
     {
-        var pair = SyntheticCodePair.Create(200, 200, 5000, sharedFraction: 1, seed: 4, pMin: 0.01, pMax: 0.05);
+        var pair = SyntheticCodePair.Create(200, 200, 5000, sharedFraction: 1, seed: 4, pMin: 0.01, pMax: 0.05, compute: Compute.All);
         int lostPartner = Array.IndexOf(pair.Planted, 5);
         var reference = Without(pair.Reference, 3, 17);
         var other = Without(pair.Other, 5);
@@ -77,7 +77,7 @@ public class FeatureMatchingTests
     [InlineData(80, 140, 0.3)]
     public void MatchesTheDenseOptimumOnRectangularPairs(int nRef, int nOther, double shared)
     {
-        var pair = SyntheticCodePair.Create(nRef, nOther, 3000, shared, seed: (ulong)nRef, pMin: 0.01, pMax: 0.08);
+        var pair = SyntheticCodePair.Create(nRef, nOther, 3000, shared, seed: (ulong)nRef, pMin: 0.01, pMax: 0.08, compute: Compute.All);
         var m = FeatureMatching.ByActivations(pair.Reference, pair.Other, Compute.Single, new AssignmentOptions { CandidatesPerRow = 1, AddedPerRound = 1 });
         var a = pair.Reference.ToDense();
         var b = pair.Other.ToDense();
@@ -91,7 +91,7 @@ public class FeatureMatchingTests
         }
         var cost = new double[liveA.Length * liveB.Length];
         for (int x = 0; x < liveA.Length; x++) for (int y = 0; y < liveB.Length; y++) cost[x * liveB.Length + y] = 1 - Cos(liveA[x], liveB[y]);
-        var (rows, cols) = LinearAssignment.Solve(cost, liveA.Length, liveB.Length);
+        var (rows, cols) = LinearAssignment.Solve(cost, liveA.Length, liveB.Length, Compute.All);
         double dense = rows.Select((r, k) => cost[r * liveB.Length + cols[k]]).Sum();
         double sparse = liveA.Where(i => m.Partner[i] >= 0).Sum(i => m.Distance[i]);
         Assert.Equal(dense, sparse, 6);
@@ -124,7 +124,7 @@ public class FeatureMatchingTests
         rng.FillNormal(random.Span);
         Assert.InRange(FeatureMatching.MeanMaxCosine(reference, random, Compute.Single), 0.2, 0.9);
         Assert.True(double.IsNaN(FeatureMatching.PairDecoderCosines(reference, other, [-1, .. m.Partner[1..]])[0]));
-        Assert.Throws<ArgumentException>(() => FeatureMatching.ByDecoders(reference, new Tensor(50, 8)));
+        Assert.Throws<ArgumentException>(() => FeatureMatching.ByDecoders(reference, new Tensor(50, 8), compute: Compute.All));
     }
 
     [Fact]
@@ -137,6 +137,6 @@ public class FeatureMatchingTests
         Assert.Equal(3, kept.Count);
         Assert.Equal(5, FeatureMatching.DropSmall(codes, 0).Count); // only exact zeros go
         Assert.Throws<ArgumentException>(() => FeatureMatching.DropSmall(codes, double.NaN));
-        Assert.Throws<ArgumentException>(() => FeatureMatching.ByActivations(codes, Codes(new float[,] { { 1 } })));
+        Assert.Throws<ArgumentException>(() => FeatureMatching.ByActivations(codes, Codes(new float[,] { { 1 } }), compute: Compute.All));
     }
 }

@@ -52,10 +52,10 @@ public class GatedSaeTests
         var sae = (GatedSae)RandomSae(new SaeConfig { Architecture = "gated", DIn = 19, DSae = 301 }, 16);
         var x = RandomX(67, 19, 17);
         var bGate = sae.Params["b_gate"];
-        Ops.Clear(bGate);
+        Ops.Clear(bGate, compute: Compute.All);
         var saeIn = x.Clone(); // x − b_dec
         for (int r = 0; r < x.Rows; r++) System.Numerics.Tensors.TensorPrimitives.Subtract(saeIn.Row(r), sae.BDec.Span, saeIn.Row(r));
-        var g = Gemm.MatMul(saeIn, sae.WEnc);
+        var g = Gemm.MatMul(saeIn, sae.WEnc, Compute.All);
         for (int j = 0; j < 301; j++) bGate.Span[j] = -SecondLargestInColumn(g, j);
         var opt = new SaeLossOptions { L1Coefficient = 0.4 };
         Assert.NotNull(sae.Forward(x, opt).Codes);

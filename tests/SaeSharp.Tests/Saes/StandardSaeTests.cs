@@ -72,7 +72,7 @@ public class StandardSaeTests
         var x = RandomX(67, 19, 10);
         // Each latent's bias at minus its 98th-percentile pre-activation over the batch: about 2% fire.
         var bEnc = sae.Params["b_enc"];
-        Ops.Clear(bEnc);
+        Ops.Clear(bEnc, compute: Compute.All);
         var pre = sae.Forward(x).PreActs;
         for (int j = 0; j < bEnc.Length; j++)
             bEnc.Span[j] = -SecondLargestInColumn(pre, j);

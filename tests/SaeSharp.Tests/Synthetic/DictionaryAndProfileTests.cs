@@ -9,7 +9,7 @@ public class DictionaryAndProfileTests
 {
     private static float MaxAbsOffDiagonalCos(Tensor v)
     {
-        var c = SyntheticEvals.AbsCosine(v, v);
+        var c = SyntheticEvals.AbsCosine(v, v, compute: Compute.All);
         float m = 0;
         for (int i = 0; i < v.Rows; i++) for (int j = 0; j < v.Rows; j++) if (i != j) m = Math.Max(m, c[i, j]);
         return m;
@@ -18,27 +18,27 @@ public class DictionaryAndProfileTests
     [Fact]
     public void RandomDictionaryHasUnitRowsAndRequestedBias()
     {
-        var d = FeatureDictionary.CreateRandom(20, 8, new Rng(1), DictionaryBias.GivenNorm, biasNorm: 3);
+        var d = FeatureDictionary.CreateRandom(20, 8, new Rng(1), Compute.All, DictionaryBias.GivenNorm, biasNorm: 3);
         foreach (float n in Ops.RowNorms(d.FeatureVectors)) Assert.Equal(1f, n, 5);
         Assert.Equal(3f, TensorPrimitives.Norm(d.Bias.Span), 4);
-        Assert.Equal(1f, TensorPrimitives.Norm(FeatureDictionary.CreateRandom(4, 8, new Rng(1), DictionaryBias.RandomUnit).Bias.Span), 5);
-        Assert.Equal(0f, TensorPrimitives.Norm(FeatureDictionary.CreateRandom(4, 8, new Rng(1)).Bias.Span));
-        Assert.Throws<ArgumentOutOfRangeException>(() => FeatureDictionary.CreateRandom(0, 8, new Rng(1)));
+        Assert.Equal(1f, TensorPrimitives.Norm(FeatureDictionary.CreateRandom(4, 8, new Rng(1), Compute.All, DictionaryBias.RandomUnit).Bias.Span), 5);
+        Assert.Equal(0f, TensorPrimitives.Norm(FeatureDictionary.CreateRandom(4, 8, new Rng(1), compute: Compute.All).Bias.Span));
+        Assert.Throws<ArgumentOutOfRangeException>(() => FeatureDictionary.CreateRandom(0, 8, new Rng(1), compute: Compute.All));
     }
 
     [Fact]
     public void SparseForwardEqualsDenseForward()
     {
-        var d = FeatureDictionary.CreateRandom(30, 12, new Rng(2), DictionaryBias.RandomUnit);
-        var f = new ActivationGenerator(Profiles.Constant(30, 0.2), stdMagnitudes: Profiles.Constant(30, 0.5)).Sample(40, new Rng(3));
-        var dense = d.Forward(f);
-        var sparse = d.ForwardSparse(f);
+        var d = FeatureDictionary.CreateRandom(30, 12, new Rng(2), Compute.All, DictionaryBias.RandomUnit);
+        var f = new ActivationGenerator(Profiles.Constant(30, 0.2), stdMagnitudes: Profiles.Constant(30, 0.5)).Sample(40, new Rng(3), compute: Compute.All);
+        var dense = d.Forward(f, Compute.All);
+        var sparse = d.ForwardSparse(f, compute: Compute.All);
         for (int i = 0; i < dense.Length; i++) Assert.Equal(dense.Span[i], sparse.Span[i], 4);
         // Row r is Σⱼ f[r, j]·vⱼ + b.
         var expect = d.Bias.ToArray();
         for (int j = 0; j < 30; j++) for (int k = 0; k < 12; k++) expect[k] += f[0, j] * d.FeatureVectors[j, k];
         for (int k = 0; k < 12; k++) Assert.Equal(expect[k], dense[0, k], 4);
-        Assert.Throws<ArgumentException>(() => d.Forward(new Tensor(2, 29)));
+        Assert.Throws<ArgumentException>(() => d.Forward(new Tensor(2, 29), Compute.All));
     }
 
     [Fact]
@@ -48,7 +48,7 @@ public class DictionaryAndProfileTests
         new Rng(4).FillNormal(v.Span);
         FeatureDictionary.NormalizeRows(v);
         float before = MaxAbsOffDiagonalCos(v);
-        FeatureDictionary.Orthogonalize(v, 300, 0.01f);
+        FeatureDictionary.Orthogonalize(v, 300, 0.01f, compute: Compute.All);
         float after = MaxAbsOffDiagonalCos(v);
         Assert.True(before > 0.3f, $"random start max |cos| {before}");
         Assert.True(after < 0.05f, $"max |cos| after orthogonalisation {after}");
@@ -76,7 +76,7 @@ public class DictionaryAndProfileTests
             return l;
         }
         var grad = new Tensor(n, d);
-        double loss = FeatureDictionary.OrthogonalityLoss(v, grad, target, Tensor.Uninitialized(2, n)); // chunks of 2 rows
+        double loss = FeatureDictionary.OrthogonalityLoss(v, grad, target, Tensor.Uninitialized(2, n), compute: Compute.All); // chunks of 2 rows
         Assert.Equal(Loss(x), loss, 3);
         const double h = 1e-5;
         for (int p = 0; p < x.Length; p++)
@@ -94,8 +94,8 @@ public class DictionaryAndProfileTests
         var a = Tensor.Uninitialized(37, 10);
         new Rng(5).FillNormal(a.Span);
         var b = a.Clone();
-        double la = FeatureDictionary.Orthogonalize(a, 20, 0.01f, chunkRows: 1024);
-        double lb = FeatureDictionary.Orthogonalize(b, 20, 0.01f, chunkRows: 6);
+        double la = FeatureDictionary.Orthogonalize(a, 20, 0.01f, chunkRows: 1024, compute: Compute.All);
+        double lb = FeatureDictionary.Orthogonalize(b, 20, 0.01f, chunkRows: 6, compute: Compute.All);
         Assert.Equal(la, lb, 3);
         for (int i = 0; i < a.Length; i++) Assert.Equal(a.Span[i], b.Span[i], 4);
     }
@@ -105,8 +105,8 @@ public class DictionaryAndProfileTests
     {
         var v = Tensor.Uninitialized(40, 8);
         new Rng(6).FillNormal(v.Span);
-        double l1 = FeatureDictionary.Orthogonalize(v.Clone(), 1, 0.01f);
-        double l50 = FeatureDictionary.Orthogonalize(v.Clone(), 50, 0.01f);
+        double l1 = FeatureDictionary.Orthogonalize(v.Clone(), 1, 0.01f, compute: Compute.All);
+        double l50 = FeatureDictionary.Orthogonalize(v.Clone(), 50, 0.01f, compute: Compute.All);
         Assert.True(l50 < 0.8 * l1, $"loss {l1} -> {l50}");
     }
 

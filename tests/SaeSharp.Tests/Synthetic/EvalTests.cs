@@ -5,24 +5,24 @@ namespace SaeSharp.Tests.Synthetic;
 
 public class EvalTests
 {
-    private static FeatureDictionary Dict(int n = 24, int h = 16, ulong seed = 1) => FeatureDictionary.CreateRandom(n, h, new Rng(seed));
+    private static FeatureDictionary Dict(int n = 24, int h = 16, ulong seed = 1) => FeatureDictionary.CreateRandom(n, h, new Rng(seed), compute: Compute.All);
 
     [Fact]
     public void MccIsOneForIdenticalNegatedAndPermutedDictionaries()
     {
         var d = Dict();
         var v = d.FeatureVectors;
-        Assert.Equal(1.0, SyntheticEvals.Mcc(v, v), 5);
+        Assert.Equal(1.0, SyntheticEvals.Mcc(v, v, compute: Compute.All), 5);
         var neg = v.Clone();
         foreach (ref float x in neg.Span) x = -x;
-        Assert.Equal(1.0, SyntheticEvals.Mcc(neg, v), 5);
+        Assert.Equal(1.0, SyntheticEvals.Mcc(neg, v, compute: Compute.All), 5);
         var perm = new Rng(2).Permutation(v.Rows);
         var p = Tensor.Uninitialized(v.Rows, v.Cols);
         for (int i = 0; i < perm.Length; i++) v.Row(perm[i]).CopyTo(p.Row(i));
         // Scale rows too: MCC uses cosines.
         for (int i = 0; i < p.Rows; i++) foreach (ref float x in p.Row(i)) x *= (i % 3 == 0 ? -2.5f : 0.3f);
-        Assert.Equal(1.0, SyntheticEvals.Mcc(p, v), 5);
-        var order = SyntheticEvals.BestLatentOrdering(p, v);
+        Assert.Equal(1.0, SyntheticEvals.Mcc(p, v, compute: Compute.All), 5);
+        var order = SyntheticEvals.BestLatentOrdering(p, v, compute: Compute.All);
         for (int f = 0; f < v.Rows; f++) Assert.Equal(f, perm[order[f]]);
     }
 
@@ -31,26 +31,26 @@ public class EvalTests
     {
         var d = Dict(24, 16);
         var other = Dict(40, 16, seed: 9).FeatureVectors;
-        double mcc = SyntheticEvals.Mcc(other, d.FeatureVectors);
+        double mcc = SyntheticEvals.Mcc(other, d.FeatureVectors, compute: Compute.All);
         Assert.InRange(mcc, 0.1, 0.9);
         // A wider decoder that contains the dictionary plus extra latents still matches all features perfectly.
         var (wide, featureOf) = SyntheticEvals.InitDecoderToDictionary(d, 30, 0, permute: true, new Rng(3));
-        Assert.Equal(1.0, SyntheticEvals.Mcc(wide, d.FeatureVectors), 5);
+        Assert.Equal(1.0, SyntheticEvals.Mcc(wide, d.FeatureVectors, compute: Compute.All), 5);
         Assert.Equal(6, featureOf.Count(f => f < 0));
-        var ordering = SyntheticEvals.BestLatentOrdering(wide, d.FeatureVectors);
+        var ordering = SyntheticEvals.BestLatentOrdering(wide, d.FeatureVectors, compute: Compute.All);
         Assert.Equal(Enumerable.Range(0, 30), ordering.OrderBy(i => i));
     }
 
     [Fact]
     public void DecoderInitialisedWithSmallNoiseScoresHighMcc()
     {
-        var d = FeatureDictionary.CreateRandom(64, 32, new Rng(4), orthogonalizeSteps: 50);
+        var d = FeatureDictionary.CreateRandom(64, 32, new Rng(4), orthogonalizeSteps: 50, compute: Compute.All);
         var (w, featureOf) = SyntheticEvals.InitDecoderToDictionary(d, 64, 0.01f, permute: true, new Rng(5));
-        Assert.True(SyntheticEvals.Mcc(w, d.FeatureVectors) > 0.99);
+        Assert.True(SyntheticEvals.Mcc(w, d.FeatureVectors, compute: Compute.All) > 0.99);
         Assert.Equal(Enumerable.Range(0, 64), featureOf.OrderBy(i => i));
-        Assert.Equal(1.0, SyntheticEvals.FeatureUniqueness(w, d.FeatureVectors), 6);
+        Assert.Equal(1.0, SyntheticEvals.FeatureUniqueness(w, d.FeatureVectors, compute: Compute.All), 6);
         var (noisy, _) = SyntheticEvals.InitDecoderToDictionary(d, 64, 1f, permute: false, new Rng(5));
-        Assert.True(SyntheticEvals.Mcc(noisy, d.FeatureVectors) < 0.9);
+        Assert.True(SyntheticEvals.Mcc(noisy, d.FeatureVectors, compute: Compute.All) < 0.9);
     }
 
     [Fact]
@@ -62,7 +62,7 @@ public class EvalTests
         SyntheticEvals.CopyDictionaryInto(dec, d, 0, order, new Rng(1));
         for (int i = 0; i < 6; i++) Assert.Equal(d.FeatureVectors.Row(order[i]).ToArray(), dec.Row(i).ToArray());
         Assert.All(dec.Row(7).ToArray(), v => Assert.Equal(7f, v)); // extra latents untouched
-        Assert.Equal([5, 4, 3, 2, 1, 0, 6, 7], SyntheticEvals.BestFeatureOrdering(dec.RowSlice(0, 6), d.FeatureVectors).Concat([6, 7]));
+        Assert.Equal([5, 4, 3, 2, 1, 0, 6, 7], SyntheticEvals.BestFeatureOrdering(dec.RowSlice(0, 6), d.FeatureVectors, compute: Compute.All).Concat([6, 7]));
         Assert.Throws<ArgumentException>(() => SyntheticEvals.CopyDictionaryInto(dec, d, 0, [0, 0, 1, 2, 3, 4], new Rng(1)));
         Assert.Throws<ArgumentException>(() => SyntheticEvals.CopyDictionaryInto(new Tensor(3, 5), d, 0, null, new Rng(1)));
     }
@@ -72,8 +72,8 @@ public class EvalTests
     {
         var v = Tensor.FromArray([1f, 0f, 0f, 1f], 2, 2);
         var dec = Tensor.FromArray([1f, 0.1f, 0.9f, 0.05f, 0.1f, 1f], 3, 2);
-        Assert.Equal(2.0 / 3, SyntheticEvals.FeatureUniqueness(dec, v), 9);
-        Assert.Equal([0, 0, 1], SyntheticEvals.BestMatches(dec, v));
+        Assert.Equal(2.0 / 3, SyntheticEvals.FeatureUniqueness(dec, v, compute: Compute.All), 9);
+        Assert.Equal([0, 0, 1], SyntheticEvals.BestMatches(dec, v, compute: Compute.All));
     }
 
     [Fact]
@@ -84,12 +84,12 @@ public class EvalTests
         // Feature 1 fires in samples 0, 1; latent 0 fires in 1, 2 → TP 1, FP 1, FN 1.
         var featureActs = Tensor.FromArray([0f, 1f, 1f, 2f, 0f, 0f, 1f, 0f], 4, 2);
         var latentActs = Tensor.FromArray([0f, 1f, 3f, 1f, 1f, 0f, 0f, 1f], 4, 2);
-        var s = SyntheticEvals.FiringScores(latentActs, featureActs, decoder, features);
+        var s = SyntheticEvals.FiringScores(latentActs, featureActs, decoder, features, compute: Compute.All);
         Assert.Equal([1, 0], s.BestFeature);
         Assert.Equal(0.5, s.Precision[0], 9); Assert.Equal(0.5, s.Recall[0], 9); Assert.Equal(0.5, s.F1[0], 9);
         // Feature 0 fires in 1, 3; latent 1 fires in 0, 1, 3 → TP 2, FP 1, FN 0.
         Assert.Equal(2.0 / 3, s.Precision[1], 9); Assert.Equal(1.0, s.Recall[1], 9); Assert.Equal(0.8, s.F1[1], 9);
-        Assert.Throws<ArgumentException>(() => SyntheticEvals.FiringScores(new Tensor(3, 2), featureActs, decoder, features));
+        Assert.Throws<ArgumentException>(() => SyntheticEvals.FiringScores(new Tensor(3, 2), featureActs, decoder, features, compute: Compute.All));
     }
 
     [Fact]
@@ -111,9 +111,9 @@ public class EvalTests
     {
         var d = Dict(20, 24); // more dimensions than features: the dictionary is invertible
         var gen = new ActivationGenerator(Profiles.Constant(20, 0.2));
-        var (f, h) = gen.SampleHidden(d, 500, new Rng(6));
+        var (f, h) = gen.SampleHidden(d, 500, new Rng(6), compute: Compute.All);
         // "SAE" that reads the true features back: latents = features, reconstruction = hidden.
-        var r = SyntheticEvals.Evaluate(f, h, f, h, d.FeatureVectors, d);
+        var r = SyntheticEvals.Evaluate(f, h, f, h, d.FeatureVectors, d, compute: Compute.All);
         Assert.Equal(1.0, r.Mcc, 5);
         Assert.Equal(1.0, r.Shrinkage, 5);
         Assert.Equal(1.0, r.ExplainedVariance, 5);
@@ -137,7 +137,7 @@ public class EvalTests
         var latents = Tensor.FromArray([1f, 0f, 1f, 0f, 1f, 0f, 0f, 0f, 0f, 0f, 0f, 1f], 4, 3);
         var recon = Tensor.FromArray([0.5f, 0f, 1f, 1f, 0f, 0f, 0f, 0.5f], 4, 2);
         var decoder = Tensor.FromArray([1f, 0f, 0f, 1f, 0f, 1f], 3, 2); // latent 0 ↔ feature 0; latents 1, 2 ↔ feature 1
-        var r = SyntheticEvals.Evaluate(features, hidden, latents, recon, decoder, d);
+        var r = SyntheticEvals.Evaluate(features, hidden, latents, recon, decoder, d, compute: Compute.All);
         Assert.Equal(0.5, r.TrueL0, 9);
         Assert.Equal(1.0, r.SaeL0, 9);               // (2 + 1 + 0 + 1) / 4
         Assert.Equal(1.5, r.NonzeroRowsSaeL0, 9);    // SAELens < 6.35: rows 0 and 3 only

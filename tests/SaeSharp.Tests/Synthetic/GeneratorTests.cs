@@ -33,7 +33,7 @@ public class GeneratorTests
         float[] p = [0.01f, 0.05f, 0.2f, 0.5f, 0.9f, 0f, 1f];
         var gen = new ActivationGenerator(p);
         const int n = 40_000;
-        var rates = FiringRates(gen.Sample(n, new Rng(1)));
+        var rates = FiringRates(gen.Sample(n, new Rng(1), compute: Compute.All));
         for (int j = 0; j < p.Length; j++)
             Assert.InRange(rates[j], p[j] - 5 * Math.Sqrt(p[j] * (1 - p[j]) / n) - 1e-9, p[j] + 5 * Math.Sqrt(p[j] * (1 - p[j]) / n) + 1e-9);
     }
@@ -42,7 +42,7 @@ public class GeneratorTests
     public void MagnitudesFollowMeanAndStd()
     {
         var gen = new ActivationGenerator([1f, 1f, 0.5f], meanMagnitudes: [2f, 3f, 1.5f], stdMagnitudes: [0.5f, 0f, 0f]);
-        var acts = gen.Sample(20_000, new Rng(2));
+        var acts = gen.Sample(20_000, new Rng(2), compute: Compute.All);
         double sum = 0, sq = 0;
         for (int r = 0; r < acts.Rows; r++) { sum += acts[r, 0]; sq += acts[r, 0] * acts[r, 0]; Assert.Equal(3f, acts[r, 1]); Assert.True(acts[r, 2] is 0f or 1.5f); }
         double mean = sum / acts.Rows, std = Math.Sqrt(sq / acts.Rows - mean * mean);
@@ -56,7 +56,7 @@ public class GeneratorTests
     {
         var corr = Correlations.FromPairs(3, new Dictionary<(int, int), double> { [(0, 1)] = 0.6, [(0, 2)] = -0.4, [(1, 2)] = -0.2 });
         var gen = new ActivationGenerator([0.5f, 0.5f, 0.5f], correlation: new FullCorrelation(corr));
-        var acts = gen.Sample(40_000, new Rng(5));
+        var acts = gen.Sample(40_000, new Rng(5), compute: Compute.All);
         // Standard error of φ is about 1/√N = 0.005.
         Assert.Equal(TheoreticalPhiAtHalf(0.6), Phi(acts, 0, 1), 0.03);
         Assert.Equal(TheoreticalPhiAtHalf(-0.4), Phi(acts, 0, 2), 0.03);
@@ -68,7 +68,7 @@ public class GeneratorTests
     {
         var corr = Correlations.FromPairs(3, new Dictionary<(int, int), double> { [(0, 1)] = 0.7, [(1, 2)] = 0.3 });
         float[] p = [0.05f, 0.3f, 0.8f];
-        var rates = FiringRates(new ActivationGenerator(p, correlation: new FullCorrelation(corr)).Sample(40_000, new Rng(6)));
+        var rates = FiringRates(new ActivationGenerator(p, correlation: new FullCorrelation(corr)).Sample(40_000, new Rng(6), compute: Compute.All));
         for (int j = 0; j < 3; j++) Assert.Equal(p[j], rates[j], 0.015);
     }
 
@@ -79,7 +79,7 @@ public class GeneratorTests
         var f = Tensor.FromArray([0.8f, 0.7f, -0.5f], 3, 1);
         var d = Tensor.FromArray([1 - 0.64f, 1 - 0.49f, 1 - 0.25f], 3);
         var gen = new ActivationGenerator([0.5f, 0.5f, 0.5f], correlation: new LowRankCorrelation(f, d));
-        var acts = gen.Sample(40_000, new Rng(7));
+        var acts = gen.Sample(40_000, new Rng(7), compute: Compute.All);
         Assert.Equal(TheoreticalPhiAtHalf(0.56), Phi(acts, 0, 1), 0.03);
         Assert.Equal(TheoreticalPhiAtHalf(-0.4), Phi(acts, 0, 2), 0.03);
         Assert.Equal(TheoreticalPhiAtHalf(-0.35), Phi(acts, 1, 2), 0.03);
@@ -93,7 +93,7 @@ public class GeneratorTests
         var d = Tensor.FromArray([0.64f, 0.36f, 0.91f, 0f, 0.75f, 0.96f], 6);
         float[] p = [0.002f, 0.01f, 0.05f, 0.3f, 0f, 1f];
         const int n = 60_000;
-        var rates = FiringRates(new ActivationGenerator(p, correlation: new LowRankCorrelation(f, d)).Sample(n, new Rng(11)));
+        var rates = FiringRates(new ActivationGenerator(p, correlation: new LowRankCorrelation(f, d)).Sample(n, new Rng(11), compute: Compute.All));
         for (int j = 0; j < p.Length; j++)
             Assert.True(Math.Abs(rates[j] - p[j]) <= 5 * Math.Sqrt(p[j] * (1 - p[j]) / n) + 1e-9, $"feature {j}: rate {rates[j]}, p {p[j]}");
     }
@@ -130,10 +130,10 @@ public class GeneratorTests
         }
         Assert.Contains(Enumerable.Range(0, 150), r => dense[r, 119] == 0.5f); // the dense modifier's new entries survive
 
-        var dict = FeatureDictionary.CreateRandom(120, 9, new Rng(4), DictionaryBias.RandomUnit, 1);
-        var (sparseFeatures, hidden) = gen.SampleHiddenCodes(dict, 150, new Rng(3));
+        var dict = FeatureDictionary.CreateRandom(120, 9, new Rng(4), Compute.All, DictionaryBias.RandomUnit, 1);
+        var (sparseFeatures, hidden) = gen.SampleHiddenCodes(dict, 150, new Rng(3), compute: Compute.All);
         Assert.Equal(codes.Index[..codes.Count], sparseFeatures.Index[..sparseFeatures.Count]);
-        var reference = dict.Forward(dense);
+        var reference = dict.Forward(dense, Compute.All);
         for (int i = 0; i < hidden.Length; i++) Assert.Equal(reference.Span[i], hidden.Span[i], 4);
     }
 
@@ -164,7 +164,7 @@ public class GeneratorTests
         var gen = new ActivationGenerator([1f, 1f], modifiers: [
             new Lambda((a, _) => { for (int r = 0; r < a.Rows; r++) a[r, 0] -= 1.5f; }),
             new Lambda((a, _) => { foreach (ref float v in a.Span) v = -v; })]);
-        var acts = gen.Sample(3, new Rng(1));
+        var acts = gen.Sample(3, new Rng(1), compute: Compute.All);
         for (int r = 0; r < 3; r++) { Assert.Equal(0.5f, acts[r, 0]); Assert.Equal(0f, acts[r, 1]); }
     }
 

@@ -68,7 +68,7 @@ public class HierarchyTests
         Assert.Contains(forest.SelectMany(r => new[] { r }.Concat(Edges(r).Select(e => e.Child))), n => n.MutuallyExclusiveChildren);
         int used = forest.SelectMany(r => r.AllFeatureIndices()).Count();
         var gen = new ActivationGenerator(Profiles.Constant(60, 0.5), modifiers: [new HierarchyModifier(forest)]);
-        var acts = gen.Sample(3000, new Rng(2));
+        var acts = gen.Sample(3000, new Rng(2), compute: Compute.All);
         int childFired = 0;
         for (int r = 0; r < acts.Rows; r++)
             foreach (var root in forest)
@@ -88,7 +88,7 @@ public class HierarchyTests
         var root = new HierarchyNode(0, Enumerable.Range(1, 4).Select(i => new HierarchyNode(i)), mutuallyExclusiveChildren: true);
         var gen = new ActivationGenerator(Profiles.Constant(5, 1.0), modifiers: [new HierarchyModifier([root])]);
         const int n = 8000;
-        var acts = gen.Sample(n, new Rng(3));
+        var acts = gen.Sample(n, new Rng(3), compute: Compute.All);
         var counts = new double[4];
         for (int r = 0; r < n; r++)
         {
@@ -107,7 +107,7 @@ public class HierarchyTests
         var a = new HierarchyNode(0, [new HierarchyNode(1), new HierarchyNode(2, [new HierarchyNode(5)])]);
         var b = new HierarchyNode(null, [new HierarchyNode(3), new HierarchyNode(4)], id: "group");
         var gen = new ActivationGenerator([0f, 1f, 1f, 1f, 1f, 1f], modifiers: [new HierarchyModifier([a, b])]);
-        var acts = gen.Sample(50, new Rng(4));
+        var acts = gen.Sample(50, new Rng(4), compute: Compute.All);
         for (int r = 0; r < 50; r++)
         {
             Assert.Equal(0f, acts[r, 1]); Assert.Equal(0f, acts[r, 2]); Assert.Equal(0f, acts[r, 5]);
@@ -120,7 +120,7 @@ public class HierarchyTests
     {
         var root = new HierarchyNode(0, [new HierarchyNode(1)]);
         var gen = new ActivationGenerator([1f, 1f], meanMagnitudes: [3f, 2f], modifiers: [new HierarchyModifier([root], scaleChildrenByParent: true)]);
-        var acts = gen.Sample(4, new Rng(1));
+        var acts = gen.Sample(4, new Rng(1), compute: Compute.All);
         Assert.Equal(6f, acts[0, 1]);
     }
 
@@ -188,7 +188,7 @@ public class HierarchyTests
         var p = Hierarchy.CompensateFiringProbabilities(targets, forest);
         Assert.All(p.Zip(targets), x => Assert.True(x.First >= x.Second - 1e-7));
         const int samples = 40_000;
-        var acts = new ActivationGenerator(p, modifiers: [new HierarchyModifier(forest)]).Sample(samples, new Rng(8));
+        var acts = new ActivationGenerator(p, modifiers: [new HierarchyModifier(forest)]).Sample(samples, new Rng(8), compute: Compute.All);
         for (int j = 0; j < n; j++)
         {
             double rate = 0;

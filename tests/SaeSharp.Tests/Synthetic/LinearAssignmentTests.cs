@@ -56,7 +56,7 @@ public class LinearAssignmentTests
             var cost = new double[rows * cols];
             for (int i = 0; i < cost.Length; i++)
                 cost[i] = (trial % 3) switch { 0 => rng.NextInt(4), 1 => rng.Normal(), _ => rng.NextDouble() < 0.2 ? rng.NextDouble() : 1 };
-            var (r, c) = LinearAssignment.Solve(cost, rows, cols);
+            var (r, c) = LinearAssignment.Solve(cost, rows, cols, Compute.All);
             AssertValid(r, c, rows, cols);
             double best = BruteForce(cost, rows, cols);
             Assert.Equal(best, Total(cost, cols, r, c), 9);
@@ -67,12 +67,12 @@ public class LinearAssignmentTests
             {
                 for (int k = 0; k < count; k++)
                     for (int j = 0; j < m; j++) dest[k * m + j] = rows <= cols ? cost[which[k] * cols + j] : cost[j * cols + which[k]];
-            }, new AssignmentOptions { CandidatesPerRow = 1, AddedPerRound = 1, BlockEntries = m }, Compute.Single);
+            }, Compute.Single, new AssignmentOptions { CandidatesPerRow = 1, AddedPerRound = 1, BlockEntries = m });
             Assert.Equal(n, pruned.Cols.Distinct().Count());
             Assert.Equal(best, pruned.TotalCost, 9);
             // The float path finds an optimum of the rounded costs.
             var fcost = cost.Select(x => (float)x).ToArray();
-            var (fr, fc) = LinearAssignment.Solve(fcost, rows, cols);
+            var (fr, fc) = LinearAssignment.Solve(fcost, rows, cols, Compute.All);
             AssertValid(fr, fc, rows, cols);
             var rounded = fcost.Select(x => (double)x).ToArray();
             Assert.Equal(BruteForce(rounded, rows, cols), Total(rounded, cols, fr, fc), 5);
@@ -98,9 +98,9 @@ public class LinearAssignmentTests
         {
             for (int r = 0; r < count; r++) cost.AsSpan(which[r] * cols, cols).CopyTo(dest.AsSpan(r * cols));
         }
-        var dense = LinearAssignment.Solve(rows, cols, Fill, new AssignmentOptions { CandidatesPerRow = cols }, Compute.Single);
+        var dense = LinearAssignment.Solve(rows, cols, Fill, Compute.Single, new AssignmentOptions { CandidatesPerRow = cols });
         Assert.Equal(1, dense.Rounds);
-        var pruned = LinearAssignment.Solve(rows, cols, Fill, new AssignmentOptions { CandidatesPerRow = 1, AddedPerRound = 1, BlockEntries = 3 * cols }, new Compute(2));
+        var pruned = LinearAssignment.Solve(rows, cols, Fill, new Compute(2), new AssignmentOptions { CandidatesPerRow = 1, AddedPerRound = 1, BlockEntries = 3 * cols });
         Assert.True(pruned.Rounds > 1, "a single candidate per row cannot be optimal at once here");
         Assert.True(pruned.CandidatePairs < (long)rows * cols);
         AssertValid(pruned.Rows, pruned.Cols, rows, cols);
@@ -121,7 +121,7 @@ public class LinearAssignmentTests
         var a = LinearAssignment.Solve(n, n, (which, count, dest) =>
         {
             for (int r = 0; r < count; r++) cost.AsSpan(which[r] * n, n).CopyTo(dest.AsSpan(r * n));
-        }, new AssignmentOptions { CandidatesPerRow = 2 });
+        }, Compute.All, new AssignmentOptions { CandidatesPerRow = 2 });
         for (int i = 0; i < 50; i++) Assert.Equal(perm[i], a.Cols[i]);
         Assert.Equal(50 * 0.1 + 150, a.TotalCost, 9);
         Assert.Equal(n, a.Cols.Distinct().Count());
@@ -131,7 +131,7 @@ public class LinearAssignmentTests
     public void MaximizeFindsLargestSum()
     {
         double[] cost = [1, 9, 3, 8, 2, 7];
-        var (r, c) = LinearAssignment.Solve(cost, 2, 3, maximize: true);
+        var (r, c) = LinearAssignment.Solve(cost, 2, 3, Compute.All, maximize: true);
         Assert.Equal([0, 1], r);
         Assert.Equal([1, 0], c); // 9 + 8
     }
@@ -139,10 +139,10 @@ public class LinearAssignmentTests
     [Fact]
     public void RejectsBadInput()
     {
-        Assert.Throws<ArgumentException>(() => LinearAssignment.Solve(new double[5], 2, 3));
-        Assert.Throws<ArgumentException>(() => LinearAssignment.Solve([1, double.NaN], 1, 2));
-        Assert.Throws<ArgumentException>(() => LinearAssignment.Solve([1, double.PositiveInfinity], 1, 2));
-        Assert.Throws<ArgumentException>(() => LinearAssignment.Solve(3, 2, (_, _, _) => { }));
-        Assert.Empty(LinearAssignment.Solve(Array.Empty<double>(), 0, 3).Rows);
+        Assert.Throws<ArgumentException>(() => LinearAssignment.Solve(new double[5], 2, 3, Compute.All));
+        Assert.Throws<ArgumentException>(() => LinearAssignment.Solve([1, double.NaN], 1, 2, Compute.All));
+        Assert.Throws<ArgumentException>(() => LinearAssignment.Solve([1, double.PositiveInfinity], 1, 2, Compute.All));
+        Assert.Throws<ArgumentException>(() => LinearAssignment.Solve(3, 2, (_, _, _) => { }, Compute.All));
+        Assert.Empty(LinearAssignment.Solve(Array.Empty<double>(), 0, 3, Compute.All).Rows);
     }
 }

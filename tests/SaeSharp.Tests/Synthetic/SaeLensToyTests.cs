@@ -40,9 +40,9 @@ public class SaeLensToyTests
         Assert.All(m.Generator.FiringProbabilities, p => Assert.Equal(0.25f, p));
         Assert.All(m.Generator.MeanMagnitudes, v => Assert.Equal(1f, v)); // SAELens's defaults: magnitude 1, no spread
         Assert.All(m.Generator.StdMagnitudes, v => Assert.Equal(0f, v));
-        var (f, _) = m.Sample(20_000, new Rng(2));
+        var (f, _) = m.Sample(20_000, new Rng(2), compute: Compute.All);
         Assert.Equal(4.0, SyntheticEvals.MeanL0(f), 0.05 * 4);
-        Assert.True(SyntheticEvals.AbsCosine(m.Dictionary.FeatureVectors, m.Dictionary.FeatureVectors).ToArray()
+        Assert.True(SyntheticEvals.AbsCosine(m.Dictionary.FeatureVectors, m.Dictionary.FeatureVectors, compute: Compute.All).ToArray()
             .Where((c, i) => i / 16 != i % 16).Max() < 0.05, "features are not near orthogonal");
     }
 
@@ -67,7 +67,7 @@ public class SaeLensToyTests
             """);
         var tree = Assert.Single(m.Hierarchy);
         Assert.Equal([0, 1, 3, 2], tree.AllFeatureIndices());
-        var (f, _) = m.Sample(20_000, new Rng(4));
+        var (f, _) = m.Sample(20_000, new Rng(4), compute: Compute.All);
         double[] marginal = [0.5, 0.25, 0.25, 0.125];
         for (int j = 0; j < 4; j++) Assert.Equal(marginal[j], Fraction(f, r => f[r, j] > 0), 0.02);
         Assert.Equal(0, Fraction(f, r => f[r, 1] > 0 && f[r, 0] == 0));
@@ -89,7 +89,7 @@ public class SaeLensToyTests
             firing_probabilities: {kind: explicit, values: [0.4, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.2, 0.2]}
             hierarchy: {trees: [{feature_index: 0, children: [1, 2, 3, 4, 5, 6, 7]}]}
             """);
-        var (f, h) = m.Sample(20_000, new Rng(6));
+        var (f, h) = m.Sample(20_000, new Rng(6), compute: Compute.All);
         Assert.Equal(0.384, Fraction(f, r => Enumerable.Range(0, 10).All(j => f[r, j] == 0)), 0.02);
         Assert.Equal(0.4 + 7 * 0.4 * 0.3 + 2 * 0.2, SyntheticEvals.MeanL0(f), 0.05);
         for (int j = 1; j <= 7; j++) Assert.Equal(0, Fraction(f, r => f[r, j] > 0 && f[r, 0] == 0));
@@ -114,7 +114,7 @@ public class SaeLensToyTests
         Assert.Equal(0.5f, p[0]);
         Assert.Equal(0.01f, p[15], 6);
         Assert.Equal(0.01 + 0.49 * (1.0 / 2 - 1.0 / 16) / (1 - 1.0 / 16), p[1], 6);
-        var (f, _) = m.Sample(20_000, new Rng(8));
+        var (f, _) = m.Sample(20_000, new Rng(8), compute: Compute.All);
         double both = Fraction(f, r => f[r, 0] > 0 && f[r, 1] > 0);
         Assert.Equal(p[0], Fraction(f, r => f[r, 0] > 0), 0.02);
         Assert.True(both > 1.5 * p[0] * p[1], $"P(both) {both} vs independent {p[0] * p[1]}");

@@ -95,18 +95,18 @@ public class GemmTests
     public void ZeroInnerDimensionScalesC()
     {
         var c = new float[] { 1, 2, 3, 4 };
-        Gemm.Multiply(Trans.No, Trans.No, 2, 2, 0, 1, Array.Empty<float>(), 1, Array.Empty<float>(), 2, 0.5f, c, 2);
+        Gemm.Multiply(Trans.No, Trans.No, 2, 2, 0, 1, Array.Empty<float>(), 1, Array.Empty<float>(), 2, 0.5f, c, 2, Compute.All);
         Assert.Equal(new float[] { 0.5f, 1, 1.5f, 2 }, c);
     }
 
     [Fact]
     public void BadArgumentsAreNamed()
     {
-        var e = Assert.Throws<ArgumentException>(() => Gemm.Multiply(Trans.No, Trans.No, 4, 4, 4, 1, new float[15], 4, new float[16], 4, 0, new float[16], 4));
+        var e = Assert.Throws<ArgumentException>(() => Gemm.Multiply(Trans.No, Trans.No, 4, 4, 4, 1, new float[15], 4, new float[16], 4, 0, new float[16], 4, Compute.All));
         Assert.Contains("GEMM A", e.Message);
-        e = Assert.Throws<ArgumentException>(() => Gemm.Multiply(Trans.No, Trans.No, 4, 4, 4, 1, new float[16], 3, new float[16], 4, 0, new float[16], 4));
+        e = Assert.Throws<ArgumentException>(() => Gemm.Multiply(Trans.No, Trans.No, 4, 4, 4, 1, new float[16], 3, new float[16], 4, 0, new float[16], 4, Compute.All));
         Assert.Contains("leading dimension", e.Message);
-        e = Assert.Throws<ArgumentException>(() => Gemm.MatMul(new Tensor(2, 3), new Tensor(4, 5)));
+        e = Assert.Throws<ArgumentException>(() => Gemm.MatMul(new Tensor(2, 3), new Tensor(4, 5), Compute.All));
         Assert.Contains("inner dimensions", e.Message);
     }
 

@@ -30,7 +30,7 @@ public class SparseKernelTests
         var (codes, w, _) = Setup(rows, dSae, d, k, 11);
         var bias = Enumerable.Range(0, d).Select(i => i * 0.1f).ToArray();
         var output = new Tensor(rows, d);
-        SparseKernels.Decode(codes, w, output, bias, new Compute(2));
+        SparseKernels.Decode(codes, w, output, new Compute(2), bias);
         var dense = codes.ToDense();
         for (int r = 0; r < rows; r++)
             for (int j = 0; j < d; j++)
@@ -251,14 +251,14 @@ public class SparseKernelTests
                 Assert.Equal(s, dest[k * colsB + j], 9);
             }
         Assert.Equal(99, dest[^1]);
-        Assert.Throws<ArgumentException>(() => SparseKernels.TransposedProduct(a.ToColumns(), TopK.Rows(new Tensor(rows + 1, colsB), 1, false), which, 1, dest));
+        Assert.Throws<ArgumentException>(() => SparseKernels.TransposedProduct(a.ToColumns(), TopK.Rows(new Tensor(rows + 1, colsB), 1, false, Compute.All), which, 1, dest, Compute.All));
     }
 
     [Fact]
     public void ToColumnsListsEachColumnsRowsAscendingWithTheirValues()
     {
         var dense = Tensor.FromArray([0, 2, 3, 4, 0, 0, 0, 5, 6], 3, 3);
-        var c = SparseCodes.FromDense(dense).ToColumns();
+        var c = SparseCodes.FromDense(dense, Compute.All).ToColumns();
         Assert.Equal([0, 1, 3, 5], c.ColStart);
         Assert.Equal([1, 0, 2, 0, 2], c.Row);
         Assert.Equal([4f, 2, 5, 3, 6], c.Value);

@@ -56,7 +56,7 @@ public class TopKTests
     public void ReluClampsSelectedValuesButKeepsK()
     {
         var x = Tensor.FromArray(new float[] { -3, -1, 2, -2 }, 1, 4);
-        var codes = TopK.Rows(x, 3, relu: true);
+        var codes = TopK.Rows(x, 3, relu: true, Compute.All);
         Assert.Equal(new[] { 2, 1, 3 }, codes.RowIndex(0).ToArray());
         Assert.Equal(new float[] { 2, 0, 0 }, codes.RowValue(0).ToArray());
     }
@@ -65,8 +65,8 @@ public class TopKTests
     public void KOutOfRangeIsRejected()
     {
         var x = new Tensor(2, 5);
-        Assert.Throws<ArgumentOutOfRangeException>(() => TopK.Rows(x, 0, relu: false));
-        Assert.Throws<ArgumentOutOfRangeException>(() => TopK.Rows(x, 6, relu: false));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TopK.Rows(x, 0, relu: false, Compute.All));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TopK.Rows(x, 6, relu: false, Compute.All));
     }
 
     [Theory]
@@ -116,7 +116,7 @@ public class TopKTests
     public void BatchIgnoresNaNAndNonPositive()
     {
         var x = Tensor.FromArray(new[] { float.NaN, 0f, -1f, 3f, float.PositiveInfinity, 1f }, 2, 3);
-        var (codes, min) = TopK.Batch(x, 2);
+        var (codes, min) = TopK.Batch(x, 2, compute: Compute.All);
         Assert.Equal(new[] { 0, 1 }, codes.Index.Take(codes.Count).ToArray());
         Assert.Equal(new[] { 3f, float.PositiveInfinity }, codes.Value.Take(codes.Count).ToArray());
         Assert.Equal(3f, min);

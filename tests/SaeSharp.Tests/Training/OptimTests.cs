@@ -71,11 +71,11 @@ public class OptimTests
     {
         var p = new Dictionary<string, Tensor> { ["w"] = Tensor.FromArray(new[] { 1f, -2f }, 2) };
         var adam = new Adam(p);
-        adam.Update(p, new Dictionary<string, Tensor> { ["w"] = Tensor.FromArray(new[] { 0.5f, 0f }, 2) }, 0.1f);
+        adam.Update(p, new Dictionary<string, Tensor> { ["w"] = Tensor.FromArray(new[] { 0.5f, 0f }, 2) }, 0.1f, compute: Compute.All);
         // Step 1: m̂ = g, v̂ = g², so the update is lr·sign(g) (and 0 for a zero gradient).
         Assert.Equal(0.9f, p["w"][0], 6);
         Assert.Equal(-2f, p["w"][1]);
-        adam.Update(p, new Dictionary<string, Tensor> { ["w"] = Tensor.FromArray(new[] { -1f, 0f }, 2) }, 0.1f);
+        adam.Update(p, new Dictionary<string, Tensor> { ["w"] = Tensor.FromArray(new[] { -1f, 0f }, 2) }, 0.1f, compute: Compute.All);
         // m = 0.9·0.05 − 0.1 = −0.055, v = 0.999·0.00025 + 0.001 = 0.00124975;
         // m̂ = −0.055/0.19 = −0.2894737, v̂ = 0.00124975/0.001999 = 0.6251876; Δ = 0.1·m̂/√v̂ = −0.0366103.
         Assert.Equal(0.9366103f, p["w"][0], 5);
@@ -87,7 +87,7 @@ public class OptimTests
     {
         var p = new Dictionary<string, Tensor> { ["w"] = new Tensor(2) };
         var adam = new Adam(p);
-        Assert.Throws<KeyNotFoundException>(() => adam.Update(p, new Dictionary<string, Tensor> { ["x"] = new Tensor(2) }, 0.1f));
+        Assert.Throws<KeyNotFoundException>(() => adam.Update(p, new Dictionary<string, Tensor> { ["x"] = new Tensor(2) }, 0.1f, compute: Compute.All));
         Assert.Throws<ArgumentOutOfRangeException>(() => new Adam(p, beta1: 1f));
     }
 
@@ -96,7 +96,7 @@ public class OptimTests
     {
         var p = new Dictionary<string, Tensor> { ["W"] = Tensor.Filled(1f, 3, 2) };
         var adam = new Adam(p);
-        adam.Update(p, new Dictionary<string, Tensor> { ["W"] = Tensor.Filled(1f, 3, 2) }, 0.01f);
+        adam.Update(p, new Dictionary<string, Tensor> { ["W"] = Tensor.Filled(1f, 3, 2) }, 0.01f, compute: Compute.All);
         adam.ResetMoments("W", new[] { 1 }, axis: 0);
         Assert.Equal(0f, adam.FirstMoment["W"][1, 0]);
         Assert.Equal(0f, adam.SecondMoment["W"][1, 1]);
@@ -110,7 +110,7 @@ public class OptimTests
     public void ClipGradNormScalesToMaxNorm()
     {
         var g = new[] { Tensor.FromArray(new[] { 3f }, 1), Tensor.FromArray(new[] { 4f }, 1) };
-        double before = Adam.ClipGradNorm(g, 1.0);
+        double before = Adam.ClipGradNorm(g, 1.0, compute: Compute.All);
         Assert.Equal(5.0, before, 6);
         Assert.Equal(0.6f, g[0][0], 5);
         Assert.Equal(0.8f, g[1][0], 5);

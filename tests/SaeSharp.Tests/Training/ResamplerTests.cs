@@ -22,7 +22,7 @@ public class ResamplerTests
     {
         var f = new Tensor(rows, latents);
         foreach (int j in firing) for (int r = 0; r < rows; r++) f[r, j] = 1;
-        return SaeTrainable.ToCodes(f);
+        return SaeTrainable.ToCodes(f, compute: Compute.All);
     }
 
     [Fact]
@@ -37,11 +37,11 @@ public class ResamplerTests
         var adam = new Adam(trainable.Parameters);
         // Two updates with random gradients, so every moment is non-zero.
         for (int i = 0; i < 2; i++)
-            adam.Update(trainable.Parameters, trainable.Parameters.ToDictionary(kv => kv.Key, kv => Random(rng, kv.Value.Shape.ToArray())), 1e-3f);
+            adam.Update(trainable.Parameters, trainable.Parameters.ToDictionary(kv => kv.Key, kv => Random(rng, kv.Value.Shape.ToArray())), 1e-3f, compute: Compute.All);
 
         var resampler = new Resampler(dIn, dSae, window: 3, samples: rows, seed: 9);
         var alive = Enumerable.Range(0, 10).ToArray();
-        for (int s = 0; s < 3; s++) resampler.Record(Random(rng, rows, dIn), Firing(rows, dSae, alive).FiringCounts());
+        for (int s = 0; s < 3; s++) resampler.Record(Random(rng, rows, dIn), Firing(rows, dSae, alive).FiringCounts(compute: Compute.All));
         int[] expectedDead = [10, 11, 12, 13, 14, 15];
         Assert.Equal(expectedDead, resampler.DeadLatents());
 

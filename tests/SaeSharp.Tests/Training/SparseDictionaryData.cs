@@ -15,6 +15,6 @@ internal static class SparseDictionaryData
         for (int r = 0; r < rows; r++)
             for (int i = 0; i < 24; i++)
                 if (rng.Bernoulli(0.08)) f[r, i] = (float)(1 + rng.NextDouble());
-        return Gemm.MatMul(f, dict);
+        return Gemm.MatMul(f, dict, Compute.All);
     }
 }

@@ -10,11 +10,11 @@ public class TrackingTests
     {
         var t = new FiringTracker(3, deadWindow: 2);
         var acts = Tensor.FromArray(new float[] { 1, 0, 0, 2, 0, 0 }, 2, 3);
-        t.Record(acts);
+        t.Record(acts, Compute.All);
         Assert.Equal(new long[] { 0, 1, 1 }, t.StepsSinceFired);
         var codes = new SparseCodes(1, 3, 1);
         codes.RowStart[1] = 1; codes.Index[0] = 2; codes.Value[0] = 0.5f;
-        t.Record(codes);
+        t.Record(codes, Compute.All);
         Assert.Equal(new[] { false, true, false }, t.DeadMask());
         Assert.Equal(1, t.DeadCount);
         var density = t.Log10Density();
@@ -27,11 +27,11 @@ public class TrackingTests
     {
         // Collinear points: the geometric median is the middle one; the mean is pulled by the outlier.
         var x = Tensor.FromArray(new float[] { 0, 0, 1, 0, 100, 0 }, 3, 2);
-        var gm = Initialization.GeometricMedian(x, 500, 1e-12);
+        var gm = Initialization.GeometricMedian(x, Compute.All, 500, 1e-12);
         Assert.Equal(1.0, gm[0], 2);
         Assert.Equal(0.0, gm[1], 6);
         Assert.Equal(new[] { 1f, 0f }, Initialization.CoordinateMedian(x));
-        Assert.Equal(101 / 3f, Initialization.Mean(x)[0], 4);
+        Assert.Equal(101 / 3f, Initialization.Mean(x, compute: Compute.All)[0], 4);
         var factor = Initialization.NormScalingFactor(new[] { Tensor.FromArray(new float[] { 3, 4, 0, 2 }, 2, 2) });
         Assert.Equal(Math.Sqrt(2) / 3.5, factor, 6);
     }

@@ -26,7 +26,7 @@ public class TrainerTests
         for (int r = 0; r < rows; r++)
             for (int i = 0; i < n; i++)
                 if (rng.Bernoulli(0.04)) f[r, i] = (float)(1 + rng.NextDouble());
-        return Gemm.MatMul(f, dictionary);
+        return Gemm.MatMul(f, dictionary, Compute.All);
     }
 
     private static (SaeTrainable Sae, Trainer Trainer) Make(string arch, Tensor data, string dir, TrainerSettings cfg, ulong seed = 1)
@@ -83,7 +83,7 @@ public class TrainerTests
         Assert.Equal(1500, summary.Steps);
         Assert.True(summary.LastMetrics["explained_variance"] > 0.9, $"{arch}: final explained variance {summary.LastMetrics["explained_variance"]} (first line {firstLoss})");
         // Every true feature has a decoder row pointing the same way.
-        var cos = SyntheticEvals.AbsCosine(dict, sae.Sae.WDec);
+        var cos = SyntheticEvals.AbsCosine(dict, sae.Sae.WDec, compute: Compute.All);
         int recovered = 0;
         for (int i = 0; i < dict.Rows; i++) if (cos.Row(i).ToArray().Max() > 0.9f) recovered++;
         Assert.True(recovered >= dict.Rows - 2, $"{arch}: {recovered} of {dict.Rows} features recovered at |cos| > 0.9");
