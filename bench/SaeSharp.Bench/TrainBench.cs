@@ -13,8 +13,10 @@ namespace SaeSharp.Bench;
 /// </summary>
 public static class TrainBench
 {
-    public static int Run(TextWriter o, bool quick)
+    /// <param name="architectures">Only these architectures (null: every registered one).</param>
+    public static int Run(TextWriter o, bool quick, IReadOnlyCollection<string>? architectures = null)
     {
+        foreach (var name in architectures ?? []) SaeRegistry.Get(name); // an unknown name is an error before any timing
         int B = quick ? 1024 : 4096, dIn = 512, dSae = quick ? 4096 : 16384, k = 32;
         // Best of five: on a shared VM single timings vary by ±10%.
         int repeats = quick ? 1 : 5;
@@ -33,7 +35,7 @@ public static class TrainBench
         // trained SAE, where they take the sparse-code path.
         const int TrainedL0 = 64;
         // Every architecture; top-k kinds also with dead latents (AuxK), penalised non-transcoder kinds also at a trained L0.
-        var runs = SaeRegistry.Architectures.SelectMany(a => new[] { (Kind: a, Dead: false, Trained: false) }
+        var runs = SaeRegistry.Architectures.Where(a => architectures is null || architectures.Contains(a.Name)).SelectMany(a => new[] { (Kind: a, Dead: false, Trained: false) }
             .Concat(a.TopK ? [(a, true, false)] : [])
             .Concat(a.SparsityPenalty && !a.Transcoder ? [(a, false, true)] : []));
         foreach (var (kind, withDead, trained) in runs)
@@ -74,7 +76,7 @@ public static class TrainBench
             o.WriteLine($"  {name,-21} forward {BenchUtil.Ms(fwd)} ({fwd / gemm,4:F2} GEMM)  forward+backward {BenchUtil.Ms(fwdBwd)} ({fwdBwd / gemm,4:F2} GEMM)  " +
                         $"full step {BenchUtil.Ms(s)} {B / s,7:N0} tokens/s ({s / gemm,4:F2} GEMM)");
         }
-        if (!quick) StandardTrainingRun(o, B, dIn, dSae, gemm);
+        if (!quick && (architectures is null || architectures.Contains("standard"))) StandardTrainingRun(o, B, dIn, dSae, gemm);
         return 0;
     }
 

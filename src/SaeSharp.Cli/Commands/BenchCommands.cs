@@ -38,7 +38,10 @@ public static class BenchCommands
         var train = new Command("train", "Tokens/s of a full SAE training step per architecture (B=4096, d_in=512, d_sae=16384, k=32)");
         var trainQuick = new Option<bool>("--quick") { Description = "Smaller shapes (a smoke run)" };
         train.Add(trainQuick);
-        train.SetAction(p => TrainBench.Run(p.InvocationConfiguration.Output, p.GetValue(trainQuick)));
+        var trainArch = new Option<string?>("--architecture") { Description = "Only these architectures, comma-separated (default: all)" };
+        train.Add(trainArch);
+        train.SetAction(p => TrainBench.Run(p.InvocationConfiguration.Output, p.GetValue(trainQuick),
+            p.GetValue(trainArch)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
         bench.Add(train);
         var pipeline = new Command("pipeline", "Activation extraction, cache writing, and SAE training tokens/s streaming from a model vs from a cache");
         var pipeModel = new Option<string?>("--model") { Description = "Model folder or llama2.c .bin (default: a random GPT-2-small-shaped model)" };
