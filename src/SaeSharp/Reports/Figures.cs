@@ -106,6 +106,7 @@ public static class Figures
         }
         if (bars.Count > 0) p.Add.Bars(bars);
         p.Axes.Left.TickGenerator = logY ? LogTicks() : new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true }; // counts
+        if (!logY) p.Axes.Margins(bottom: 0); // counts start at zero: no axis below it
     }
 
     /// <summary>Panels in a grid of <paramref name="rows"/> × <paramref name="cols"/> (a new Multiplot already holds one plot: it becomes the first).</summary>
@@ -134,6 +135,7 @@ public static class Figures
         var bars = new List<Bar>();
         for (int i = 0; i < bins; i++) if (counts[i] > 0) bars.Add(NewBar(-8 + width * (i + 0.5), counts[i], width));
         if (bars.Count > 0) p.Add.Bars(bars);
+        p.Axes.Margins(bottom: 0); // counts start at zero: no axis below it
         p.Axes.SetLimitsX(-8.2, 0.2);
         LogAxis(p.Axes.Bottom);
         int dead = densities.Count - active.Length;
