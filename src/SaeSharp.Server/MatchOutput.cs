@@ -17,8 +17,8 @@ public sealed record MatchCell(int? Latent, double? Distance, double? DecoderCos
 /// </summary>
 public sealed class MatchOutput
 {
-    public const string JsonFile = "match.json";
-    public const string MatchesFile = "matches.csv";
+    // The file names are the writer's (Runs/MatchRun), so reader and writer cannot drift apart.
+    private const string JsonFile = Runs.MatchRun.JsonFile, MatchesFile = Runs.MatchRun.MatchesFile;
     private static readonly string[] MatchesHeader = ["checkpoint", "reference_latent", "latent", "distance", "decoder_cosine", "status"];
     private static readonly HashSet<string> Statuses = new(["matched", "unmatched", "unassigned", "dead"], StringComparer.Ordinal);
 

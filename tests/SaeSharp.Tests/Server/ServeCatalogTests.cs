@@ -53,7 +53,7 @@ public sealed class ServeCatalogTests : IAsyncLifetime
                 new JsonObject { ["name"] = "fixture-sae", ["path"] = SaeDir, ["step"] = 200, ["d_sae"] = 6, ["matched"] = 4, ["unmatched"] = 0, ["dead_latents"] = 2,
                     ["mean_matched_distance"] = 0.0, ["mean_matched_decoder_cosine"] = 1.0, ["fraction_matched"] = new JsonObject { ["0.5"] = 0.667 } }),
         };
-        File.WriteAllText(Path.Combine(dir, MatchOutput.JsonFile), root.ToJsonString());
+        File.WriteAllText(Path.Combine(dir, SaeSharp.Runs.MatchRun.JsonFile), root.ToJsonString());
         var csv = new System.Text.StringBuilder("checkpoint,reference_latent,latent,distance,decoder_cosine,status\n");
         for (int i = 0; i < 6; i++)
         {
@@ -61,7 +61,7 @@ public sealed class ServeCatalogTests : IAsyncLifetime
             csv.Append($"step_100,{i},{(i < 2 ? "" : (7 - i).ToString())},{(i < 2 ? "" : (0.1 * i).ToString("R", System.Globalization.CultureInfo.InvariantCulture))},,{status}\n");
             csv.Append($"fixture-sae,{i},{i},{(i < 2 ? "" : "0")},1,{(i < 2 ? "dead" : "matched")}\n");
         }
-        File.WriteAllText(Path.Combine(dir, MatchOutput.MatchesFile), matchesCsv ?? csv.ToString());
+        File.WriteAllText(Path.Combine(dir, SaeSharp.Runs.MatchRun.MatchesFile), matchesCsv ?? csv.ToString());
         return dir;
     }
 
