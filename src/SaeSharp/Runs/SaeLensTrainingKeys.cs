@@ -13,11 +13,10 @@ public static class SaeLensTrainingKeys
     public static JsonObject From(TrainSettings s)
     {
         var settings = IO.ConfigBinder.ToJson(s);
-        var o = new JsonObject { ["decoder_init_norm"] = settings["decoder_init_norm"]?.DeepClone() };
-        foreach (string entry in SaeRegistry.Get(s.Architecture).TrainingKeys)
+        var o = new JsonObject();
+        var pairs = SaeRegistry.Get(s.Architecture).TrainingKeyPairs.Prepend((SaeArchitecture.CommonTrainingKey, SaeArchitecture.CommonTrainingKey));
+        foreach (var (cfgKey, setting) in pairs)
         {
-            int eq = entry.IndexOf('=');
-            string cfgKey = eq < 0 ? entry : entry[..eq], setting = eq < 0 ? entry : entry[(eq + 1)..];
             if (!settings.TryGetPropertyValue(setting, out var value))
                 throw new InvalidOperationException($"architecture '{s.Architecture}' writes '{cfgKey}' from training setting '{setting}', which does not exist");
             o[cfgKey] = value?.DeepClone();

@@ -34,6 +34,13 @@ public sealed record SaeArchitecture
     /// that name) or <c>cfg_key=setting</c> where SAELens names the setting otherwise; filled from the run's settings.
     /// </summary>
     public IReadOnlyList<string> TrainingKeys { get; init; } = [];
+
+    /// <summary>The training key every architecture's cfg.json carries beside its own <see cref="TrainingKeys"/>.</summary>
+    public const string CommonTrainingKey = "decoder_init_norm";
+
+    /// <summary><see cref="TrainingKeys"/> as (cfg.json key, training setting) pairs.</summary>
+    public IEnumerable<(string CfgKey, string Setting)> TrainingKeyPairs =>
+        TrainingKeys.Select(entry => entry.IndexOf('=') is int eq and >= 0 ? (entry[..eq], entry[(eq + 1)..]) : (entry, entry));
     /// <summary>
     /// Share of [B, d_sae] entries below which forward and backward work on sparse codes instead of dense GEMMs
     /// (each SAE's <see cref="Sae.SparseDensity"/> starts here); 1 for top-k kinds, which are always sparse.

@@ -28,12 +28,11 @@ public static class SaeFiles
         ["matching_pursuit", "temporal"];
 
     // SAELens training-time keys that may appear in a cfg.json: accepted, not used for inference.
+    // The architectures' own (SaeRegistry.AllTrainingCfgKeys) and these, which SaeSharp does not write per architecture.
     private static readonly HashSet<string> TrainingKeys =
     [
-        "l1_coefficient", "lp_norm", "l1_warm_up_steps", "aux_loss_coefficient", "l0_coefficient", "l0_warm_up_steps",
-        "jumprelu_sparsity_loss_mode", "jumprelu_tanh_scale", "pre_act_loss_coefficient", "decoder_init_norm",
-        "use_sparse_activations", "reshape_activations", "apply_b_dec_to_input", "normalize_activations",
-        "use_matryoshka_aux_loss",
+        .. SaeRegistry.AllTrainingCfgKeys,
+        "use_sparse_activations", "reshape_activations", "apply_b_dec_to_input", "normalize_activations", "use_matryoshka_aux_loss",
     ];
 
     // Pre-6.0 top-level keys that v6 moved under metadata.

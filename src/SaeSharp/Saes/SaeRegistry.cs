@@ -29,6 +29,10 @@ public static class SaeRegistry
     /// <summary>Every cfg key some architecture reads or writes.</summary>
     public static IReadOnlySet<string> AllCfgKeys { get; } = All.SelectMany(a => a.CfgKeys).ToHashSet(StringComparer.Ordinal);
 
+    /// <summary>Every SAELens training key some architecture's cfg.json carries (<see cref="SaeArchitecture.TrainingKeys"/>).</summary>
+    public static IReadOnlySet<string> AllTrainingCfgKeys { get; } =
+        All.SelectMany(a => a.TrainingKeyPairs.Select(p => p.CfgKey)).Append(SaeArchitecture.CommonTrainingKey).ToHashSet(StringComparer.Ordinal);
+
     public static bool Contains(string name) => ByName.ContainsKey(name);
 
     /// <summary>The architecture named <paramref name="name"/>; an unknown name is an error listing the known ones.</summary>
