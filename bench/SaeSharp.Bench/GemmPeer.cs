@@ -42,13 +42,13 @@ public sealed class GemmPeer
         print(2.0 * m * n * k / best / 1e9)
         """;
 
-    private readonly string _script;
     private readonly int _threads;
+    private readonly bool _skylakeX;
 
-    private GemmPeer(string script, int threads, string description)
+    private GemmPeer(int threads, bool skylakeX, string description)
     {
-        _script = script;
         _threads = threads;
+        _skylakeX = skylakeX;
         Description = description;
     }
 
@@ -58,40 +58,42 @@ public sealed class GemmPeer
     /// <summary>The peer, or null (with the reason) when python3 with NumPy is not installed.</summary>
     public static GemmPeer? TryStart(int threads, out string why)
     {
-        string path = Path.Combine(Path.GetTempPath(), $"saesharp-gemm-peer-{Environment.ProcessId}.py");
-        File.WriteAllText(path, Script);
-        var probe = new GemmPeer(path, threads, "");
-        var (code, text) = probe.RunPython("0 0 0 0 0 0");
+        bool skylakeX = IntelAvx512();
+        var (code, text) = new GemmPeer(threads, skylakeX, "").RunPython(0, 0, 0, false, false, 0);
         if (code != 0)
         {
             why = $"no peer: python3 with NumPy is needed (apt-get install python3-numpy libopenblas0-pthread): {text.Trim()}";
             return null;
         }
         why = "";
-        return new GemmPeer(path, threads, text.Trim() + (IntelAvx512() ? ", OPENBLAS_CORETYPE=SkylakeX" : ""));
+        return new GemmPeer(threads, skylakeX, text.Trim() + (skylakeX ? ", OPENBLAS_CORETYPE=SkylakeX" : ""));
     }
 
     /// <summary>GFLOP/s of op(A)·op(B), [m, k]·[k, n].</summary>
     public double GigaFlops(long m, long n, long k, bool transA, bool transB, int repeats)
     {
-        var (code, text) = RunPython(string.Join(' ', m, n, k, transA ? 1 : 0, transB ? 1 : 0, repeats));
+        var (code, text) = RunPython(m, n, k, transA, transB, repeats);
         if (code != 0) throw new InvalidOperationException($"GEMM peer failed: {text.Trim()}");
         return double.Parse(text.Trim(), CultureInfo.InvariantCulture);
     }
 
-    private (int Code, string Output) RunPython(string args)
+    // m = 0 asks the script to describe its NumPy and BLAS instead of timing.
+    private (int Code, string Output) RunPython(long m, long n, long k, bool transA, bool transB, int repeats)
     {
         // Debian's interpreter, whose python3-numpy is the peer (a pyenv or venv python3 earlier on PATH may lack it).
         string python = File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-        var psi = new ProcessStartInfo(python, $"{_script} {args}") { RedirectStandardOutput = true, RedirectStandardError = true };
+        var psi = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new object[] { "-c", Script, m, n, k, transA ? 1 : 0, transB ? 1 : 0, repeats })
+            psi.ArgumentList.Add(Convert.ToString(arg, CultureInfo.InvariantCulture)!);
         psi.Environment["OPENBLAS_NUM_THREADS"] = _threads.ToString(CultureInfo.InvariantCulture);
-        if (IntelAvx512()) psi.Environment["OPENBLAS_CORETYPE"] = "SkylakeX";
+        if (_skylakeX) psi.Environment["OPENBLAS_CORETYPE"] = "SkylakeX";
         try
         {
             using var p = Process.Start(psi)!;
-            string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+            var error = p.StandardError.ReadToEndAsync();
+            string output = p.StandardOutput.ReadToEnd();
             p.WaitForExit();
-            return (p.ExitCode, output);
+            return (p.ExitCode, output + error.Result);
         }
         catch (System.ComponentModel.Win32Exception e)
         {
