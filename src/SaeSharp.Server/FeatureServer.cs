@@ -41,10 +41,23 @@ public sealed class FeatureServer : IAsyncDisposable
         Settings = settings;
     }
 
+    /// <summary>
+    /// Requests and the live jobs' kernels (Parallel.For) share the process's thread pool. It starts with one worker
+    /// per core and grows slowly while every worker is busy with compute, so on a 2-core machine a page request could
+    /// wait behind a running job for tens of seconds (a browser navigation timed out at 30 s in CI). Workers kept
+    /// ready answer pages at once; the kernels still split work by their own Compute. Only ever raised.
+    /// </summary>
+    private static void KeepWorkersReady()
+    {
+        ThreadPool.GetMinThreads(out int workers, out int io);
+        ThreadPool.SetMinThreads(Math.Max(workers, 4 * Environment.ProcessorCount + 8), Math.Max(io, 4 * Environment.ProcessorCount + 8));
+    }
+
     /// <summary>Opens the stores and starts listening; the returned server runs until disposed.</summary>
     public static async Task<FeatureServer> StartAsync(ServeSettings settings, ServeInputs inputs, Compute compute, CancellationToken cancel = default)
     {
         settings.Validate();
+        KeepWorkersReady();
         var catalog = ServeCatalog.Open(inputs, settings, compute);
         var work = new LiveWork(settings.MaxConcurrentJobs, settings.QueueLength, TimeSpan.FromSeconds(settings.JobTimeoutSeconds), settings.KeepJobs);
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "SaeSharp.Server" });

@@ -34,6 +34,8 @@ public sealed class BrowserSession : IAsyncLifetime
     {
         var browser = _browser ?? throw new InvalidOperationException("chromium was not started (is /usr/bin/chromium installed?)");
         var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 900 } });
+        // A 2-core CI machine runs other test classes beside these; give a step a minute rather than Playwright's 30 s.
+        page.SetDefaultTimeout(60_000);
         var errors = new List<string>();
         page.Console += (_, m) => { if (m.Type == "error") lock (errors) errors.Add("console: " + m.Text); };
         page.PageError += (_, e) => { lock (errors) errors.Add("page error: " + e); };
