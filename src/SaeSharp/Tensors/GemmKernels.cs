@@ -141,6 +141,10 @@ public static partial class Gemm
     // op(A)[ic.., pc..] (mcCur x kc) into slivers of mr rows: sliver s holds, for each p, mr consecutive values.
     // Both loops write the packed buffer sequentially; reads follow A's rows (NoTrans: mr streams along k;
     // Trans: one contiguous row segment of A per p, split over the slivers), which keeps TLB and cache misses low.
+    // The packed buffer has 64 floats of slack past the block (Block rents it so): the 6-row path stores 8 floats
+    // per k step, the last two overwritten by the next step, the next sliver, or landing in the slack.
+    private const int PrefetchRows = 8;
+
     private static unsafe void PackA(Trans ta, float* a, int lda, int ic, int mcCur, int pc, int kc, int mr, float* dst)
     {
         if (ta == Trans.No)
@@ -151,7 +155,8 @@ public static partial class Gemm
                 int mv = Math.Min(mr, mcCur - ir);
                 float* d = dst + (long)ir * kc;
                 for (int i = 0; i < mv; i++) rows[i] = a + (long)(ic + ir + i) * lda + pc;
-                if (mv == 12)
+                if (mv == 6 && mr == 6 && Avx.IsSupported) PackSix(rows, kc, d);
+                else if (mv == 12)
                 {
                     float* r0 = rows[0], r1 = rows[1], r2 = rows[2], r3 = rows[3], r4 = rows[4], r5 = rows[5];
                     float* r6 = rows[6], r7 = rows[7], r8 = rows[8], r9 = rows[9], r10 = rows[10], r11 = rows[11];
@@ -176,11 +181,14 @@ public static partial class Gemm
             for (int p = 0; p < kc; p++)
             {
                 float* src = a + (long)(pc + p) * lda + ic;
+                // Rows of A are lda apart, a stride the hardware prefetcher does not follow: fetch a few rows ahead.
+                if (p + PrefetchRows < kc)
+                    for (int i = 0; i < mcCur; i += 16) Sse.Prefetch0(src + PrefetchRows * (long)lda + i);
                 for (int ir = 0; ir < mcCur; ir += mr)
                 {
                     int mv = Math.Min(mr, mcCur - ir);
                     float* d = dst + (long)ir * kc + p * mr;
-                    if (mv == mr) Buffer.MemoryCopy(src + ir, d, mr * 4, mr * 4);
+                    if (mv == mr) CopyShort(src + ir, d, mr);
                     else
                     {
                         for (int i = 0; i < mv; i++) d[i] = src[ir + i];
@@ -191,44 +199,130 @@ public static partial class Gemm
         }
     }
 
+    // Six rows of A, kc steps each, into one 6-row sliver: 8 steps at a time as an 8×8 transpose (two rows zero),
+    // each step's 8 floats stored over the next step's first two (see PackA on the slack).
+    private static unsafe void PackSix(float** rows, int kc, float* d)
+    {
+        float* r0 = rows[0], r1 = rows[1], r2 = rows[2], r3 = rows[3], r4 = rows[4], r5 = rows[5];
+        var zero = Vector256<float>.Zero;
+        int p = 0;
+        for (; p + 8 <= kc; p += 8, d += 48)
+        {
+            Transpose8(Avx.LoadVector256(r0 + p), Avx.LoadVector256(r1 + p), Avx.LoadVector256(r2 + p), Avx.LoadVector256(r3 + p),
+                Avx.LoadVector256(r4 + p), Avx.LoadVector256(r5 + p), zero, zero,
+                out var t0, out var t1, out var t2, out var t3, out var t4, out var t5, out var t6, out var t7);
+            Avx.Store(d, t0); Avx.Store(d + 6, t1); Avx.Store(d + 12, t2); Avx.Store(d + 18, t3);
+            Avx.Store(d + 24, t4); Avx.Store(d + 30, t5); Avx.Store(d + 36, t6); Avx.Store(d + 42, t7);
+        }
+        for (; p < kc; p++, d += 6)
+        {
+            d[0] = r0[p]; d[1] = r1[p]; d[2] = r2[p]; d[3] = r3[p]; d[4] = r4[p]; d[5] = r5[p];
+        }
+    }
+
+    // out_p[j] = r_j[p]: the 8×8 transpose of eight rows of eight floats.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8(Vector256<float> r0, Vector256<float> r1, Vector256<float> r2, Vector256<float> r3,
+        Vector256<float> r4, Vector256<float> r5, Vector256<float> r6, Vector256<float> r7,
+        out Vector256<float> o0, out Vector256<float> o1, out Vector256<float> o2, out Vector256<float> o3,
+        out Vector256<float> o4, out Vector256<float> o5, out Vector256<float> o6, out Vector256<float> o7)
+    {
+        // Pairs of rows interleaved, then quads, then the 128-bit halves swapped into place.
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        o0 = Avx.Permute2x128(u0, u4, 0x20); o1 = Avx.Permute2x128(u1, u5, 0x20);
+        o2 = Avx.Permute2x128(u2, u6, 0x20); o3 = Avx.Permute2x128(u3, u7, 0x20);
+        o4 = Avx.Permute2x128(u0, u4, 0x31); o5 = Avx.Permute2x128(u1, u5, 0x31);
+        o6 = Avx.Permute2x128(u2, u6, 0x31); o7 = Avx.Permute2x128(u3, u7, 0x31);
+    }
+
+    // count (4, 6, 12, 16 or 32: a tile edge) floats from src to dst, with no read or write past either.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void CopyShort(float* src, float* dst, int count)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + 8 <= count; i += 8) Vector256.Store(Vector256.Load(src + i), dst + i);
+        for (; i + 4 <= count; i += 4) Vector128.Store(Vector128.Load(src + i), dst + i);
+        for (; i < count; i++) dst[i] = src[i];
+    }
+
     // op(B)[pc.., jc..] (kc x nc) into slivers of nr columns: sliver s holds, for each p, nr consecutive values.
     private static unsafe void PackB(Trans tb, float* b, int ldb, int pc, int kc, int jc, int nc, int nr, float* dst)
     {
-        for (int jr = 0; jr < nc; jr += nr)
+        if (tb == Trans.No)
         {
-            int nv = Math.Min(nr, nc - jr);
-            float* d = dst + (long)jr * kc;
-            if (tb == Trans.No)
+            // Four slivers per pass, so each row of B is read as one run of 4·nr floats.
+            const int Group = 4;
+            for (int jg = 0; jg < nc; jg += Group * nr)
             {
+                int full = Math.Min(Group, (nc - jg) / nr);
                 for (int p = 0; p < kc; p++)
                 {
-                    float* src = b + (long)(pc + p) * ldb + jc + jr;
-                    float* dd = d + p * nr;
-                    if (nv == nr) Buffer.MemoryCopy(src, dd, nr * 4, nr * 4);
-                    else
+                    float* src = b + (long)(pc + p) * ldb + jc + jg;
+                    for (int g = 0; g < full; g++) CopyShort(src + g * nr, dst + (long)(jg + g * nr) * kc + p * nr, nr);
+                }
+                int jr = jg + full * nr;
+                if (full < Group && jr < nc)
+                {
+                    // The last, partial sliver: its columns, then zeros.
+                    int nv = nc - jr;
+                    float* d = dst + (long)jr * kc;
+                    for (int p = 0; p < kc; p++)
                     {
+                        float* src = b + (long)(pc + p) * ldb + jc + jr;
+                        float* dd = d + p * nr;
                         for (int j = 0; j < nv; j++) dd[j] = src[j];
                         for (int j = nv; j < nr; j++) dd[j] = 0;
                     }
                 }
             }
-            else
-            {
-                // Transposed B: blocks of 16 k-steps, so each source cache line is read once and the
-                // 16 destination rows being written stay in L1.
-                for (int p0 = 0; p0 < kc; p0 += 16)
+            return;
+        }
+        for (int jr = 0; jr < nc; jr += nr)
+        {
+            int nv = Math.Min(nr, nc - jr);
+            float* d = dst + (long)jr * kc;
+            int j0 = 0;
+            if (Avx.IsSupported && nv == nr)
+                // 8 columns × 8 k-steps at a time: eight rows of op(B)ᵀ, transposed in registers.
+                for (; j0 + 8 <= nv; j0 += 8)
                 {
-                    int pe = Math.Min(kc, p0 + 16);
-                    for (int j = 0; j < nv; j++)
+                    float* s0 = b + (long)(jc + jr + j0) * ldb + pc;
+                    int p = 0;
+                    for (; p + 8 <= kc; p += 8)
                     {
-                        float* src = b + (long)(jc + jr + j) * ldb + pc;
-                        for (int p = p0; p < pe; p++) d[p * nr + j] = src[p];
+                        float* s = s0 + p;
+                        Transpose8(Avx.LoadVector256(s), Avx.LoadVector256(s + ldb), Avx.LoadVector256(s + 2L * ldb), Avx.LoadVector256(s + 3L * ldb),
+                            Avx.LoadVector256(s + 4L * ldb), Avx.LoadVector256(s + 5L * ldb), Avx.LoadVector256(s + 6L * ldb), Avx.LoadVector256(s + 7L * ldb),
+                            out var t0, out var t1, out var t2, out var t3, out var t4, out var t5, out var t6, out var t7);
+                        float* dd = d + (long)p * nr + j0;
+                        Avx.Store(dd, t0); Avx.Store(dd + nr, t1); Avx.Store(dd + 2 * nr, t2); Avx.Store(dd + 3 * nr, t3);
+                        Avx.Store(dd + 4 * nr, t4); Avx.Store(dd + 5 * nr, t5); Avx.Store(dd + 6 * nr, t6); Avx.Store(dd + 7 * nr, t7);
                     }
+                    for (; p < kc; p++)
+                        for (int j = j0; j < j0 + 8; j++) d[p * nr + j] = b[(long)(jc + jr + j) * ldb + pc + p];
                 }
-                if (nv < nr)
-                    for (int p = 0; p < kc; p++)
-                        for (int j = nv; j < nr; j++) d[p * nr + j] = 0;
+            // The remaining columns (all of them without AVX, or in a partial sliver): blocks of 16 k-steps, so each
+            // source cache line is read once and the 16 destination rows being written stay in L1.
+            for (int p0 = 0; p0 < kc; p0 += 16)
+            {
+                int pe = Math.Min(kc, p0 + 16);
+                for (int j = j0; j < nv; j++)
+                {
+                    float* src = b + (long)(jc + jr + j) * ldb + pc;
+                    for (int p = p0; p < pe; p++) d[p * nr + j] = src[p];
+                }
             }
+            if (nv < nr)
+                for (int p = 0; p < kc; p++)
+                    for (int j = nv; j < nr; j++) d[p * nr + j] = 0;
         }
     }
 

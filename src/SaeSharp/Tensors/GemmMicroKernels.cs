@@ -79,6 +79,9 @@ public static partial class Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Kernel6x16(int kc, float* a, float* b, float* c, int ldc, float alpha, bool overwrite)
     {
+        // The C tile is read and written only after the k loop: start fetching it now (its rows are ldc apart, which
+        // the hardware prefetcher does not follow).
+        for (int i = 0; i < 6; i++) { Sse.Prefetch0(c + i * (long)ldc); Sse.Prefetch0(c + i * (long)ldc + 15); }
         Vector256<float> c0_0 = Vector256<float>.Zero, c0_1 = Vector256<float>.Zero;
         Vector256<float> c1_0 = Vector256<float>.Zero, c1_1 = Vector256<float>.Zero;
         Vector256<float> c2_0 = Vector256<float>.Zero, c2_1 = Vector256<float>.Zero;
