@@ -16,7 +16,7 @@ public static class KernelBench
         if (withPeer)
         {
             peer = GemmPeer.TryStart(all.Threads, out string why);
-            o.WriteLine(peer is null ? why : $"peer: {peer.Description}, {all.Threads} threads, each shape timed right after SaeSharp's");
+            o.WriteLine(peer is null ? why : $"peer: {peer.Description}, {all.Threads} threads, each shape timed in two rounds alternating with SaeSharp's, the best of each side");
         }
         o.WriteLine($"SaeSharp kernel benchmark — {Environment.ProcessorCount} logical cores, AVX-512: {Vector512.IsHardwareAccelerated}{(quick ? " (quick)" : "")}");
         o.WriteLine($"CPU: {CacheInfo.Machine}");
@@ -110,14 +110,17 @@ public static class KernelBench
 
     private static void Report(TextWriter o, string name, Action run, long m, long n, long k, bool transA, bool transB, double peak, bool quick, GemmPeer? peer)
     {
-        double s = BenchUtil.BestSeconds(run, quick ? 1 : 3);
-        double gf = 2.0 * m * n * k / s / 1e9;
-        string versus = "";
-        if (peer is not null)
+        // With a peer, two rounds of (SaeSharp, peer), each side's best kept: a shared VM's speed drifts by 10-15%
+        // over a minute, and alternating lets both sides meet the same machine.
+        int rounds = peer is null || quick ? 1 : 2;
+        double s = double.MaxValue, theirs = 0;
+        for (int round = 0; round < rounds; round++)
         {
-            double theirs = peer.GigaFlops(m, n, k, transA, transB, quick ? 1 : 3);
-            versus = $"  peer {theirs,7:F1} GFLOP/s  ratio {gf / theirs,5:F2}";
+            s = Math.Min(s, BenchUtil.BestSeconds(run, quick ? 1 : 3));
+            if (peer is not null) theirs = Math.Max(theirs, peer.GigaFlops(m, n, k, transA, transB, quick ? 1 : 3));
         }
+        double gf = 2.0 * m * n * k / s / 1e9;
+        string versus = peer is null ? "" : $"  peer {theirs,7:F1} GFLOP/s  ratio {gf / theirs,5:F2}";
         o.WriteLine($"  {name,-52} {BenchUtil.Ms(s)}  {gf,7:F1} GFLOP/s  {100 * gf / peak,5:F1}% of peak{versus}");
     }
 
@@ -136,12 +139,15 @@ public static class KernelBench
         var wOut = R(Mlp, D);
         var h = R(t, Mlp);
         var emb = R(quick ? 8192 : Vocab, D);
+        // Outputs allocated once, as the peer's np.dot(out=c): the figures are the GEMM's, not a fresh buffer's page faults.
+        var qkv = Tensor.Uninitialized(t, 3 * D); var attn = Tensor.Uninitialized(t, D); var mlp = Tensor.Uninitialized(t, Mlp);
+        var logits = Tensor.Uninitialized(t, emb.Rows);
         o.WriteLine($"GEMM, GPT-2-small shapes over {t} tokens:");
-        Report(o, $"QKV        x·W_qkv      {t}x{D}·{D}x{3 * D}", () => Gemm.MatMul(x, wQkv, compute: all), t, 3 * D, D, false, false, peak, quick, peer);
-        Report(o, $"attn out   z·W_O        {t}x{D}·{D}x{D}", () => Gemm.MatMul(x, wO, compute: all), t, D, D, false, false, peak, quick, peer);
-        Report(o, $"MLP in     x·W_in       {t}x{D}·{D}x{Mlp}", () => Gemm.MatMul(x, wIn, compute: all), t, Mlp, D, false, false, peak, quick, peer);
-        Report(o, $"MLP out    h·W_out      {t}x{Mlp}·{Mlp}x{D}", () => Gemm.MatMul(h, wOut, compute: all), t, D, Mlp, false, false, peak, quick, peer);
-        Report(o, $"unembed    x·W_Eᵀ       {t}x{D}·({emb.Rows}x{D})ᵀ", () => Gemm.MatMul(x, emb, transB: Trans.Yes, compute: all), t, emb.Rows, D, false, true, peak, quick, peer);
+        Report(o, $"QKV        x·W_qkv      {t}x{D}·{D}x{3 * D}", () => Gemm.MatMul(x, wQkv, qkv, all), t, 3 * D, D, false, false, peak, quick, peer);
+        Report(o, $"attn out   z·W_O        {t}x{D}·{D}x{D}", () => Gemm.MatMul(x, wO, attn, all), t, D, D, false, false, peak, quick, peer);
+        Report(o, $"MLP in     x·W_in       {t}x{D}·{D}x{Mlp}", () => Gemm.MatMul(x, wIn, mlp, all), t, Mlp, D, false, false, peak, quick, peer);
+        Report(o, $"MLP out    h·W_out      {t}x{Mlp}·{Mlp}x{D}", () => Gemm.MatMul(h, wOut, attn, all), t, D, Mlp, false, false, peak, quick, peer);
+        Report(o, $"unembed    x·W_Eᵀ       {t}x{D}·({emb.Rows}x{D})ᵀ", () => Gemm.MatMul(x, emb, logits, all, transB: Trans.Yes), t, emb.Rows, D, false, true, peak, quick, peer);
     }
 
     /// <summary>Measured fp32 FMA throughput: independent vector FMA chains in registers, on every thread of <paramref name="compute"/>.</summary>
