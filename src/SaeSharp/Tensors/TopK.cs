@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace SaeSharp.Tensors;
 
@@ -47,8 +48,10 @@ public static class TopK
 
     /// <summary>
     /// The same k entries as <see cref="SelectRow(ReadOnlySpan{float}, int, Span{float}, Span{int})"/> (the largest, ties to the lower index), in increasing index
-    /// order, for large k: a quickselect over (value, index) keys is O(n) where the heap is O(n log k).
-    /// <paramref name="scratch"/> needs row.Length slots.
+    /// order, for large k (AuxK's k_aux of the dead latents): a radix select finds the k-th largest value's bits in
+    /// three histogram passes (11, 11 and 10 bits; after the first only that bin's candidates are visited), then one
+    /// pass in index order takes every larger entry and the ties at that value from the lowest index, so the output
+    /// needs no sort. <paramref name="scratch"/> needs row.Length slots.
     /// </summary>
     public static void SelectRowByIndex(ReadOnlySpan<float> row, int k, Span<float> values, Span<int> indices, Span<ulong> scratch)
     {
@@ -56,46 +59,94 @@ public static class TopK
         if (k < 1 || k > n) throw new ArgumentOutOfRangeException(nameof(k), $"k = {k} must be in [1, {n}]");
         if (k == n)
         {
-            // Everything is selected (AuxK with at most k_aux dead latents): no keys to sort.
+            // Everything is selected (AuxK with at most k_aux dead latents).
             for (int t = 0; t < n; t++) indices[t] = t;
             row.CopyTo(values);
             return;
         }
-        var keys = scratch[..n];
-        // Larger key = larger value, then lower index, so the keys are distinct and the top k are well defined.
-        for (int i = 0; i < n; i++) keys[i] = ((ulong)SortableBits(row[i]) << 32) | (uint)(n - 1 - i);
-        LargestFirst(keys, k);
-        for (int t = 0; t < k; t++) indices[t] = n - 1 - (int)(uint)keys[t];
-        indices[..k].Sort();
-        for (int t = 0; t < k; t++) values[t] = row[indices[t]];
+        // The first half of scratch holds every key, the second half the candidates of the later passes.
+        var both = System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, uint>(scratch[..n]);
+        var keys = both[..n];
+        var candidates = both[n..];
+        SortableKeys(row, keys);
+        Span<int> hist = stackalloc int[1 << 11];
+        // Pass 1 over all keys (top 11 bits), then passes over the candidates that share the chosen bins so far.
+        int need = k; // entries still to take at or below the prefix found so far
+        uint prefix = 0;
+        ReadOnlySpan<uint> pool = keys;
+        for (int pass = 0; pass < RadixPasses.Length; pass++)
+        {
+            var (shift, bits) = RadixPasses[pass];
+            hist.Clear();
+            uint binMask = (1u << bits) - 1;
+            foreach (uint u in pool) hist[(int)((u >> shift) & binMask)]++;
+            int bin = (int)binMask, above = 0;
+            while (above + hist[bin] < need) above += hist[bin--];
+            need -= above;
+            prefix |= (uint)bin << shift;
+            if (pass == RadixPasses.Length - 1) break;
+            // Keep only the chosen bin's keys for the next pass (in place from the second pass on: writes trail reads).
+            uint highMask = ~0u << shift;
+            int kept = 0;
+            foreach (uint u in pool) if ((u & highMask) == prefix) candidates[kept++] = u;
+            pool = candidates[..kept];
+        }
+        // prefix is now the k-th largest key: take every larger key and the first `need` equal to it, in index order.
+        int t2 = 0, ties = need, at = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            // Eight keys at a time: a mask of those at or above the cut, then its set bits in order.
+            var cut = Vector256.Create(prefix);
+            for (; at + 8 <= n && t2 < k; at += 8)
+            {
+                var v = Vector256.Create(keys.Slice(at, 8));
+                uint bits = Vector256.GreaterThanOrEqual(v, cut).ExtractMostSignificantBits();
+                while (bits != 0)
+                {
+                    int i = at + System.Numerics.BitOperations.TrailingZeroCount(bits);
+                    bits &= bits - 1;
+                    if (keys[i] == prefix && ties-- <= 0) continue;
+                    indices[t2] = i;
+                    values[t2++] = row[i];
+                }
+            }
+        }
+        for (int i = at; i < n && t2 < k; i++)
+        {
+            uint u = keys[i];
+            if (u > prefix || (u == prefix && ties-- > 0))
+            {
+                indices[t2] = i;
+                values[t2++] = row[i];
+            }
+        }
     }
+
+    // keys[i] = SortableBits(row[i]), eight at a time where the machine has 256-bit vectors.
+    private static void SortableKeys(ReadOnlySpan<float> row, Span<uint> keys)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var high = Vector256.Create(0x80000000u);
+            for (; i + 8 <= row.Length; i += 8)
+            {
+                var u = Vector256.Create(row.Slice(i, 8)).AsUInt32();
+                // Negative: all bits flipped; otherwise the sign bit set (SortableBits without a branch).
+                var negative = Vector256.ShiftRightArithmetic(u.AsInt32(), 31).AsUInt32();
+                (u ^ (negative | high)).CopyTo(keys.Slice(i, 8));
+            }
+        }
+        for (; i < row.Length; i++) keys[i] = SortableBits(row[i]);
+    }
+
+    private static readonly (int Shift, int Bits)[] RadixPasses = [(21, 11), (10, 11), (0, 10)];
 
     // Float bits mapped so that unsigned order is float order.
     private static uint SortableBits(float f)
     {
         uint u = BitConverter.SingleToUInt32Bits(f);
         return (u & 0x80000000u) != 0 ? ~u : u | 0x80000000u;
-    }
-
-    /// <summary>Quickselect (median-of-three Hoare partition): moves the k largest of distinct keys to the front.</summary>
-    private static void LargestFirst(Span<ulong> a, int k)
-    {
-        int lo = 0, hi = a.Length - 1, target = k - 1;
-        while (lo < hi)
-        {
-            ulong x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi];
-            ulong pivot = Math.Max(Math.Min(x, y), Math.Min(Math.Max(x, y), z));
-            int i = lo, j = hi;
-            while (i <= j)
-            {
-                while (a[i] > pivot) i++;
-                while (a[j] < pivot) j--;
-                if (i <= j) { (a[i], a[j]) = (a[j], a[i]); i++; j--; }
-            }
-            if (target <= j) hi = j;
-            else if (target >= i) lo = i;
-            else break;
-        }
     }
 
     /// <summary>Top-k of one row into values/indices sorted descending (ties by lower index).</summary>
