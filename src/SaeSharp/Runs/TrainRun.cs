@@ -200,7 +200,7 @@ public static class TrainRun
             var x = input.RowSlice(start, Math.Min(Chunk, input.Rows - start));
             var f = sae.Forward(x);
             // The trainer's L0: positive activations, counted the same way as its firing statistics.
-            foreach (int n in (f.Codes ?? SparseCodes.FromDense(f.Features!, sae.Compute)).FiringCounts(sae.Compute)) active += n;
+            foreach (int n in f.FiringCounts(sae.Compute)) active += n;
             f.Output.Span.CopyTo(recon.RowSlice(start, x.Rows).Span);
         }
         return new FinalMetrics((double)active / input.Rows, Reconstruction.ExplainedVariance(target, recon), Reconstruction.Mse(target, recon), input.Rows, on);

@@ -33,6 +33,12 @@ public sealed class SaeForward
         return this;
     }
 
+    /// <summary>
+    /// How many rows each latent fired on (activation &gt; 0, SAELens's feature_acts &gt; 0): from the codes, or straight from
+    /// dense features without building codes (half of a fresh standard SAE's [B, d_sae] entries fire).
+    /// </summary>
+    public int[] FiringCounts(Compute compute) => Codes is not null ? Codes.FiringCounts(compute) : Ops.PositiveCounts(Features!, compute);
+
     /// <summary>The latent codes as a dense [B, d_sae] tensor.</summary>
     public Tensor DenseFeatures() => Features ?? Codes!.ToDense();
 }

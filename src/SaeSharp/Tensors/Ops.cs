@@ -57,6 +57,49 @@ public static class Ops
         for (int j = 0; j < acc.Length; j++) result[j] = (float)(accumulate ? result[j] + acc[j] : acc[j]);
     }
 
+    /// <summary>
+    /// How many entries of each column of x [rows, cols] are positive (a dense latent tensor's firing counts), columns
+    /// split over threads; the same counts as <see cref="SparseCodes.FiringCounts"/> of its non-zero codes.
+    /// </summary>
+    public static int[] PositiveCounts(Tensor x, Compute compute) => PositiveCounts(x, compute, Simd.Best);
+
+    /// <summary><see cref="PositiveCounts(Tensor, Compute)"/> at a given vector width.</summary>
+    internal static int[] PositiveCounts(Tensor x, Compute compute, SimdWidth width)
+    {
+        if (x.Rank != 2) throw new ArgumentException($"PositiveCounts needs a 2-D tensor, got [{x.ShapeString}]");
+        if (x.Rows >= 1 << 24) throw new ArgumentException($"PositiveCounts counts in float lanes, exact below 2^24 rows; got {x.Rows}");
+        var acc = new float[x.Cols];
+        compute.ForRange(x.Cols, 1024, (c0, c1) =>
+        {
+            var a = acc.AsSpan(c0, c1 - c0);
+            for (int r = 0; r < x.Rows; r++)
+            {
+                var loop = new PositiveCount(x.Row(r).Slice(c0, c1 - c0), a);
+                Simd.Run(ref loop, width);
+            }
+        }, align: 16);
+        var counts = new int[x.Cols];
+        for (int j = 0; j < counts.Length; j++) counts[j] = (int)acc[j];
+        return counts;
+    }
+
+    // counts[j] += x[j] > 0 ? 1 : 0 (NaN counts as not firing, as in the codes' Value > 0).
+    private readonly ref struct PositiveCount(ReadOnlySpan<float> x, Span<float> counts) : ISimdLoop
+    {
+        private readonly ReadOnlySpan<float> _x = x;
+        private readonly Span<float> _counts = counts;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<T>(int j) where T : struct, IFloatLanes<T>
+        {
+            var x = _x; var counts = _counts;
+            var one = T.Create(1f);
+            for (; j + T.Count <= x.Length; j += T.Count)
+                (T.Load(counts, j) + (T.GreaterThan(T.Load(x, j), T.Zero) & one)).Store(counts, j);
+            return j;
+        }
+    }
+
     /// <summary>accumulator[j] += x[j], in float64.</summary>
     internal static void AddWidened(ReadOnlySpan<float> x, Span<double> accumulator, SimdWidth width)
     {

@@ -5,8 +5,8 @@ namespace SaeSharp.Training;
 /// <summary>What one training step of an SAE produced.</summary>
 /// <param name="Losses">Every loss term by name (SAELens names: "mse_loss", "l1_loss", "auxiliary_reconstruction_loss", ...), plus "overall_loss".</param>
 /// <param name="Reconstruction">x̂ for the batch [B, d_out], for explained variance and resampling.</param>
-/// <param name="Codes">The latent codes (which latents fired, with values), for firing statistics.</param>
-public sealed record TrainStepResult(IReadOnlyDictionary<string, double> Losses, Tensor Reconstruction, SparseCodes Codes);
+/// <param name="FiringCounts">How many of the batch's rows each latent fired on (activation &gt; 0), for firing statistics and L0.</param>
+public sealed record TrainStepResult(IReadOnlyDictionary<string, double> Losses, Tensor Reconstruction, int[] FiringCounts);
 
 /// <summary>What an inference forward (no gradients, no training-state updates) produced.</summary>
 /// <param name="Reconstruction">x̂ for the rows [B, d_out].</param>

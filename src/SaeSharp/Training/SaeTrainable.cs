@@ -49,7 +49,7 @@ public sealed class SaeTrainable : ITrainableSae
         var f = Sae.Forward(input, ReferenceEquals(input, target) ? null : target, options);
         Sae.Backward(f, grads);
         var losses = new Dictionary<string, double>(f.Losses) { ["overall_loss"] = f.TotalLoss };
-        return new TrainStepResult(losses, f.Output, f.Codes ?? ToCodes(f.Features!, compute: Compute));
+        return new TrainStepResult(losses, f.Output, f.FiringCounts(Compute));
     }
 
     public SaeEvaluation Evaluate(Tensor input)

@@ -291,7 +291,7 @@ public sealed class Trainer
             double lr = _schedule.At(t._step);
             t._adam.Update(t._sae.Parameters, t._grads, (float)lr, t._compute);
             t._sae.AfterOptimizerStep();
-            var firingCounts = result.Codes.FiringCounts(t._compute);
+            var firingCounts = result.FiringCounts;
             t._tracker.Record(firingCounts, rows.Rows);
             t._resampler?.Record(input, firingCounts);
             t._recent.Add(rows);

@@ -157,6 +157,24 @@ public class SparseKernelTests
 
     [Theory]
     [MemberData(nameof(SimdPaths.Widths), MemberType = typeof(SimdPaths))]
+    public void PositiveCountsOfDenseFeaturesEqualTheirCodesFiringCounts(string width)
+    {
+        var w = SimdPaths.Parse(width);
+        var rng = new Rng(43);
+        foreach (int cols in SimdPaths.AwkwardLengths)
+            foreach (int rows in new[] { 1, 9 })
+            {
+                // Zeros of both signs, NaN, infinities and subnormals: only values > 0 fire.
+                var x = Tensor.FromArray(SimdPaths.Values(rows * cols, rng, 0.3), rows, cols);
+                var expected = Enumerable.Range(0, cols).Select(j => Enumerable.Range(0, rows).Count(r => x[r, j] > 0)).ToArray();
+                foreach (var compute in new[] { Compute.Single, new Compute(3) })
+                    Assert.Equal(expected, Ops.PositiveCounts(x, compute, w));
+                Assert.Equal(expected, SparseCodes.FromDense(x, Compute.Single).FiringCounts(Compute.Single));
+            }
+    }
+
+    [Theory]
+    [MemberData(nameof(SimdPaths.Widths), MemberType = typeof(SimdPaths))]
     public void SumRowsIsExactAtEveryWidth(string width)
     {
         var w = SimdPaths.Parse(width);
