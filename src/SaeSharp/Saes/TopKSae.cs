@@ -156,6 +156,8 @@ public class TopKSae : Sae
         var codes = SparseCodes.Fixed(x.Rows, Config.DSae, kAux);
         bool dense = kAux > AuxSparseDensity * nDead;
         var positions = dense ? new int[codes.Count] : null;
+        // Dense path: the selected values also go straight into [B, n_dead] codes, row by row on the selecting thread.
+        var denseCodes = dense ? Tensor.Uninitialized(x.Rows, nDead) : null;
         Compute.ForRange(x.Rows, 8, (r0, r1) =>
         {
             var buf = new float[nDead];
@@ -165,13 +167,18 @@ public class TopKSae : Sae
             {
                 var row = pre.Row(r);
                 for (int n = 0; n < nDead; n++) buf[n] = row[deadIdx[n]];
-                TopK.SelectRowByIndex(buf, kAux, codes.Value.AsSpan(r * kAux, kAux), sel, keys);
+                var values = codes.Value.AsSpan(r * kAux, kAux);
+                TopK.SelectRowByIndex(buf, kAux, values, sel, keys);
                 for (int t = 0; t < kAux; t++) codes.Index[r * kAux + t] = deadIdx[sel[t]];
-                if (positions is not null) sel.AsSpan(0, kAux).CopyTo(positions.AsSpan(r * kAux, kAux));
+                if (positions is null) continue;
+                sel.AsSpan(0, kAux).CopyTo(positions.AsSpan(r * kAux, kAux));
+                var denseRow = denseCodes!.Row(r);
+                denseRow.Clear();
+                for (int t = 0; t < kAux; t++) denseRow[sel[t]] = values[t];
             }
         });
         Tensor recon;
-        Tensor? denseCodes = null, deadWeights = null;
+        Tensor? deadWeights = null;
         if (positions is null)
         {
             recon = Tensor.Uninitialized(x.Rows, Config.DIn);
@@ -179,11 +186,9 @@ public class TopKSae : Sae
         }
         else
         {
-            denseCodes = new Tensor(x.Rows, nDead);
-            for (int e = 0; e < codes.Count; e++) denseCodes[e / kAux, positions[e]] = codes.Value[e];
             deadWeights = Tensor.Uninitialized(nDead, Config.DIn);
             for (int n = 0; n < nDead; n++) WDec.Row(deadIdx[n]).CopyTo(deadWeights.Row(n));
-            recon = Gemm.MatMul(denseCodes, deadWeights, compute: Compute);
+            recon = Gemm.MatMul(denseCodes!, deadWeights, compute: Compute);
         }
         var residual = x.Clone();
         TensorPrimitives.Subtract(residual.Span, output.Span, residual.Span);
@@ -217,13 +222,21 @@ public class TopKSae : Sae
         var dWDead = Gemm.MatMul(aux.DenseCodes!, aux.Grad, Compute, Trans.Yes, Trans.No);
         var dWDec = grads["W_dec"];
         for (int n = 0; n < nDead; n++) TensorPrimitives.Add(dWDec.Row(aux.Dead[n]), dWDead.Row(n), dWDec.Row(aux.Dead[n]));
-        var dCodes = Gemm.MatMul(aux.Grad, aux.DeadWeights!, Compute, Trans.No, Trans.Yes);
-        var dPre = new Tensor(dCodes.Rows, nDead);
-        for (int e = 0; e < aux.Positions!.Length; e++)
+        // The codes' gradient, then kept on each row's selected entries only (in place, rows in parallel).
+        var dPre = Gemm.MatMul(aux.Grad, aux.DeadWeights!, Compute, Trans.No, Trans.Yes);
+        var positions = aux.Positions!;
+        Compute.ForRange(dPre.Rows, 8, (r0, r1) =>
         {
-            int r = e / kAux, p = aux.Positions[e];
-            dPre[r, p] = dCodes[r, p];
-        }
+            var kept = new float[kAux];
+            for (int r = r0; r < r1; r++)
+            {
+                var row = dPre.Row(r);
+                var sel = positions.AsSpan(r * kAux, kAux);
+                for (int t = 0; t < kAux; t++) kept[t] = row[sel[t]];
+                row.Clear();
+                for (int t = 0; t < kAux; t++) row[sel[t]] = kept[t];
+            }
+        });
         var dWEncDead = Gemm.MatMul(f.SaeIn, dPre, Compute, Trans.Yes, Trans.No);
         var dWEnc = grads["W_enc"];
         for (int i = 0; i < dWEnc.Rows; i++)
