@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using SaeSharp.Tensors;
 using Tensor = SaeSharp.Tensors.Tensor;
@@ -155,13 +156,21 @@ public sealed class JumpReluSae : Sae
         bool tanh = opt is not null && CheckMode(opt);
         bool preAct = f.Losses.ContainsKey("pre_act_loss") && include("pre_act_loss");
         var thArr = th.ToArray();
-        // Rows in parallel blocks; the threshold, decoder-norm and encoder-bias gradients are column sums.
+        // Rows in parallel blocks; the threshold, decoder-norm and encoder-bias gradients are column sums. Without
+        // the tanh penalty or the pre-act loss (SAELens's default step mode) no entry touches the decoder norms, and
+        // the per-entry rule runs eight or sixteen lanes at a time (StepModeEntries).
+        bool vector = !tanh && !preAct;
         var sums = RowBlockSums(feats.Rows, Config.DSae, 3, (r0, r1, acc) =>
         {
             double[] dThAcc = acc[0], dNorm = acc[1], dPreSum = acc[2];
             for (int r = r0; r < r1; r++)
             {
                 var p = pre.Row(r); var fr = feats.Row(r); var dfr = dF.Row(r); var dpr = dPre.Row(r);
+                if (vector)
+                {
+                    StepModeEntries(p, fr, dfr, thArr, dpr, dThAcc, dPreSum, eps, l0 ? opt!.L0Coefficient / b : 0, Simd.Best);
+                    continue;
+                }
                 for (int j = 0; j < p.Length; j++)
                 {
                     dpr[j] = (float)EntryGradient(p[j], fr[j], dfr[j], j, thArr, st.Norms, opt, b, l0, tanh, preAct, dThAcc, dNorm);
@@ -172,6 +181,48 @@ public sealed class JumpReluSae : Sae
         for (int j = 0; j < dTh.Length; j++) dTh[j] += (float)sums[0][j];
         AddNormGradient(WDec, st.Norms, sums[1], dWDec);
         DenseEncoderBackward(f, dPre, WEnc, grads["W_enc"], grads["b_enc"], grads["b_dec"], Array.ConvertAll(sums[2], v => (float)v));
+    }
+
+    /// <summary>
+    /// <see cref="EntryGradient"/> without the tanh penalty and the pre-act loss, over a row's lanes at a vector width: dPre = f ≠ 0 ? dL/df
+    /// : 0, and θ's straight-through terms −(L0/(b·ε))·K and −(θ/ε)·K·dL/df (where dL/df ≠ 0) summed into float64
+    /// column accumulators with the column sums of dPre.
+    /// </summary>
+    internal static void StepModeEntries(ReadOnlySpan<float> pre, ReadOnlySpan<float> f, ReadOnlySpan<float> dF, ReadOnlySpan<float> threshold,
+        Span<float> dPre, Span<double> dThreshold, Span<double> dPreSum, double bandwidth, double l0PerRow, SimdWidth width)
+    {
+        var loop = new JumpReluEntryLoop(pre, f, dF, threshold, dPre, dThreshold, dPreSum, bandwidth, l0PerRow);
+        Simd.Run(ref loop, width);
+    }
+
+    private readonly ref struct JumpReluEntryLoop(ReadOnlySpan<float> pre, ReadOnlySpan<float> f, ReadOnlySpan<float> dF, ReadOnlySpan<float> threshold,
+        Span<float> dPre, Span<double> dThreshold, Span<double> dPreSum, double bandwidth, double l0PerRow) : ISimdLoop
+    {
+        private readonly ReadOnlySpan<float> _pre = pre, _f = f, _dF = dF, _th = threshold;
+        private readonly Span<float> _dPre = dPre;
+        private readonly Span<double> _dTh = dThreshold, _dPreSum = dPreSum;
+        private readonly float _invEps = (float)(1 / bandwidth), _negInvEps = (float)(-1 / bandwidth), _l0Term = (float)(-l0PerRow / bandwidth);
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<T>(int j) where T : struct, IFloatLanes<T>
+        {
+            var pre = _pre; var f = _f; var dF = _dF; var th = _th; var dPre = _dPre; var dTh = _dTh; var dPreSum = _dPreSum;
+            var invEps = T.Create(_invEps); var negInvEps = T.Create(_negInvEps); var l0Term = T.Create(_l0Term);
+            var half = T.Create(0.5f); var minusHalf = T.Create(-0.5f);
+            for (; j + T.Count <= pre.Length; j += T.Count)
+            {
+                var t = T.Load(th, j); var df = T.Load(dF, j);
+                var u = (T.Load(pre, j) - t) * invEps;
+                var window = T.GreaterThan(u, minusHalf) & T.LessThan(u, half);
+                var nonZeroDf = ~T.EqualTo(df, T.Zero);
+                var dp = T.Select(~T.EqualTo(T.Load(f, j), T.Zero), df, T.Zero);
+                var thTerm = l0Term + T.Select(nonZeroDf, t * negInvEps * df, T.Zero);
+                dp.Store(dPre, j);
+                dp.AddWidenedTo(dPreSum, j);
+                T.Select(window, thTerm, T.Zero).AddWidenedTo(dTh, j);
+            }
+            return j;
+        }
     }
 
     /// <summary>

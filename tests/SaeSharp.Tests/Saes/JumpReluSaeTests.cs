@@ -11,6 +11,35 @@ namespace SaeSharp.Tests.Saes;
 /// </summary>
 public class JumpReluSaeTests
 {
+    [Theory]
+    [MemberData(nameof(SaeSharp.Tests.Tensors.SimdPaths.Widths), MemberType = typeof(SaeSharp.Tests.Tensors.SimdPaths))]
+    public void StepModeEntriesMatchTheScalarRuleAtEveryWidth(string width)
+    {
+        var w = SaeSharp.Tests.Tensors.SimdPaths.Parse(width);
+        var rng = new Rng(61);
+        const double Eps = 0.05, L0PerRow = 0.3;
+        foreach (int n in SaeSharp.Tests.Tensors.SimdPaths.AwkwardLengths)
+        {
+            // Pre-activations near the thresholds (inside and outside the kernel window), inactive and active latents, zero gradients.
+            var th = Enumerable.Range(0, n).Select(_ => (float)(0.2 + 0.5 * rng.NextDouble())).ToArray();
+            var pre = th.Select(t => t + (float)((rng.NextDouble() - 0.5) * 0.2)).ToArray();
+            var f = pre.Select((p, j) => p > th[j] && rng.Bernoulli(0.9) ? p : 0f).ToArray();
+            var dF = Enumerable.Range(0, n).Select(_ => rng.Bernoulli(0.2) ? 0f : (float)(rng.NextDouble() - 0.5)).ToArray();
+            var dPre = new float[n]; var dTh = new double[n]; var dSum = new double[n];
+            JumpReluSae.StepModeEntries(pre, f, dF, th, dPre, dTh, dSum, Eps, L0PerRow, w);
+            for (int j = 0; j < n; j++)
+            {
+                double u = (pre[j] - (double)th[j]) / Eps;
+                double kern = u > -0.5 && u < 0.5 ? 1 : 0;
+                double expectedTh = -L0PerRow * kern / Eps + (dF[j] != 0 ? -(th[j] / Eps) * kern * dF[j] : 0);
+                float expectedPre = f[j] != 0 ? dF[j] : 0;
+                Assert.Equal(expectedPre, dPre[j]);
+                Assert.Equal(expectedPre, dSum[j], 6);
+                Assert.True(Math.Abs(expectedTh - dTh[j]) <= 1e-5 * (1 + Math.Abs(expectedTh)), $"{width} n={n} j={j}: dθ {dTh[j]}, expected {expectedTh}");
+            }
+        }
+    }
+
     [Fact]
     public void HandComputedEncodeAndLosses()
     {
