@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using SaeSharp.Tensors;
 using Tensor = SaeSharp.Tensors.Tensor;
@@ -39,28 +40,19 @@ public sealed class GatedSae : Sae
     {
         var saeIn = ProcessInput(x);
         var g = Gemm.MatMul(saeIn, WEnc, compute: Compute);
-        var gate = g.Clone();
-        Ops.AddRowVector(gate, Params["b_gate"].Span, compute: Compute);
+        var gate = Tensor.Uninitialized(g.Rows, g.Cols);
         var scale = new float[Config.DSae];
         TensorPrimitives.Exp(Params["r_mag"].Span, scale);
         var mag = Tensor.Uninitialized(g.Rows, g.Cols);
         var f = Tensor.Uninitialized(g.Rows, g.Cols);
         var bMag = Params["b_mag"].Span.ToArray();
+        var bGate = Params["b_gate"].Span.ToArray();
         var open = new int[g.Rows];
+        // π = g + b_gate, the magnitude path and f, and each row's open-gate count, in one pass over the lanes.
         Compute.ForRange(g.Rows, 16, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
-            {
-                var gr = g.Row(r); var mr = mag.Row(r); var fr = f.Row(r); var pr = gate.Row(r);
-                int n = 0;
-                for (int j = 0; j < gr.Length; j++)
-                {
-                    mr[j] = gr[j] * scale[j] + bMag[j];
-                    fr[j] = pr[j] > 0 && mr[j] > 0 ? mr[j] : 0;
-                    n += pr[j] > 0 ? 1 : 0;
-                }
-                open[r] = n;
-            }
+                open[r] = GateEntries(g.Row(r), bGate, scale, bMag, gate.Row(r), mag.Row(r), f.Row(r), Simd.Best);
         });
         SparseCodes? codes = null;
         float[]? gateValues = null;
@@ -131,6 +123,13 @@ public sealed class GatedSae : Sae
                 var gr = st.G.Row(r); var pr = st.Gate.Row(r); var fr = feats.Row(r); var dgr = dG.Row(r);
                 var dfr = dF is null ? default : dF.Row(r);
                 var dvr = dVia is null ? default : dVia.Row(r);
+                if (dF is not null && dVia is not null)
+                {
+                    // The training case (both reconstructions): the same rule over vector lanes.
+                    var loop = new GateBackwardLoop(gr, pr, fr, dfr, dvr, scale, st.Norms, (float)l1c, l1, dgr, acc);
+                    Simd.Run(ref loop, Simd.Best);
+                    continue;
+                }
                 for (int j = 0; j < gr.Length; j++)
                 {
                     double dg = 0;
@@ -157,6 +156,85 @@ public sealed class GatedSae : Sae
         AddNormGradient(WDec, st.Norms, sums[3], grads["W_dec"]);
         var scratch = new Tensor(Config.DSae);
         DenseEncoderBackward(f, dG, WEnc, grads["W_enc"], scratch, grads["b_dec"], Array.ConvertAll(sums[4], v => (float)v));
+    }
+
+    /// <summary>
+    /// One row's forward entries: π = g + b_gate, mag = g·exp(r_mag) + b_mag, f = (π &gt; 0 and mag &gt; 0) ? mag : 0;
+    /// returns how many gates are open (π &gt; 0).
+    /// </summary>
+    internal static int GateEntries(ReadOnlySpan<float> g, ReadOnlySpan<float> bGate, ReadOnlySpan<float> scale, ReadOnlySpan<float> bMag,
+        Span<float> gate, Span<float> mag, Span<float> f, SimdWidth width)
+    {
+        var loop = new GateForwardLoop(g, bGate, scale, bMag, gate, mag, f);
+        Simd.Run(ref loop, width);
+        return loop.Open;
+    }
+
+    private ref struct GateForwardLoop(ReadOnlySpan<float> g, ReadOnlySpan<float> bGate, ReadOnlySpan<float> scale, ReadOnlySpan<float> bMag,
+        Span<float> gate, Span<float> mag, Span<float> f) : ISimdLoop
+    {
+        private readonly ReadOnlySpan<float> _g = g, _bGate = bGate, _scale = scale, _bMag = bMag;
+        private readonly Span<float> _gate = gate, _mag = mag, _f = f;
+        public int Open { get; private set; }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<T>(int j) where T : struct, IFloatLanes<T>
+        {
+            var g = _g; var gate = _gate; var mag = _mag; var f = _f;
+            int open = 0;
+            for (; j + T.Count <= g.Length; j += T.Count)
+            {
+                var gj = T.Load(g, j);
+                var p = gj + T.Load(_bGate, j);
+                var m = gj * T.Load(_scale, j) + T.Load(_bMag, j);
+                var isOpen = T.GreaterThan(p, T.Zero);
+                p.Store(gate, j);
+                m.Store(mag, j);
+                (m & (isOpen & T.GreaterThan(m, T.Zero))).Store(f, j);
+                open += System.Numerics.BitOperations.PopCount(T.Bits(isOpen));
+            }
+            Open += open;
+            return j;
+        }
+    }
+
+    /// <summary>
+    /// The dense backward's per-entry rule with both reconstructions' gradients (dL/df and the via-gate one): dG and the
+    /// five per-latent sums (r_mag, b_mag, b_gate, the decoder norms, dG's column sums) into float64 accumulators.
+    /// </summary>
+    private readonly ref struct GateBackwardLoop(ReadOnlySpan<float> g, ReadOnlySpan<float> gate, ReadOnlySpan<float> f, ReadOnlySpan<float> dF,
+        ReadOnlySpan<float> dVia, ReadOnlySpan<float> scale, ReadOnlySpan<float> norms, float l1PerRow, bool l1, Span<float> dG, double[][] acc) : ISimdLoop
+    {
+        private readonly ReadOnlySpan<float> _g = g, _gate = gate, _f = f, _dF = dF, _dVia = dVia, _scale = scale, _norms = norms;
+        private readonly Span<float> _dG = dG;
+        private readonly Span<double> _dRMag = acc[0], _dBMag = acc[1], _dBGate = acc[2], _dNorm = acc[3], _dGSum = acc[4];
+        private readonly float _l1 = l1PerRow;
+        private readonly bool _withL1 = l1;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<T>(int j) where T : struct, IFloatLanes<T>
+        {
+            var g = _g; var dG = _dG;
+            var l1c = T.Create(_l1);
+            for (; j + T.Count <= g.Length; j += T.Count)
+            {
+                var sc = T.Load(_scale, j);
+                // Through f where it fired: dm = dL/df.
+                var dm = T.Load(_dF, j) & ~T.EqualTo(T.Load(_f, j), T.Zero);
+                // Through the open gates: the L1 term and the via-gate reconstruction.
+                var p = T.Load(_gate, j);
+                var isOpen = T.GreaterThan(p, T.Zero);
+                var dGate = (l1c * T.Load(_norms, j) + T.Load(_dVia, j)) & isOpen;
+                var dg = dm * sc + dGate;
+                dg.Store(dG, j);
+                (dm * T.Load(g, j) * sc).AddWidenedTo(_dRMag, j);
+                dm.AddWidenedTo(_dBMag, j);
+                dGate.AddWidenedTo(_dBGate, j);
+                if (_withL1) ((l1c * p) & isOpen).AddWidenedTo(_dNorm, j);
+                dg.AddWidenedTo(_dGSum, j);
+            }
+            return j;
+        }
     }
 
     // The open-gate entries, ascending per row, with f and ReLU(π) as values.

@@ -10,6 +10,33 @@ namespace SaeSharp.Tests.Saes;
 /// </summary>
 public class GatedSaeTests
 {
+    [Theory]
+    [MemberData(nameof(SaeSharp.Tests.Tensors.SimdPaths.Widths), MemberType = typeof(SaeSharp.Tests.Tensors.SimdPaths))]
+    public void GateEntriesMatchTheScalarRuleAtEveryWidth(string width)
+    {
+        var w = SaeSharp.Tests.Tensors.SimdPaths.Parse(width);
+        var rng = new Rng(71);
+        foreach (int n in SaeSharp.Tests.Tensors.SimdPaths.AwkwardLengths)
+        {
+            var g = SaeSharp.Tests.Tensors.SimdPaths.Values(n, rng, 0.1);
+            var bGate = SaeSharp.Tests.Tensors.SimdPaths.Values(n, rng, 0);
+            var scale = Enumerable.Range(0, n).Select(_ => (float)Math.Exp(rng.NextDouble() - 0.5)).ToArray();
+            var bMag = SaeSharp.Tests.Tensors.SimdPaths.Values(n, rng, 0);
+            var gate = new float[n]; var mag = new float[n]; var f = new float[n];
+            int open = GatedSae.GateEntries(g, bGate, scale, bMag, gate, mag, f, w);
+            int expectedOpen = 0;
+            for (int j = 0; j < n; j++)
+            {
+                float p = g[j] + bGate[j], m = g[j] * scale[j] + bMag[j];
+                Assert.Equal(p, gate[j]);
+                Assert.Equal(m, mag[j]);
+                Assert.Equal(p > 0 && m > 0 ? m : 0f, f[j]);
+                if (p > 0) expectedOpen++;
+            }
+            Assert.Equal(expectedOpen, open);
+        }
+    }
+
     [Fact]
     public void HandComputedEncodeAndLosses()
     {
