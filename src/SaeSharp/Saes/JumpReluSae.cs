@@ -69,12 +69,13 @@ public sealed class JumpReluSae : Sae
         if (dead is not null) for (int j = 0; j < th.Length; j++) deadLanes[j] = dead[j] ? 1 : 0;
         var f = Tensor.Uninitialized(pre.Rows, pre.Cols);
         var counts = new int[pre.Rows];
+        var aboveRows = new int[pre.Rows];
         Compute.ForRange(pre.Rows, 16, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
             {
                 var p = pre.Row(r); var o = f.Row(r);
-                counts[r] = ActivationKernels.JumpReluRow(p, th, deadLanes, halfWindow, o, null, 0, Simd.Best);
+                (counts[r], aboveRows[r]) = ActivationKernels.JumpReluRow(p, th, deadLanes, halfWindow, o, null, 0, Simd.Best);
             }
         });
         SparseCodes? codes = null;
@@ -110,7 +111,8 @@ public sealed class JumpReluSae : Sae
                         l0 += tanh ? Math.Tanh(loss.JumpReluTanhScale * fr[j] * norms[j]) : (p[j] > th[j] ? 1 : 0);
                         if (dead is not null && dead[j]) pa += Math.Max(0.0, (double)th[j] - p[j]) * norms[j];
                     }
-                    if (codes is null) for (int j = 0; j < p.Length; j++) Add(p, fr, j);
+                    if (!tanh && dead is null) l0 = aboveRows[r]; // the step L0 is the count the forward pass made
+                    else if (codes is null) for (int j = 0; j < p.Length; j++) Add(p, fr, j);
                     else foreach (int j in codes.RowIndex(r)) Add(p, fr, j);
                     l0Rows[r] = l0; preActRows[r] = pa;
                 }

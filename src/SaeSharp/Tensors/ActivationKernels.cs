@@ -55,10 +55,11 @@ internal static class ActivationKernels
     /// <summary>
     /// JumpReLU forward of one row, f[j] = pre[j]·[pre[j] &gt; θ[j]]·[pre[j] &gt; 0], returning how many entries the
     /// backward needs: those with pre &gt; θ, inside the threshold kernel's window |pre − θ| &lt; <paramref name="halfWindow"/>,
-    /// or below a threshold whose <paramref name="deadLanes"/> entry is positive (the pre-act loss). With
-    /// <paramref name="codes"/>, also writes those entries (index and f, ascending) into row <paramref name="codeRow"/>.
+    /// or below a threshold whose <paramref name="deadLanes"/> entry is positive (the pre-act loss), and how many have
+    /// pre &gt; θ (the step-mode L0). With <paramref name="codes"/>, also writes the needed entries (index and f, ascending)
+    /// into row <paramref name="codeRow"/>.
     /// </summary>
-    public static int JumpReluRow(ReadOnlySpan<float> pre, ReadOnlySpan<float> threshold, ReadOnlySpan<float> deadLanes, float halfWindow,
+    public static (int Needed, int Above) JumpReluRow(ReadOnlySpan<float> pre, ReadOnlySpan<float> threshold, ReadOnlySpan<float> deadLanes, float halfWindow,
         Span<float> features, SparseCodes? codes, int codeRow, SimdWidth width)
     {
         int n = pre.Length;
@@ -66,7 +67,7 @@ internal static class ActivationKernels
             throw new ArgumentException($"JumpReLU spans must all have the row's {n} elements");
         var loop = new JumpReluLoop(pre, threshold, deadLanes, halfWindow, features, codes, codes is null ? 0 : codes.RowStart[codeRow]);
         Simd.Run(ref loop, width);
-        return loop.Needed;
+        return (loop.Needed, loop.Above);
     }
 
     private ref struct JumpReluLoop(ReadOnlySpan<float> pre, ReadOnlySpan<float> threshold, ReadOnlySpan<float> deadLanes, float halfWindow,
@@ -78,13 +79,14 @@ internal static class ActivationKernels
         private readonly SparseCodes? _codes = codes;
         private int _write = write;
         public int Needed { get; private set; }
+        public int Above { get; private set; }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public int Run<T>(int j) where T : struct, IFloatLanes<T>
         {
             var p = _pre; var th = _threshold; var dl = _deadLanes; var f = _features; var codes = _codes;
             var hw = T.Create(_halfWindow);
-            int needed = 0, w = _write;
+            int needed = 0, aboveCount = 0, w = _write;
             for (; j + T.Count <= p.Length; j += T.Count)
             {
                 var pv = T.Load(p, j); var tv = T.Load(th, j);
@@ -93,6 +95,7 @@ internal static class ActivationKernels
                 var need = above | T.LessThan(T.Abs(pv - tv), hw) | (T.GreaterThan(tv, pv) & T.GreaterThan(T.Load(dl, j), T.Zero));
                 uint mask = T.Bits(need);
                 needed += BitOperations.PopCount(mask);
+                aboveCount += BitOperations.PopCount(T.Bits(above));
                 if (codes is not null)
                     for (; mask != 0; mask &= mask - 1)
                     {
@@ -101,6 +104,7 @@ internal static class ActivationKernels
                     }
             }
             Needed += needed;
+            Above += aboveCount;
             _write = w;
             return j;
         }

@@ -47,20 +47,22 @@ public class ActivationKernelsTests
             var dead = Enumerable.Range(0, n).Select(_ => rng.Bernoulli(0.3) ? 1f : 0f).ToArray();
             var fExpected = new float[n];
             var needed = new List<int>();
+            int aboveCount = 0;
             for (int j = 0; j < n; j++)
             {
                 bool above = pre[j] > th[j];
+                if (above) aboveCount++;
                 fExpected[j] = above && pre[j] > 0 ? pre[j] : 0;
                 if (above || MathF.Abs(pre[j] - th[j]) < HalfWindow || (th[j] > pre[j] && dead[j] > 0)) needed.Add(j);
             }
             var f = new float[n];
-            Assert.Equal(needed.Count, ActivationKernels.JumpReluRow(pre, th, dead, HalfWindow, f, null, 0, w));
+            Assert.Equal((needed.Count, aboveCount), ActivationKernels.JumpReluRow(pre, th, dead, HalfWindow, f, null, 0, w));
             Assert.Equal(fExpected, f);
             // Row 1 of three, so the writes must start at its RowStart and stay inside its slice.
             var codes = SparseCodes.FromRowCounts(n, [2, needed.Count, 1]);
             Array.Fill(codes.Index, -1);
             Array.Clear(f);
-            Assert.Equal(needed.Count, ActivationKernels.JumpReluRow(pre, th, dead, HalfWindow, f, codes, 1, w));
+            Assert.Equal((needed.Count, aboveCount), ActivationKernels.JumpReluRow(pre, th, dead, HalfWindow, f, codes, 1, w));
             Assert.Equal(needed, codes.RowIndex(1).ToArray());
             Assert.Equal(needed.Select(j => fExpected[j]).ToArray(), codes.RowValue(1).ToArray());
             Assert.Equal([-1, -1], codes.RowIndex(0).ToArray());
