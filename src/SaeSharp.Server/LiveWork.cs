@@ -131,18 +131,21 @@ public sealed class LiveWork : IDisposable
         }
         var job = new LiveJob(Guid.NewGuid().ToString("N"), kind, storeId);
         _jobs[job.Id] = job;
-        _ = Task.Run(() => RunAsync(job, work));
+        // The slot is asked for here, on the submitting thread: the semaphore's async waiters are served in the order
+        // they asked, so jobs start in submission order (from a pool task, two jobs could swap places).
+        var slot = _slots.WaitAsync(_stopping.Token);
+        _ = RunAsync(job, work, slot);
         return job;
     }
 
     public LiveJob? Get(string id) => _jobs.TryGetValue(id, out var j) ? j : null;
 
-    private async Task RunAsync(LiveJob job, Func<JobContext, JsonNode> work)
+    private async Task RunAsync(LiveJob job, Func<JobContext, JsonNode> work, Task slotTask)
     {
         bool slot = false;
         try
         {
-            await _slots.WaitAsync(_stopping.Token);
+            await slotTask;
             slot = true;
         }
         catch (OperationCanceledException)

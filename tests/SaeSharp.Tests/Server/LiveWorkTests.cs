@@ -45,6 +45,20 @@ public sealed class LiveWorkTests
     }
 
     [Fact]
+    public async Task QueuedJobsStartInTheOrderTheyWereSubmitted()
+    {
+        using var work = new LiveWork(concurrency: 1, queueLength: 20, Long, keep: 100);
+        var gate = new ManualResetEventSlim();
+        var a = work.Submit("test", 0, _ => { gate.Wait(); return JsonValue.Create(0); });
+        var order = new List<int>();
+        var queued = Enumerable.Range(1, 12).Select(i => work.Submit("test", 0, _ => { lock (order) order.Add(i); return JsonValue.Create(i); })).ToList();
+        gate.Set();
+        foreach (var j in queued) await Finished(j);
+        Assert.Equal(Enumerable.Range(1, 12), order);
+        Assert.Equal(JobState.Done, (await Finished(a)).State);
+    }
+
+    [Fact]
     public async Task AFullQueueRefusesTheNextJob()
     {
         using var work = new LiveWork(concurrency: 1, queueLength: 2, Long, keep: 100);
