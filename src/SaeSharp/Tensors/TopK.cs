@@ -100,27 +100,21 @@ public static class TopK
             for (; at + 8 <= n && t2 < k; at += 8)
             {
                 var v = Vector256.Create(keys.Slice(at, 8));
-                uint bits = Vector256.GreaterThanOrEqual(v, cut).ExtractMostSignificantBits();
-                while (bits != 0)
+                for (uint bits = Vector256.GreaterThanOrEqual(v, cut).ExtractMostSignificantBits(); bits != 0; bits &= bits - 1)
                 {
                     int i = at + System.Numerics.BitOperations.TrailingZeroCount(bits);
-                    bits &= bits - 1;
-                    if (keys[i] == prefix && ties-- <= 0) continue;
-                    indices[t2] = i;
-                    values[t2++] = row[i];
+                    if (Taken(keys[i], prefix, ref ties)) { indices[t2] = i; values[t2++] = row[i]; }
                 }
             }
         }
         for (int i = at; i < n && t2 < k; i++)
-        {
-            uint u = keys[i];
-            if (u > prefix || (u == prefix && ties-- > 0))
-            {
-                indices[t2] = i;
-                values[t2++] = row[i];
-            }
-        }
+            if (Taken(keys[i], prefix, ref ties)) { indices[t2] = i; values[t2++] = row[i]; }
     }
+
+    // Whether the entry of this key is among the top k whose k-th largest key is `cut`: larger ones all are, equal
+    // ones while ties are left (lowest index first, as the caller walks in index order).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool Taken(uint key, uint cut, ref int ties) => key > cut || (key == cut && ties-- > 0);
 
     // keys[i] = SortableBits(row[i]), eight at a time where the machine has 256-bit vectors.
     private static void SortableKeys(ReadOnlySpan<float> row, Span<uint> keys)
