@@ -138,13 +138,14 @@ public static partial class Gemm
             }
     }
 
+    // Transposed A: how many rows of A ahead PackA asks the cache for.
+    private const int PrefetchRows = 8;
+
     // op(A)[ic.., pc..] (mcCur x kc) into slivers of mr rows: sliver s holds, for each p, mr consecutive values.
     // Both loops write the packed buffer sequentially; reads follow A's rows (NoTrans: mr streams along k;
     // Trans: one contiguous row segment of A per p, split over the slivers), which keeps TLB and cache misses low.
     // The packed buffer has 64 floats of slack past the block (Block rents it so): the 6-row path stores 8 floats
     // per k step, the last two overwritten by the next step, the next sliver, or landing in the slack.
-    private const int PrefetchRows = 8;
-
     private static unsafe void PackA(Trans ta, float* a, int lda, int ic, int mcCur, int pc, int kc, int mr, float* dst)
     {
         if (ta == Trans.No)
