@@ -1,16 +1,12 @@
-using System.Diagnostics;
 using System.Globalization;
 
 namespace SaeSharp.Bench;
 
 /// <summary>
 /// The same GEMM shapes timed by a peer in another process: NumPy's <c>np.dot</c> on the system BLAS (Debian's
-/// python3-numpy with libopenblas0-pthread: OpenBLAS), with as many threads as SaeSharp uses. Benchmarks only.
-/// On Intel CPUs with AVX-512, OpenBLAS 0.3.21 does not recognise Sapphire/Emerald Rapids and falls back to a
-/// slower kernel, so <c>OPENBLAS_CORETYPE=SkylakeX</c> is set there (its AVX-512 kernel); elsewhere OpenBLAS
-/// picks its own.
+/// python3-numpy with libopenblas0-pthread: OpenBLAS), in <see cref="PythonPeer"/>'s environment. Benchmarks only.
 /// </summary>
-public sealed class GemmPeer
+public sealed class GemmPeer(PythonPeer python, string description)
 {
     // One shape per run: best of `reps` after a warm-up, printed as GFLOP/s. Transposed operands are views, so
     // np.dot passes them to sgemm as transposes, as SaeSharp's GEMM reads them.
@@ -42,72 +38,21 @@ public sealed class GemmPeer
         print(2.0 * m * n * k / best / 1e9)
         """;
 
-    private readonly int _threads;
-    private readonly bool _skylakeX;
-
-    private GemmPeer(int threads, bool skylakeX, string description)
-    {
-        _threads = threads;
-        _skylakeX = skylakeX;
-        Description = description;
-    }
-
     /// <summary>The peer's NumPy and BLAS, as it reports them.</summary>
-    public string Description { get; }
+    public string Description { get; } = description;
 
     /// <summary>The peer, or null (with the reason) when python3 with NumPy is not installed.</summary>
     public static GemmPeer? TryStart(int threads, out string why)
     {
-        bool skylakeX = IntelAvx512();
-        var (code, text) = new GemmPeer(threads, skylakeX, "").RunPython(0, 0, 0, false, false, 0);
-        if (code != 0)
-        {
-            why = $"no peer: python3 with NumPy is needed (apt-get install python3-numpy libopenblas0-pthread): {text.Trim()}";
-            return null;
-        }
-        why = "";
-        return new GemmPeer(threads, skylakeX, text.Trim() + (skylakeX ? ", OPENBLAS_CORETYPE=SkylakeX" : ""));
+        var python = PythonPeer.TryStart(threads, Script, [0, 0, 0, 0, 0, 0], "NumPy (apt-get install python3-numpy libopenblas0-pthread)", out string description, out why);
+        return python is null ? null : new GemmPeer(python, description);
     }
 
     /// <summary>GFLOP/s of op(A)·op(B), [m, k]·[k, n].</summary>
     public double GigaFlops(long m, long n, long k, bool transA, bool transB, int repeats)
     {
-        var (code, text) = RunPython(m, n, k, transA, transB, repeats);
+        var (code, text) = python.Run(Script, m, n, k, transA ? 1 : 0, transB ? 1 : 0, repeats);
         if (code != 0) throw new InvalidOperationException($"GEMM peer failed: {text.Trim()}");
         return double.Parse(text.Trim(), CultureInfo.InvariantCulture);
-    }
-
-    // m = 0 asks the script to describe its NumPy and BLAS instead of timing.
-    private (int Code, string Output) RunPython(long m, long n, long k, bool transA, bool transB, int repeats)
-    {
-        // Debian's interpreter, whose python3-numpy is the peer (a pyenv or venv python3 earlier on PATH may lack it).
-        string python = File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-        var psi = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new object[] { "-c", Script, m, n, k, transA ? 1 : 0, transB ? 1 : 0, repeats })
-            psi.ArgumentList.Add(Convert.ToString(arg, CultureInfo.InvariantCulture)!);
-        psi.Environment["OPENBLAS_NUM_THREADS"] = _threads.ToString(CultureInfo.InvariantCulture);
-        if (_skylakeX) psi.Environment["OPENBLAS_CORETYPE"] = "SkylakeX";
-        try
-        {
-            using var p = Process.Start(psi)!;
-            var error = p.StandardError.ReadToEndAsync();
-            string output = p.StandardOutput.ReadToEnd();
-            p.WaitForExit();
-            return (p.ExitCode, output + error.Result);
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            return (-1, e.Message);
-        }
-    }
-
-    private static bool IntelAvx512()
-    {
-        try
-        {
-            string info = File.ReadAllText("/proc/cpuinfo");
-            return info.Contains("GenuineIntel", StringComparison.Ordinal) && info.Contains(" avx512f", StringComparison.Ordinal);
-        }
-        catch (IOException) { return false; }
     }
 }

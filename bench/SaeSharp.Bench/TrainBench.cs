@@ -10,11 +10,14 @@ namespace SaeSharp.Bench;
 /// <summary>
 /// `saesharp bench train`: per architecture, the SAE's forward and forward+backward (all loss terms), and a full
 /// training step (forward, backward, firing statistics' codes, clip, Adam), each with its ratio to one dense GEMM.
+/// With a peer (<see cref="TrainPeer"/>), topk (with and without AuxK) and freshly initialised standard also run the
+/// same step in PyTorch right after SaeSharp's, each side's step in its own GEMM units and the tokens/s ratio.
 /// </summary>
 public static class TrainBench
 {
     /// <param name="architectures">Only these architectures (null: every registered one).</param>
-    public static int Run(TextWriter o, bool quick, IReadOnlyCollection<string>? architectures = null)
+    /// <param name="withPeer">Also time the peer's steps (PyTorch) where it has them.</param>
+    public static int Run(TextWriter o, bool quick, IReadOnlyCollection<string>? architectures = null, bool withPeer = false)
     {
         foreach (var name in architectures ?? []) SaeRegistry.Get(name); // an unknown name is an error before any timing
         int B = quick ? 1024 : 4096, dIn = 512, dSae = quick ? 4096 : 16384, k = 32;
@@ -28,12 +31,18 @@ public static class TrainBench
         rng.FillNormal(a.Span); rng.FillNormal(w.Span);
         double gemm = BenchUtil.BestSeconds(() => Gemm.MatMul(a, w, c, compute: all), repeats);
         o.WriteLine($"training step, B={B}, d_in={dIn}, d_sae={dSae}, k={k}, {all.Threads} threads; one dense {B}x{dIn}x{dSae} GEMM: {BenchUtil.Ms(gemm).Trim()}");
+        TrainPeer? peer = null;
+        if (withPeer)
+        {
+            peer = TrainPeer.TryStart(all.Threads, out string why);
+            o.WriteLine(peer is null ? why : $"peer: {peer.Description}, {all.Threads} threads; each step is timed right after SaeSharp's, in its own process with its own GEMM unit");
+        }
         // Top-k kinds run twice: with no dead latents (the sparse path alone) and with one latent in seven dead, which
         // adds AuxK (k_aux = d_in/2 dead latents per row through the same sparse kernels).
         // standard, jumprelu and gated run twice too: freshly initialised (about half the latents fire, so every
         // product is dense) and with their encoder (gate) biases set so that `TrainedL0` latents fire per row, as in a
         // trained SAE, where they take the sparse-code path.
-        const int TrainedL0 = 64;
+        const int TrainedL0 = 64, DeadEvery = 7;
         // Every architecture; top-k kinds also with dead latents (AuxK), penalised non-transcoder kinds also at a trained L0.
         var runs = SaeRegistry.Architectures.Where(a => architectures is null || architectures.Contains(a.Name)).SelectMany(a => new[] { (Kind: a, Dead: false, Trained: false) }
             .Concat(a.TopK ? [(a, true, false)] : [])
@@ -55,7 +64,7 @@ public static class TrainBench
             var grads = sae.Params.ToDictionary(kv => kv.Key, kv => new Tensor(kv.Value.Shape.ToArray()));
             var adam = new Adam(trainable.Parameters);
             var dead = new bool[dSae];
-            if (withDead) for (int j = 0; j < dSae; j += 7) dead[j] = true;
+            if (withDead) for (int j = 0; j < dSae; j += DeadEvery) dead[j] = true;
             var inputs = new StepInputs(topK ? 0 : 5, dead);
             // A transcoder's target is another tensor (the MLP output); here a copy of the batch.
             var target = kind.Transcoder ? x.Clone() : x;
@@ -78,6 +87,11 @@ public static class TrainBench
             string name = withDead ? arch + " +AuxK" : trained ? $"{arch} L0 {TrainedL0}" : arch;
             o.WriteLine($"  {name,-21} forward {BenchUtil.Ms(fwd)} ({fwd / unit,4:F2} GEMM)  forward+backward {BenchUtil.Ms(fwdBwd)} ({fwdBwd / unit,4:F2} GEMM)  " +
                         $"full step {BenchUtil.Ms(s)} {B / s,7:N0} tokens/s ({s / unit,4:F2} GEMM; GEMM {BenchUtil.Ms(unit).Trim()})");
+            if (peer is not null && TrainPeer.Covers(arch) && !trained)
+            {
+                var (step, theirGemm) = peer.Time(arch, B, dIn, dSae, k, withDead ? DeadEvery : 0, repeats);
+                o.WriteLine($"  {"",-21} PyTorch full step {BenchUtil.Ms(step)} {B / step,7:N0} tokens/s ({step / theirGemm,4:F2} GEMM; torch GEMM {BenchUtil.Ms(theirGemm).Trim()}); SaeSharp/PyTorch tokens/s {step / s,5:F2}");
+            }
             gemm = BenchUtil.BestSeconds(() => Gemm.MatMul(a, w, c, compute: all), quick ? 1 : 2);
         }
         if (!quick && (architectures is null || architectures.Contains("standard"))) StandardTrainingRun(o, B, dIn, dSae, gemm);

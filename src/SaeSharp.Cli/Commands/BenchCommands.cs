@@ -40,8 +40,10 @@ public static class BenchCommands
         train.Add(trainQuick);
         var trainArch = new Option<string?>("--architecture") { Description = "Only these architectures, comma-separated (default: all)" };
         train.Add(trainArch);
+        var trainPeer = new Option<bool>("--peer") { Description = "Run the topk (with and without AuxK) and standard steps in PyTorch too, right after SaeSharp's, and print the ratio (needs python3-torch)" };
+        train.Add(trainPeer);
         train.SetAction(p => TrainBench.Run(p.InvocationConfiguration.Output, p.GetValue(trainQuick),
-            p.GetValue(trainArch)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
+            p.GetValue(trainArch)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), p.GetValue(trainPeer)));
         bench.Add(train);
         var pipeline = new Command("pipeline", "Activation extraction, cache writing, and SAE training tokens/s streaming from a model vs from a cache");
         var pipeModel = new Option<string?>("--model") { Description = "Model folder or llama2.c .bin (default: a random GPT-2-small-shaped model)" };
