@@ -221,9 +221,9 @@ public static partial class Gemm
         }
     }
 
-    // out_p[j] = r_j[p]: the 8×8 transpose of eight rows of eight floats.
+    // out_p[j] = r_j[p]: the 8×8 transpose of eight rows of eight floats (also the sparse kernels' transposed adds).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8(Vector256<float> r0, Vector256<float> r1, Vector256<float> r2, Vector256<float> r3,
+    internal static void Transpose8(Vector256<float> r0, Vector256<float> r1, Vector256<float> r2, Vector256<float> r3,
         Vector256<float> r4, Vector256<float> r5, Vector256<float> r6, Vector256<float> r7,
         out Vector256<float> o0, out Vector256<float> o1, out Vector256<float> o2, out Vector256<float> o3,
         out Vector256<float> o4, out Vector256<float> o5, out Vector256<float> o6, out Vector256<float> o7)

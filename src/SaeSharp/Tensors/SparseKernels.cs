@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics.X86;
 
 namespace SaeSharp.Tensors;
 
@@ -169,13 +170,43 @@ public static class SparseKernels
                         if (coef[e] != 0) TensorPrimitives.MultiplyAdd(dense.Row(entryRow[e]), coef[e], a, a);
                     }
                 }
-                for (int i = 0; i < d; i++)
-                {
-                    int row = go + i * cols + j0;
-                    for (int t = 0; t < width; t++) gd[row + t] += acc[t * d + i];
-                }
+                AddTransposed(acc, d, width, gd, go + j0, cols);
             }
         });
+    }
+
+    // g[i·ldg + t] += acc[t·d + i] for i < d, t < width: a block's sums added across into the gradient's columns, 8×8
+    // tiles at a time where AVX allows (the reads of acc are d apart, which a plain loop pays for on every element).
+    private static unsafe void AddTransposed(float[] acc, int d, int width, float[] g, int at, int ldg)
+    {
+        int d8 = Avx.IsSupported ? d / 8 * 8 : 0, w8 = Avx.IsSupported ? width / 8 * 8 : 0;
+        fixed (float* a = acc, gp = g)
+        {
+            for (int i = 0; i < d8; i += 8)
+                for (int t = 0; t < w8; t += 8)
+                {
+                    float* s = a + (long)t * d + i;
+                    Gemm.Transpose8(Avx.LoadVector256(s), Avx.LoadVector256(s + d), Avx.LoadVector256(s + 2 * d), Avx.LoadVector256(s + 3 * d),
+                        Avx.LoadVector256(s + 4 * d), Avx.LoadVector256(s + 5 * d), Avx.LoadVector256(s + 6 * d), Avx.LoadVector256(s + 7 * d),
+                        out var c0, out var c1, out var c2, out var c3, out var c4, out var c5, out var c6, out var c7);
+                    float* o = gp + at + (long)i * ldg + t;
+                    Avx.Store(o, Avx.Add(Avx.LoadVector256(o), c0)); Avx.Store(o + ldg, Avx.Add(Avx.LoadVector256(o + ldg), c1));
+                    Avx.Store(o + 2 * ldg, Avx.Add(Avx.LoadVector256(o + 2 * ldg), c2)); Avx.Store(o + 3 * ldg, Avx.Add(Avx.LoadVector256(o + 3 * ldg), c3));
+                    Avx.Store(o + 4 * ldg, Avx.Add(Avx.LoadVector256(o + 4 * ldg), c4)); Avx.Store(o + 5 * ldg, Avx.Add(Avx.LoadVector256(o + 5 * ldg), c5));
+                    Avx.Store(o + 6 * ldg, Avx.Add(Avx.LoadVector256(o + 6 * ldg), c6)); Avx.Store(o + 7 * ldg, Avx.Add(Avx.LoadVector256(o + 7 * ldg), c7));
+                }
+            // The columns past the last whole tile in each tiled row, then the rows past the last whole tile.
+            for (int i = 0; i < d8; i++)
+            {
+                float* o = gp + at + (long)i * ldg;
+                for (int t = w8; t < width; t++) o[t] += a[(long)t * d + i];
+            }
+            for (int i = d8; i < d; i++)
+            {
+                float* o = gp + at + (long)i * ldg;
+                for (int t = 0; t < width; t++) o[t] += a[(long)t * d + i];
+            }
+        }
     }
 
     /// <summary>
