@@ -44,8 +44,8 @@ public class TopKSae : Sae
 
     /// <summary>
     /// AuxK runs on sparse codes while at most this share of the dead latents is selected per row (k_aux / n_dead);
-    /// above it, on dense [B, n_dead] codes against the dead latents' weights gathered compactly (four GEMMs of
-    /// B × n_dead × d_in). With one latent in seven dead (k_aux 256 of 2,341) the dense path is 11% dense and the
+    /// above it, against the dead latents' weights gathered compactly: the reconstruction as a sparse decode of the
+    /// entries by dead position, the backward on dense [B, n_dead] codes (three GEMMs of B × n_dead × d_in). With one latent in seven dead (k_aux 256 of 2,341) the dense path is 11% dense and the
     /// faster one; with fewer than 256 dead every dead latent is selected in every row. 0 forces dense, 1 sparse.
     /// </summary>
     public double AuxSparseDensity { get; set; } = 0.06;
@@ -188,7 +188,12 @@ public class TopKSae : Sae
         {
             deadWeights = Tensor.Uninitialized(nDead, Config.DIn);
             for (int n = 0; n < nDead; n++) WDec.Row(deadIdx[n]).CopyTo(deadWeights.Row(n));
-            recon = Gemm.MatMul(denseCodes!, deadWeights, compute: Compute);
+            // The reconstruction from the same entries numbered by dead position: a sparse decode against the compact
+            // dead rows (a few MB, cache-resident) beat the dense [B, n_dead] GEMM, 55 vs 83 ms at B 4096, k_aux 256 of 2,341.
+            var compact = SparseCodes.Fixed(x.Rows, nDead, kAux);
+            positions.CopyTo(compact.Index, 0);
+            recon = Tensor.Uninitialized(x.Rows, Config.DIn);
+            SparseKernels.Decode(compact, deadWeights, recon, Compute, default, codes.Value);
         }
         var residual = x.Clone();
         TensorPrimitives.Subtract(residual.Span, output.Span, residual.Span);
