@@ -226,7 +226,10 @@ public class TopKSae : Sae
         int nDead = aux.Dead.Length, kAux = aux.Codes.Count / Math.Max(1, aux.Codes.Rows);
         var dWDead = Gemm.MatMul(aux.DenseCodes!, aux.Grad, Compute, Trans.Yes, Trans.No);
         var dWDec = grads["W_dec"];
-        for (int n = 0; n < nDead; n++) TensorPrimitives.Add(dWDec.Row(aux.Dead[n]), dWDead.Row(n), dWDec.Row(aux.Dead[n]));
+        Compute.ForRange(nDead, 64, (n0, n1) =>
+        {
+            for (int n = n0; n < n1; n++) TensorPrimitives.Add(dWDec.Row(aux.Dead[n]), dWDead.Row(n), dWDec.Row(aux.Dead[n]));
+        });
         // The codes' gradient, then kept on each row's selected entries only (in place, rows in parallel).
         var dPre = Gemm.MatMul(aux.Grad, aux.DeadWeights!, Compute, Trans.No, Trans.Yes);
         var positions = aux.Positions!;
@@ -244,11 +247,14 @@ public class TopKSae : Sae
         });
         var dWEncDead = Gemm.MatMul(f.SaeIn, dPre, Compute, Trans.Yes, Trans.No);
         var dWEnc = grads["W_enc"];
-        for (int i = 0; i < dWEnc.Rows; i++)
+        Compute.ForRange(dWEnc.Rows, 16, (i0, i1) =>
         {
-            var dst = dWEnc.Row(i); var src = dWEncDead.Row(i);
-            for (int n = 0; n < nDead; n++) dst[aux.Dead[n]] += src[n];
-        }
+            for (int i = i0; i < i1; i++)
+            {
+                var dst = dWEnc.Row(i); var src = dWEncDead.Row(i);
+                for (int n = 0; n < nDead; n++) dst[aux.Dead[n]] += src[n];
+            }
+        });
         var deadSums = new float[nDead];
         Ops.SumRows(dPre, deadSums, Compute);
         var colSum = new Tensor(1, Config.DSae);
