@@ -83,7 +83,12 @@ public sealed class ServedStories : IAsyncLifetime
     public SaeSteering Steering(SteerSettings? s = null) => SteerRun.Open(SharedData.Path(Stories), SaeDir, null, null, Compute.All, s);
 }
 
-[CollectionDefinition(Name)]
+/// <summary>
+/// The served store's tests (the server's and the browser's) run by themselves, after the parallel collections: in a
+/// full run on 2 cores, where other classes' kernels hold both, a browser test's Playwright wait failed once in six
+/// runs; run without them (even beside a benchmark) they passed twelve times in twelve.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class ServedStoriesCollection : ICollectionFixture<ServedStories>
 {
     public const string Name = "served stories";
