@@ -238,7 +238,8 @@ public static class BlockingSweep
             var a = new float[(long)m * k]; var b = new float[(long)k * n]; var c = new float[(long)m * n];
             rng.FillNormal(a); rng.FillNormal(b);
             int lda = ta == Trans.No ? k : m, ldb = tb == Trans.No ? n : k;
-            var blockings = (from kc in kcs from t in mcTiles select chosen with { Kc = kc, Mc = t * chosen.Mr }).ToList();
+            // Each MC as given: an L2 too large for any panel to exceed four of keeps McFor from doubling it.
+            var blockings = (from kc in kcs from t in mcTiles select chosen with { Kc = kc, Mc = t * chosen.Mr, L2 = long.MaxValue / 8 }).ToList();
             var best = new double[blockings.Count];
             for (int round = 0; round < (quick ? 1 : 3); round++)
                 for (int i = 0; i < blockings.Count; i++)

@@ -64,9 +64,10 @@ public static partial class Gemm
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
         var isa = blocking.Isa;
-        int mr = blocking.Mr, nr = blocking.Nr, mc = blocking.Mc, KC = blocking.Kc, NC = blocking.Nc;
+        int mr = blocking.Mr, nr = blocking.Nr, KC = blocking.Kc, NC = blocking.Nc;
         int ncMax = Math.Min(NC, RoundUp(j1 - j0, nr));
         int kcMax = Math.Min(KC, k);
+        int mc = blocking.McFor(kcMax, ncMax);
         var bufA = ArrayPool<float>.Shared.Rent(mc * kcMax + 64);
         var bufB = ArrayPool<float>.Shared.Rent(ncMax * kcMax + 64);
         try

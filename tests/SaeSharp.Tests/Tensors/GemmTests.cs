@@ -131,8 +131,9 @@ public class GemmTests
     public void EveryBlockingTheCodeCanChooseMatchesTheReference(string isaName, string cacheName)
     {
         var blocking = GemmBlocking.For(Enum.Parse<GemmIsa>(isaName), Caches[cacheName]);
-        // Shapes across the blocking's tiles, its KC slices (k beyond two of the deepest, 1,536) and its MC/NC blocks.
-        foreach (var (m, n, k, ta, tb) in new[] { (37, 45, 3149, Trans.No, Trans.No), (131, 69, 900, Trans.Yes, Trans.No), (250, 4200, 40, Trans.No, Trans.Yes), (23, 300, 1601, Trans.Yes, Trans.Yes) })
+        // Shapes across the blocking's tiles, its KC slices (k beyond two of the deepest, 1,536) and its MC/NC blocks; the
+        // last has B panels of over four L2s (for the Zen 3 and small caches), where the A blocks are twice as tall.
+        foreach (var (m, n, k, ta, tb) in new[] { (37, 45, 3149, Trans.No, Trans.No), (131, 69, 900, Trans.Yes, Trans.No), (250, 4200, 40, Trans.No, Trans.Yes), (23, 300, 1601, Trans.Yes, Trans.Yes), (250, 1400, 770, Trans.No, Trans.No) })
         {
             var rng = new Rng((ulong)(m + n + k));
             int lda = ta == Trans.No ? k : m, ldb = tb == Trans.No ? n : k;
@@ -167,6 +168,12 @@ public class GemmTests
         var zen3 = GemmBlocking.For(GemmIsa.Avx2, Caches["zen3"]);
         Assert.True((zen3.Mc + zen3.Nr) * zen3.Kc * 4 <= 0.8 * (512 << 10));
         Assert.Equal(4096, zen3.Nc);
+        // A wide B panel (768 × 4096: 12 MB) takes A blocks twice as tall (737 KB, within 1.5 L2s); a tall shape's
+        // (768 × 512: 1.5 MB) keeps Mc.
+        Assert.Equal(2 * zen3.Mc, zen3.McFor(768, 4096));
+        Assert.Equal(zen3.Mc, zen3.McFor(768, 512));
+        // The 250 x 1400 x 770 shape above, split by columns over two threads: 768 × 704 per thread (2.2 MB).
+        Assert.Equal(2 * zen3.Mc, zen3.McFor(768, 704));
         Assert.Equal(1280, GemmBlocking.For(GemmIsa.Avx2, Caches["small"]).Nc); // 4 MB / 2 / (384 × 4 B), to a multiple of 256
     }
 
