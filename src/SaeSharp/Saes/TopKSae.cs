@@ -45,8 +45,8 @@ public class TopKSae : Sae
     /// <summary>
     /// AuxK runs on sparse codes while at most this share of the dead latents is selected per row (k_aux / n_dead);
     /// above it, against the dead latents' weights gathered compactly: the reconstruction as a sparse decode of the
-    /// entries by dead position, the backward on dense [B, n_dead] codes (three GEMMs of B × n_dead × d_in). With one latent in seven dead (k_aux 256 of 2,341) the dense path is 11% dense and the
-    /// faster one; with fewer than 256 dead every dead latent is selected in every row. 0 forces dense, 1 sparse.
+    /// entries by dead position, the backward on dense [B, n_dead] codes (three GEMMs of B × n_dead × d_in). With one
+    /// latent in seven dead (k_aux 256 of 2,341) the dense path is 11% dense and the faster one; with fewer than 256 dead every dead latent is selected in every row. 0 forces dense, 1 sparse.
     /// </summary>
     public double AuxSparseDensity { get; set; } = 0.06;
 
@@ -155,8 +155,10 @@ public class TopKSae : Sae
         for (int j = lo, n = 0; j < hi; j++) if (dead[j]) deadIdx[n++] = j;
         var codes = SparseCodes.Fixed(x.Rows, Config.DSae, kAux);
         bool dense = kAux > AuxSparseDensity * nDead;
-        var positions = dense ? new int[codes.Count] : null;
-        // Dense path: the selected values also go straight into [B, n_dead] codes, row by row on the selecting thread.
+        // Dense path: the same entries numbered by dead position (their indices are the backward's positions), and the
+        // selected values also straight into [B, n_dead] codes, row by row on the selecting thread.
+        var compact = dense ? SparseCodes.Fixed(x.Rows, nDead, kAux) : null;
+        var positions = compact?.Index;
         var denseCodes = dense ? Tensor.Uninitialized(x.Rows, nDead) : null;
         Compute.ForRange(x.Rows, 8, (r0, r1) =>
         {
@@ -179,7 +181,7 @@ public class TopKSae : Sae
         });
         Tensor recon;
         Tensor? deadWeights = null;
-        if (positions is null)
+        if (compact is null)
         {
             recon = Tensor.Uninitialized(x.Rows, Config.DIn);
             SparseKernels.Decode(codes, WDec, recon, Compute, default);
@@ -188,10 +190,8 @@ public class TopKSae : Sae
         {
             deadWeights = Tensor.Uninitialized(nDead, Config.DIn);
             for (int n = 0; n < nDead; n++) WDec.Row(deadIdx[n]).CopyTo(deadWeights.Row(n));
-            // The reconstruction from the same entries numbered by dead position: a sparse decode against the compact
-            // dead rows (a few MB, cache-resident) beat the dense [B, n_dead] GEMM, 55 vs 83 ms at B 4096, k_aux 256 of 2,341.
-            var compact = SparseCodes.Fixed(x.Rows, nDead, kAux);
-            positions.CopyTo(compact.Index, 0);
+            // A sparse decode against the compact dead rows (a few MB, cache-resident) beat the dense [B, n_dead] GEMM,
+            // 55 vs 83 ms at B 4096, k_aux 256 of 2,341.
             recon = Tensor.Uninitialized(x.Rows, Config.DIn);
             SparseKernels.Decode(compact, deadWeights, recon, Compute, default, codes.Value);
         }
