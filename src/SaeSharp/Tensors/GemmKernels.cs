@@ -222,7 +222,7 @@ public static partial class Gemm
         }
     }
 
-    // out_p[j] = r_j[p]: the 8×8 transpose of eight rows of eight floats (also the sparse kernels' transposed adds).
+    // out_p[j] = r_j[p]: the 8×8 transpose of eight rows of eight floats.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Transpose8(Vector256<float> r0, Vector256<float> r1, Vector256<float> r2, Vector256<float> r3,
         Vector256<float> r4, Vector256<float> r5, Vector256<float> r6, Vector256<float> r7,
@@ -243,6 +243,16 @@ public static partial class Gemm
         o4 = Avx.Permute2x128(u0, u4, 0x31); o5 = Avx.Permute2x128(u1, u5, 0x31);
         o6 = Avx.Permute2x128(u2, u6, 0x31); o7 = Avx.Permute2x128(u3, u7, 0x31);
     }
+
+    // The 8×8 transpose of the eight rows of eight floats at s, s + stride, ..., s + 7·stride (PackB's transposed B,
+    // the sparse kernels' transposed adds).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe void Transpose8(float* s, long stride,
+        out Vector256<float> o0, out Vector256<float> o1, out Vector256<float> o2, out Vector256<float> o3,
+        out Vector256<float> o4, out Vector256<float> o5, out Vector256<float> o6, out Vector256<float> o7) =>
+        Transpose8(Avx.LoadVector256(s), Avx.LoadVector256(s + stride), Avx.LoadVector256(s + 2 * stride), Avx.LoadVector256(s + 3 * stride),
+            Avx.LoadVector256(s + 4 * stride), Avx.LoadVector256(s + 5 * stride), Avx.LoadVector256(s + 6 * stride), Avx.LoadVector256(s + 7 * stride),
+            out o0, out o1, out o2, out o3, out o4, out o5, out o6, out o7);
 
     // count (4, 6, 12, 16 or 32: a tile edge) floats from src to dst, with no read or write past either.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -300,10 +310,7 @@ public static partial class Gemm
                     int p = 0;
                     for (; p + 8 <= kc; p += 8)
                     {
-                        float* s = s0 + p;
-                        Transpose8(Avx.LoadVector256(s), Avx.LoadVector256(s + ldb), Avx.LoadVector256(s + 2L * ldb), Avx.LoadVector256(s + 3L * ldb),
-                            Avx.LoadVector256(s + 4L * ldb), Avx.LoadVector256(s + 5L * ldb), Avx.LoadVector256(s + 6L * ldb), Avx.LoadVector256(s + 7L * ldb),
-                            out var t0, out var t1, out var t2, out var t3, out var t4, out var t5, out var t6, out var t7);
+                        Transpose8(s0 + p, ldb, out var t0, out var t1, out var t2, out var t3, out var t4, out var t5, out var t6, out var t7);
                         float* dd = d + (long)p * nr + j0;
                         Avx.Store(dd, t0); Avx.Store(dd + nr, t1); Avx.Store(dd + 2 * nr, t2); Avx.Store(dd + 3 * nr, t3);
                         Avx.Store(dd + 4 * nr, t4); Avx.Store(dd + 5 * nr, t5); Avx.Store(dd + 6 * nr, t6); Avx.Store(dd + 7 * nr, t7);

@@ -185,10 +185,7 @@ public static class SparseKernels
             for (int i = 0; i < d8; i += 8)
                 for (int t = 0; t < w8; t += 8)
                 {
-                    float* s = a + (long)t * d + i;
-                    Gemm.Transpose8(Avx.LoadVector256(s), Avx.LoadVector256(s + d), Avx.LoadVector256(s + 2 * d), Avx.LoadVector256(s + 3 * d),
-                        Avx.LoadVector256(s + 4 * d), Avx.LoadVector256(s + 5 * d), Avx.LoadVector256(s + 6 * d), Avx.LoadVector256(s + 7 * d),
-                        out var c0, out var c1, out var c2, out var c3, out var c4, out var c5, out var c6, out var c7);
+                    Gemm.Transpose8(a + (long)t * d + i, d, out var c0, out var c1, out var c2, out var c3, out var c4, out var c5, out var c6, out var c7);
                     float* o = gp + at + (long)i * ldg + t;
                     Avx.Store(o, Avx.Add(Avx.LoadVector256(o), c0)); Avx.Store(o + ldg, Avx.Add(Avx.LoadVector256(o + ldg), c1));
                     Avx.Store(o + 2 * ldg, Avx.Add(Avx.LoadVector256(o + 2 * ldg), c2)); Avx.Store(o + 3 * ldg, Avx.Add(Avx.LoadVector256(o + 3 * ldg), c3));
