@@ -16,7 +16,7 @@ public static class KernelBench
         if (withPeer)
         {
             peer = GemmPeer.TryStart(all.Threads, out string why);
-            o.WriteLine(peer is null ? why : $"peer: {peer.Description}, {all.Threads} threads, each shape timed in two rounds alternating with SaeSharp's, the best of each side");
+            o.WriteLine(peer is null ? why : $"peer: {peer.Description}, {all.Threads} threads, each shape timed in four rounds alternating with SaeSharp's, the best of each side");
         }
         o.WriteLine($"SaeSharp kernel benchmark — {Environment.ProcessorCount} logical cores, AVX-512: {Vector512.IsHardwareAccelerated}{(quick ? " (quick)" : "")}");
         o.WriteLine($"CPU: {CacheInfo.Machine}");
@@ -110,18 +110,22 @@ public static class KernelBench
 
     private static void Report(TextWriter o, string name, Action run, long m, long n, long k, bool transA, bool transB, double peak, bool quick, GemmPeer? peer)
     {
-        // With a peer, two rounds of (SaeSharp, peer), each side's best kept: a shared VM's speed drifts by 10-15%
-        // over a minute, and alternating lets both sides meet the same machine.
-        int rounds = peer is null || quick ? 1 : 2;
+        // With a peer, four rounds of (SaeSharp, peer), each side's best kept: a shared VM's speed drifts by 10-15%
+        // over a minute, and alternating lets both sides meet the same machine. Each side times as many calls per
+        // round as fill about a third of a second (at least three): with two rounds of three calls the 30 ms
+        // transformer shapes read anywhere from 0.7 to 1.1 of the peer from one run to the next.
+        int rounds = peer is null || quick ? 1 : 4;
         double s = double.MaxValue, theirs = 0;
         // The share of peak is to the FMA peak probed right before and after this shape (the better of the two), not
         // the run's first probe: the drift would otherwise move the share by as much as the kernels differ.
         var all = Compute.All;
         double peakHere = quick ? peak : MeasureFmaPeak(all, quick);
+        int calls = quick ? 1 : 3;
         for (int round = 0; round < rounds; round++)
         {
-            s = Math.Min(s, BenchUtil.BestSeconds(run, quick ? 1 : 3));
-            if (peer is not null) theirs = Math.Max(theirs, peer.GigaFlops(m, n, k, transA, transB, quick ? 1 : 3));
+            s = Math.Min(s, BenchUtil.BestSeconds(run, calls));
+            if (round == 0 && !quick) calls = Math.Clamp((int)(0.33 / s), 3, 30);
+            if (peer is not null) theirs = Math.Max(theirs, peer.GigaFlops(m, n, k, transA, transB, calls));
         }
         if (!quick) peakHere = Math.Max(peakHere, MeasureFmaPeak(all, quick));
         double gf = 2.0 * m * n * k / s / 1e9;
