@@ -141,6 +141,40 @@ public class TopKTests
             }
     }
 
+    /// <summary>
+    /// Rows at least 16·k long go through the cut from the k group maxima: the same entries as the reference at
+    /// every width, for awkward lengths and k (the last group longer), with ties at the cut (coarse values), a
+    /// row whose largest values all sit in one group, and NaNs filling whole groups (fewer entries than k at or
+    /// above the cut would leave the plain heap to decide; here enough remain).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SimdPaths.Widths), MemberType = typeof(SimdPaths))]
+    public void LongRowsSelectThroughTheGroupCutAtEveryWidth(string width)
+    {
+        var w = SimdPaths.Parse(width);
+        var rng = new Rng(45);
+        foreach (var (n, k) in new[] { (16, 1), (1000, 3), (1237, 40), (16384, 32), (5003, 311) })
+        {
+            var normal = new float[n]; rng.FillNormal(normal);
+            var coarse = normal.Select(v => MathF.Round(v * 2) / 2).ToArray();
+            var oneGroup = normal.Select((v, i) => i < n / k ? v + 100 : v).ToArray();
+            foreach (var row in new[] { normal, coarse, oneGroup })
+            {
+                var values = new float[k]; var indices = new int[k];
+                TopK.SelectRow(row, k, values, indices, w);
+                var expected = ReferenceTop(row, k);
+                Assert.Equal(expected.Select(e => e.I).ToArray(), indices);
+                Assert.Equal(expected.Select(e => e.V).ToArray(), values);
+            }
+        }
+        var withNaN = new float[2000]; rng.FillNormal(withNaN);
+        for (int i = 0; i < 200; i++) withNaN[i] = float.NaN; // the first two of ten groups
+        var v10 = new float[10]; var i10 = new int[10];
+        TopK.SelectRow(withNaN, 10, v10, i10, w);
+        var finite = withNaN.Select((v, i) => (V: v, I: i)).Where(t => !float.IsNaN(t.V)).OrderByDescending(t => t.V).ThenBy(t => t.I).Take(10);
+        Assert.Equal(finite.Select(t => t.I).ToArray(), i10);
+    }
+
     [Theory]
     [MemberData(nameof(SimdPaths.Widths), MemberType = typeof(SimdPaths))]
     public void CollectAboveFindsEveryLargerValueInOrderAtEveryWidth(string width)
