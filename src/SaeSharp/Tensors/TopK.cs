@@ -251,7 +251,7 @@ public static class TopK
             for (; j + T.Count <= row.Length; j += T.Count)
             {
                 var v = T.Load(row, j);
-                for (uint mask = T.Bits(T.GreaterThan(v, cut)); mask != 0; mask &= mask - 1)
+                for (uint mask = T.Bits(T.GreaterThan(v, cut) | T.EqualTo(v, cut)); mask != 0; mask &= mask - 1)
                     found[count++] = j + System.Numerics.BitOperations.TrailingZeroCount(mask);
             }
             Count = count;
