@@ -35,13 +35,14 @@ public static class ModelBench
         // within a minute, and a rate probed once, after every forward, put the ratio anywhere from 0.86 to 1.41.
         var c = model.Config;
         int tokens = batch * seq;
+        var gemmRate = GemmRate(tokens, c.DModel, c.DMlp);
         double s = double.MaxValue, rate = 0;
         for (int r = 0; r < reps; r++)
         {
             var sw = Stopwatch.StartNew();
             model.RunBatch(seqs);
             s = Math.Min(s, sw.Elapsed.TotalSeconds);
-            rate = Math.Max(rate, GemmRate(tokens, c.DModel, c.DMlp));
+            rate = Math.Max(rate, gemmRate());
         }
         double perTokenMacs = (double)c.NLayers * (c.DModel * (double)(c.NHeads + 2 * c.NKvHeads) * c.DHead + (double)c.NHeads * c.DHead * c.DModel
                                                    + (c.GatedMlp ? 3.0 : 2.0) * c.DModel * c.DMlp) + (double)c.DModel * c.VocabSize;
@@ -52,20 +53,26 @@ public static class ModelBench
                          $"{flops / 1e9:F1} GFLOP at the measured GEMM rate {rate / 1e9:F0} GFLOP/s = {floor * 1e3:F1} ms floor, ratio {s / floor:F2}");
     }
 
-    /// <summary>FLOP/s of a [m, k]·[k, n] product (best of 3) with this process's GEMM.</summary>
-    private static double GemmRate(int m, int k, int n)
+    /// <summary>
+    /// A probe of this process's GEMM on one [m, k]·[k, n] product, its operands made once: each call gives the FLOP/s
+    /// of the best of 3 timed products after a warm-up one.
+    /// </summary>
+    private static Func<double> GemmRate(int m, int k, int n)
     {
         var rng = new Rng(3);
         var a = Tensor.Uninitialized(m, k); var b = Tensor.Uninitialized(k, n); var c = Tensor.Uninitialized(m, n);
         rng.FillNormal(a.Span); rng.FillNormal(b.Span);
-        double best = double.MaxValue;
-        for (int r = 0; r < 4; r++)
+        return () =>
         {
-            var sw = Stopwatch.StartNew();
-            Gemm.MatMul(a, b, c, Compute.All);
-            if (r > 0) best = Math.Min(best, sw.Elapsed.TotalSeconds);
-        }
-        return 2.0 * m * k * n / best;
+            double best = double.MaxValue;
+            for (int r = 0; r < 4; r++)
+            {
+                var sw = Stopwatch.StartNew();
+                Gemm.MatMul(a, b, c, Compute.All);
+                if (r > 0) best = Math.Min(best, sw.Elapsed.TotalSeconds);
+            }
+            return 2.0 * m * k * n / best;
+        };
     }
 
     private static void Decode(TextWriter output, string name, HookedTransformer model, int tokens)
